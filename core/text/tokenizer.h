@@ -1,0 +1,56 @@
+// Tokenizer interface shared by the language-model code, plus the byte-level tokenizer used by the
+// models this project trains. (Hugging Face tokenizer.json BPE is a later addition behind the same
+// interface.)
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace unlearning::core {
+
+// Thread-safe (all methods are const).
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  // Token ids of `text` without special tokens.
+  virtual std::vector<int64_t> Encode(std::string_view text) const = 0;
+  // Text of `ids`; special tokens are dropped. Invalid UTF-8 in the byte stream is kept as is.
+  virtual std::string Decode(const std::vector<int64_t>& ids) const = 0;
+  virtual int64_t vocab_size() const = 0;
+  virtual int64_t bos_id() const = 0;
+  virtual int64_t eos_id() const = 0;
+  virtual int64_t pad_id() const = 0;
+  // Writes the tokenizer's files into a model directory (tokenizer_config.json, ...).
+  virtual absl::Status Save(const std::string& dir) const = 0;
+};
+
+// Byte-level tokenizer: id 0 = <pad>, 1 = <s> (BOS), 2 = </s> (EOS), byte b = id b + 3.
+// vocab_size() = 259.
+class ByteTokenizer : public Tokenizer {
+ public:
+  static constexpr int64_t kPad = 0;
+  static constexpr int64_t kBos = 1;
+  static constexpr int64_t kEos = 2;
+  static constexpr int64_t kByteOffset = 3;
+  static constexpr int64_t kVocabSize = 259;
+
+  std::vector<int64_t> Encode(std::string_view text) const override;
+  std::string Decode(const std::vector<int64_t>& ids) const override;
+  int64_t vocab_size() const override { return kVocabSize; }
+  int64_t bos_id() const override { return kBos; }
+  int64_t eos_id() const override { return kEos; }
+  int64_t pad_id() const override { return kPad; }
+  absl::Status Save(const std::string& dir) const override;
+};
+
+// Loads the tokenizer described by a model directory's tokenizer_config.json.
+// kInvalidArgument if the directory names a tokenizer this build does not support.
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& dir);
+
+}  // namespace unlearning::core
