@@ -1,0 +1,193 @@
+// InferenceService: Generate (server-streamed) and Score against a served model version.
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include <ATen/ATen.h>
+
+#include "core/common/torch_status.h"
+#include "core/data/text_example.h"
+#include "core/models/causal_lm.h"
+#include "server/services.h"
+
+namespace unlearning::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct ResolvedLm {
+  std::shared_ptr<const ServedVersion> version;  // keeps the model alive during the call
+  const core::CausalLm* lm = nullptr;
+};
+
+absl::StatusOr<ResolvedLm> ResolveLm(ModelManager* models, const std::string& model_id,
+                                     int64_t version) {
+  if (model_id.empty()) return absl::InvalidArgumentError("model_id is required");
+  auto served = models->Resolve(model_id, version);
+  if (!served.ok()) return served.status();
+  const auto* lm = dynamic_cast<const core::CausalLm*>((*served)->model.get());
+  if (lm == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", model_id, "' is not a causal language model: Generate and Score need one"));
+  }
+  return ResolvedLm{*std::move(served), lm};
+}
+
+// Length of the longest prefix of `bytes` that ends on a UTF-8 character boundary.
+size_t CompleteUtf8Prefix(const std::string& bytes) {
+  size_t n = bytes.size();
+  // Step back over at most 3 continuation bytes to the start of the last character.
+  size_t start = n;
+  for (size_t back = 1; back <= 4 && back <= n; ++back) {
+    const unsigned char c = static_cast<unsigned char>(bytes[n - back]);
+    if ((c & 0xC0) != 0x80) {
+      start = n - back;
+      break;
+    }
+  }
+  if (start == n) return n;
+  const unsigned char lead = static_cast<unsigned char>(bytes[start]);
+  size_t need = 1;
+  if ((lead & 0xE0) == 0xC0)
+    need = 2;
+  else if ((lead & 0xF0) == 0xE0)
+    need = 3;
+  else if ((lead & 0xF8) == 0xF0)
+    need = 4;
+  return n - start >= need ? n : start;
+}
+
+}  // namespace
+
+grpc::Status InferenceServiceImpl::Generate(grpc::ServerContext* ctx,
+                                            const v1::GenerateRequest* request,
+                                            grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  const auto start = Clock::now();
+  auto finish = [&](const absl::Status& status) {
+    metrics_->RecordInference(request->model_id(), "Generate", status.code(),
+                              std::chrono::duration<double>(Clock::now() - start).count());
+    return ToGrpc(status);
+  };
+  auto resolved = ResolveLm(models_, request->model_id(), request->version());
+  if (!resolved.ok()) return finish(resolved.status());
+  const core::CausalLm& lm = *resolved->lm;
+
+  if (request->prompt().empty()) return finish(absl::InvalidArgumentError("prompt is empty"));
+  if (!core::IsValidUtf8(request->prompt())) {
+    return finish(absl::InvalidArgumentError("prompt is not valid UTF-8"));
+  }
+  const int max_tokens = request->max_tokens() == 0 ? 64 : request->max_tokens();
+  if (max_tokens < 1 || max_tokens > 4096) {
+    return finish(absl::InvalidArgumentError(
+        absl::StrCat("max_tokens must be in [1, 4096], got ", request->max_tokens())));
+  }
+  if (request->temperature() < 0.0 || request->temperature() > 10.0) {
+    return finish(absl::InvalidArgumentError(
+        absl::StrCat("temperature must be in [0, 10], got ", request->temperature())));
+  }
+  const double top_p = request->has_top_p() ? request->top_p() : 1.0;
+  if (!(top_p > 0.0 && top_p <= 1.0)) {
+    return finish(absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", top_p)));
+  }
+  const core::Tokenizer& tok = lm.tokenizer();
+  std::vector<int64_t> ids = {tok.bos_id()};
+  const std::string text =
+      request->qa_format() ? core::QaPrompt(request->prompt()) : request->prompt();
+  for (int64_t id : tok.Encode(text)) ids.push_back(id);
+  const int64_t context = lm.config().max_position_embeddings;
+  if (static_cast<int64_t>(ids.size()) + max_tokens > context) {
+    return finish(absl::InvalidArgumentError(
+        absl::StrCat("prompt (", ids.size(), " tokens) + max_tokens (", max_tokens,
+                     ") exceeds the model's context of ", context, " tokens")));
+  }
+
+  core::GenerateOptions options;
+  options.max_new_tokens = max_tokens;
+  options.temperature = request->temperature();
+  options.top_p = top_p;
+  options.seed = request->seed();
+  std::string pending;  // bytes of an incomplete UTF-8 character
+  std::vector<int64_t> pending_ids;
+  bool client_gone = false;
+  int64_t emitted = 0;
+  auto on_token = [&](int64_t id) {
+    pending += tok.Decode({id});
+    pending_ids.push_back(id);
+    const size_t complete = CompleteUtf8Prefix(pending);
+    if (complete == 0 && pending.size() < 4) return true;
+    v1::GenerateResponse chunk;
+    chunk.set_text(pending.substr(0, complete));
+    for (int64_t t : pending_ids) chunk.add_token_ids(t);
+    chunk.set_version(resolved->version->version);
+    pending.erase(0, complete);
+    pending_ids.clear();
+    emitted += chunk.token_ids_size();
+    if (ctx->IsCancelled() || !writer->Write(chunk)) {
+      client_gone = true;
+      return false;
+    }
+    return true;
+  };
+  auto generated =
+      core::TorchCall("generating", [&] { return lm.Generate(ids, options, on_token); });
+  if (!generated.ok()) return finish(generated.status());
+  if (client_gone) return finish(absl::CancelledError("the client went away"));
+  v1::GenerateResponse last;
+  last.set_text(pending);
+  for (int64_t t : pending_ids) last.add_token_ids(t);
+  last.set_version(resolved->version->version);
+  last.set_finish_reason(static_cast<int>(generated->size()) < max_tokens ? "eos" : "max_tokens");
+  writer->Write(last);
+  metrics_->AddGeneratedTokens(request->model_id(), static_cast<int64_t>(generated->size()));
+  return finish(absl::OkStatus());
+}
+
+grpc::Status InferenceServiceImpl::Score(grpc::ServerContext*, const v1::ScoreRequest* request,
+                                         v1::ScoreResponse* response) {
+  const auto start = Clock::now();
+  auto finish = [&](const absl::Status& status) {
+    metrics_->RecordInference(request->model_id(), "Score", status.code(),
+                              std::chrono::duration<double>(Clock::now() - start).count());
+    return ToGrpc(status);
+  };
+  auto resolved = ResolveLm(models_, request->model_id(), request->version());
+  if (!resolved.ok()) return finish(resolved.status());
+  const core::CausalLm& lm = *resolved->lm;
+  if (request->continuation().empty()) {
+    return finish(absl::InvalidArgumentError("continuation is empty"));
+  }
+  if (!core::IsValidUtf8(request->prompt()) || !core::IsValidUtf8(request->continuation())) {
+    return finish(absl::InvalidArgumentError("prompt and continuation must be valid UTF-8"));
+  }
+  const core::Tokenizer& tok = lm.tokenizer();
+  std::vector<int64_t> ids = {tok.bos_id()};
+  const std::string text =
+      request->qa_format() ? core::QaPrompt(request->prompt()) : request->prompt();
+  for (int64_t id : tok.Encode(text)) ids.push_back(id);
+  const int64_t prompt_len = static_cast<int64_t>(ids.size());
+  for (int64_t id : tok.Encode(request->continuation())) ids.push_back(id);
+  const int64_t total = static_cast<int64_t>(ids.size());
+  if (total > lm.config().max_position_embeddings) {
+    return finish(absl::InvalidArgumentError(absl::StrCat("prompt + continuation is ", total,
+                                                          " tokens; the model's context is ",
+                                                          lm.config().max_position_embeddings)));
+  }
+  auto status = core::TorchCall("scoring", [&]() -> absl::Status {
+    at::Tensor input = at::tensor(ids, at::kLong).unsqueeze(0).to(lm.device());  // [1, T]
+    at::Tensor logp = at::log_softmax(lm.Logits(input)[0], -1).cpu();            // [T, V]
+    double sum = 0.0;
+    for (int64_t t = prompt_len; t < total; ++t) {
+      const double lp = logp[t - 1][ids[t]].item<double>();
+      response->add_token_log_probabilities(lp);
+      sum += lp;
+    }
+    const int32_t n = static_cast<int32_t>(total - prompt_len);
+    response->set_log_probability(sum);
+    response->set_num_tokens(n);
+    response->set_mean_token_probability(std::exp(sum / n));
+    response->set_version(resolved->version->version);
+    return absl::OkStatus();
+  });
+  return finish(status);
+}
+
+}  // namespace unlearning::server

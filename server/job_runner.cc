@@ -1,0 +1,367 @@
+#include "server/job_runner.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include <google/protobuf/util/json_util.h>
+
+#include "core/common/sha256.h"
+#include "core/common/status_macros.h"
+#include "core/common/torch_status.h"
+#include "core/models/causal_lm.h"
+#include "core/verify/text_verification.h"
+#include "server/proto_convert.h"
+
+namespace unlearning::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Forwards a job's progress to its followers (at most ~4 events/s), the journal (~1 write/s) and
+// the progress gauge.
+class JobProgressSink : public core::ProgressSink {
+ public:
+  JobProgressSink(const JobRecord& job, Journal* journal, EventHub* events, Metrics* metrics)
+      : job_(job), journal_(journal), events_(events), metrics_(metrics) {}
+
+  void OnProgress(const core::ProgressUpdate& u) override {
+    const auto now = Clock::now();
+    const bool last = u.total_steps > 0 && u.step >= u.total_steps;
+    const bool phase_changed = u.phase != phase_;
+    phase_ = u.phase;
+    if (u.total_steps > 0) {
+      metrics_->SetJobProgress(job_.model_id,
+                               static_cast<double>(u.step) / static_cast<double>(u.total_steps));
+    }
+    if (u.phase == "training" &&
+        (last || now - last_journal_ >= std::chrono::seconds(1) || u.step <= 1)) {
+      last_journal_ = now;
+      journal_->UpdateProgress(job_.job_id, u.step, u.total_steps, u.loss).IgnoreError();
+    }
+    if (last || phase_changed || now - last_event_ >= std::chrono::milliseconds(250)) {
+      last_event_ = now;
+      v1::ErasureEvent event;
+      event.set_kind(v1::ErasureEvent::KIND_PROGRESS);
+      event.set_request_id(job_.request_id);
+      event.set_job_id(job_.job_id);
+      v1::Progress* p = event.mutable_progress();
+      p->set_step(u.step);
+      p->set_total_steps(u.total_steps);
+      p->set_loss(u.loss);
+      p->set_eta_seconds(u.eta_seconds);
+      p->set_phase(u.phase);
+      events_->Publish(event);
+    }
+  }
+
+ private:
+  const JobRecord& job_;
+  Journal* journal_;
+  EventHub* events_;
+  Metrics* metrics_;
+  std::string phase_;
+  Clock::time_point last_event_{};
+  Clock::time_point last_journal_{};
+};
+
+std::string ToJson(const google::protobuf::Message& message) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
+  return out;
+}
+
+std::vector<core::TextExample> Capped(const std::vector<core::TextExample>& examples, int cap) {
+  if (static_cast<int>(examples.size()) <= cap) return examples;
+  return std::vector<core::TextExample>(examples.begin(), examples.begin() + cap);
+}
+
+std::map<std::string, double> FigureMap(const core::VerificationReport& report, bool after) {
+  std::map<std::string, double> out;
+  for (const auto& f : report.figures) out[f.name] = after ? f.after : f.before;
+  return out;
+}
+
+}  // namespace
+
+v1::JobState ToProto(JobState state) {
+  switch (state) {
+    case JobState::kQueued:
+      return v1::JOB_STATE_QUEUED;
+    case JobState::kRunning:
+      return v1::JOB_STATE_RUNNING;
+    case JobState::kCompleted:
+      return v1::JOB_STATE_COMPLETED;
+    case JobState::kFailed:
+      return v1::JOB_STATE_FAILED;
+    case JobState::kFailedVerification:
+      return v1::JOB_STATE_FAILED_VERIFICATION;
+    case JobState::kCancelled:
+      return v1::JOB_STATE_CANCELLED;
+  }
+  return v1::JOB_STATE_UNSPECIFIED;
+}
+
+v1::ErasureEvent::Kind TerminalKind(JobState state) {
+  switch (state) {
+    case JobState::kCompleted:
+      return v1::ErasureEvent::KIND_COMPLETED;
+    case JobState::kFailedVerification:
+      return v1::ErasureEvent::KIND_FAILED_VERIFICATION;
+    case JobState::kCancelled:
+      return v1::ErasureEvent::KIND_CANCELLED;
+    default:
+      return v1::ErasureEvent::KIND_FAILED;
+  }
+}
+
+v1::Job JobToProto(const JobRecord& r) {
+  v1::Job job;
+  job.set_job_id(r.job_id);
+  job.set_request_id(r.request_id);
+  job.set_model_id(r.model_id);
+  job.set_method(r.method);
+  job.set_state(ToProto(r.state));
+  job.set_error_message(r.error_message);
+  job.set_step(r.step);
+  job.set_total_steps(r.total_steps);
+  job.set_loss(r.loss);
+  job.set_accepted_unix_ms(r.accepted_unix_ms);
+  job.set_started_unix_ms(r.started_unix_ms);
+  job.set_finished_unix_ms(r.finished_unix_ms);
+  job.set_published_version(r.published_version);
+  v1::ErasureRequest request;
+  if (request.ParseFromString(r.request_blob)) job.set_forget_examples(request.forget_set_size());
+  job.set_compliance_reference(r.compliance_reference);
+  if (!r.verification_json.empty()) {
+    auto parsed = nlohmann::json::parse(r.verification_json, nullptr, false);
+    if (!parsed.is_discarded()) *job.mutable_verification() = ReportFromJson(parsed);
+  }
+  job.set_attempts(r.attempts);
+  return job;
+}
+
+absl::StatusOr<v1::Certificate> JobRunner::CertificateFromRecord(const CertificateRecord& record) {
+  v1::Certificate cert;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  auto status = google::protobuf::util::JsonStringToMessage(record.json, &cert, options);
+  if (!status.ok()) {
+    return absl::InternalError(absl::StrCat("stored certificate ", record.certificate_id,
+                                            " does not parse: ", status.ToString()));
+  }
+  cert.set_certificate_sha256(record.sha256);
+  return cert;
+}
+
+JobRunner::JobRunner(Journal* journal, ModelStore* store, ModelManager* models, EventHub* events,
+                     Metrics* metrics, const core::MethodRegistry* methods,
+                     JobRunnerOptions options, std::function<bool()> shutting_down)
+    : journal_(journal),
+      store_(store),
+      models_(models),
+      events_(events),
+      metrics_(metrics),
+      methods_(methods),
+      options_(std::move(options)),
+      shutting_down_(std::move(shutting_down)) {}
+
+void JobRunner::Emit(v1::ErasureEvent::Kind kind, const std::string& job_id,
+                     const std::string& message, const v1::Certificate* certificate) {
+  auto record = journal_->GetJob(job_id);
+  if (!record.ok()) return;
+  v1::ErasureEvent event;
+  event.set_kind(kind);
+  event.set_request_id(record->request_id);
+  event.set_job_id(job_id);
+  event.set_message(message);
+  *event.mutable_job() = JobToProto(*record);
+  if (certificate != nullptr) *event.mutable_certificate() = *certificate;
+  events_->Publish(event);
+}
+
+void JobRunner::Finish(const JobRecord& job, JobState state, const std::string& message,
+                       const std::string& verification_json) {
+  auto status = journal_->FinishJob(job.job_id, state, message, verification_json);
+  if (!status.ok()) {
+    // The job may have been finished concurrently (e.g. cancelled); report what is stored.
+    auto current = journal_->GetJob(job.job_id);
+    if (current.ok() && IsTerminal(current->state)) state = current->state;
+  }
+  const double seconds =
+      static_cast<double>(NowUnixMs() -
+                          (job.started_unix_ms > 0 ? job.started_unix_ms : job.accepted_unix_ms)) /
+      1000.0;
+  metrics_->RecordJobFinished(job.method, state, seconds);
+  metrics_->SetJobProgress(job.model_id, 0.0);
+  journal_
+      ->AppendEvent(job.job_id, "state",
+                    nlohmann::json({{"state", JobStateName(state)}, {"message", message}}).dump())
+      .IgnoreError();
+  Emit(TerminalKind(state), job.job_id, message);
+}
+
+void JobRunner::Run(const std::string& job_id, const core::CancellationToken* cancel) {
+  auto marked = journal_->MarkRunning(job_id);
+  if (!marked.ok()) {
+    // Cancelled while queued, or unknown: nothing to run.
+    return;
+  }
+  const JobRecord job = *std::move(marked);
+  metrics_->RecordJobStarted(job.method);
+  journal_->AppendEvent(job_id, "state", R"({"state":"running"})").IgnoreError();
+  Emit(v1::ErasureEvent::KIND_PROGRESS, job_id, "started");
+
+  absl::Status status = RunJob(job, cancel);
+  if (status.ok()) return;  // RunJob finished the job (completed or failed verification)
+  if (absl::IsCancelled(status)) {
+    auto current = journal_->GetJob(job_id);
+    const bool asked = current.ok() && current->cancel_requested;
+    if (!asked && shutting_down_()) {
+      // Interrupted by shutdown: the job stays `running` in the journal and is queued again by
+      // RequeueInterrupted() at the next start.
+      metrics_->SetJobProgress(job.model_id, 0.0);
+      return;
+    }
+    Finish(job, JobState::kCancelled, "cancelled by request", "");
+    return;
+  }
+  Finish(job, JobState::kFailed, std::string(status.message()), "");
+}
+
+absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationToken* cancel) {
+  v1::ErasureRequest request;
+  if (!request.ParseFromString(job.request_blob)) {
+    return absl::InternalError("the journaled request does not parse");
+  }
+  UNL_ASSIGN_OR_RETURN(auto info, models_->registry().Info(job.model_id));
+  UNL_ASSIGN_OR_RETURN(std::shared_ptr<const ServedVersion> parent,
+                       models_->Resolve(job.model_id, 0));
+  auto params = nlohmann::json::parse(job.params_json, nullptr, false);
+  if (params.is_discarded()) params = nlohmann::json::object();
+  UNL_ASSIGN_OR_RETURN(std::unique_ptr<core::UnlearningMethod> method,
+                       methods_->Create(job.method, params));
+  if (method->family() != info->family) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "method ", job.method, " works on ", core::ModelFamilyName(method->family()),
+        " models; model '", job.model_id, "' is a ", core::ModelFamilyName(info->family)));
+  }
+  const core::ErasureData data = ErasureDataFromProto(request);
+  UNL_RETURN_IF_ERROR(method->CheckData(data));
+  UNL_ASSIGN_OR_RETURN(core::VerificationThresholds thresholds,
+                       ThresholdsFromProto(request.thresholds()));
+  const auto started = Clock::now();
+
+  // 1. Train a private working copy; the serving version keeps answering queries.
+  UNL_ASSIGN_OR_RETURN(std::unique_ptr<core::Model> working,
+                       parent->model->Clone(models_->device()));
+  JobProgressSink sink(job, journal_, events_, metrics_);
+  core::MethodContext ctx;
+  ctx.model = working.get();
+  ctx.reference = parent->model.get();
+  ctx.data = &data;
+  ctx.progress = &sink;
+  ctx.cancel = cancel;
+  UNL_RETURN_IF_ERROR(
+      core::TorchCall("running the method", [&]() -> absl::Status { return method->Run(ctx); }));
+  if (cancel->cancelled()) return absl::CancelledError("cancelled");
+
+  // 2. Verify against the parent version.
+  sink.OnProgress({0, 0, 0.0, 0.0, "verifying"});
+  const auto* before_lm = dynamic_cast<const core::CausalLm*>(parent->model.get());
+  const auto* after_lm = dynamic_cast<const core::CausalLm*>(working.get());
+  if (before_lm == nullptr || after_lm == nullptr) {
+    return absl::UnimplementedError("verification supports causal language models only");
+  }
+  core::TextProbes probes;
+  probes.forget = data.forget;
+  probes.retain =
+      Capped(data.retain.empty() ? info->retain_probes : data.retain, options_.max_probe_examples);
+  probes.holdout = Capped(info->holdout_probes, options_.max_probe_examples);
+  UNL_ASSIGN_OR_RETURN(core::VerificationReport report,
+                       core::VerifyText(*before_lm, *after_lm, probes, thresholds, cancel));
+  const std::string report_json = ReportToJson(report).dump();
+  if (!report.passed) {
+    Finish(job, JobState::kFailedVerification,
+           absl::StrCat("verification failed, nothing published: ",
+                        absl::StrJoin(report.checks, "; ")),
+           report_json);
+    return absl::OkStatus();
+  }
+
+  // 3. Publish: store (atomic), then one journal transaction (version + job + certificate), then
+  //    the pointer swap.
+  sink.OnProgress({0, 0, 0.0, 0.0, "publishing"});
+  UNL_ASSIGN_OR_RETURN(auto serving_now, models_->registry().Serving(job.model_id));
+  if (serving_now->version != parent->version) {
+    return absl::AbortedError(absl::StrCat("model '", job.model_id, "' changed from version ",
+                                           parent->version, " to ", serving_now->version,
+                                           " while the job ran (rollback?); resubmit the request"));
+  }
+  UNL_ASSIGN_OR_RETURN(int64_t next, journal_->NextVersion(job.model_id));
+  UNL_ASSIGN_OR_RETURN(std::string dir, store_->Save(job.model_id, next, *working));
+  UNL_ASSIGN_OR_RETURN(std::string sha_after, WeightsSha256(dir));
+  UNL_ASSIGN_OR_RETURN(std::string previous_sha, journal_->LatestCertificateSha(job.model_id));
+
+  v1::Certificate cert;
+  cert.set_certificate_id(absl::StrCat("cert-", job.job_id.substr(job.job_id.find('-') + 1)));
+  cert.set_request_id(job.request_id);
+  cert.set_job_id(job.job_id);
+  cert.set_compliance_reference(job.compliance_reference);
+  cert.set_model_id(job.model_id);
+  cert.set_version_before(parent->version);
+  cert.set_version_after(next);
+  cert.set_method(job.method);
+  cert.set_method_params_json(method->EffectiveParams().dump());
+  cert.set_forget_set_sha256(job.forget_sha256);
+  cert.set_weights_before_sha256(parent->weights_sha256);
+  cert.set_weights_after_sha256(sha_after);
+  *cert.mutable_verification() = ToProto(report);
+  cert.set_accepted_unix_ms(job.accepted_unix_ms);
+  cert.set_started_unix_ms(job.started_unix_ms);
+  cert.set_completed_unix_ms(NowUnixMs());
+  cert.set_server_version(options_.server_version);
+  cert.set_previous_certificate_sha256(previous_sha);
+
+  CertificateRecord record;
+  record.certificate_id = cert.certificate_id();
+  record.job_id = job.job_id;
+  record.model_id = job.model_id;
+  record.json = ToJson(cert);  // the signed document: every field but certificate_sha256
+  record.sha256 = core::Sha256Hex(record.json);
+  record.previous_sha256 = previous_sha;
+
+  ModelVersionRecord version;
+  version.model_id = job.model_id;
+  version.version = next;
+  version.parent_version = parent->version;
+  version.job_id = job.job_id;
+  version.artifact_kind = "full";
+  version.dir = dir;
+  version.weights_sha256 = sha_after;
+  version.figures_json = report_json;
+  UNL_RETURN_IF_ERROR(journal_->CompleteJob(job.job_id, version, record, report_json));
+
+  auto served = std::make_shared<ServedVersion>();
+  served->version = next;
+  served->dir = dir;
+  served->weights_sha256 = sha_after;
+  served->model = std::shared_ptr<const core::Model>(std::move(working));
+  UNL_RETURN_IF_ERROR(models_->PublishResident(job.model_id, std::move(served)));
+
+  metrics_->SetVerificationFigures(job.model_id, FigureMap(report, false), FigureMap(report, true));
+  metrics_->RecordJobFinished(job.method, JobState::kCompleted,
+                              std::chrono::duration<double>(Clock::now() - started).count());
+  metrics_->SetJobProgress(job.model_id, 0.0);
+  journal_->AppendEvent(job.job_id, "state", R"({"state":"completed"})").IgnoreError();
+  cert.set_certificate_sha256(record.sha256);
+  Emit(v1::ErasureEvent::KIND_COMPLETED, job.job_id,
+       absl::StrCat("published version ", next, " of ", job.model_id), &cert);
+  return absl::OkStatus();
+}
+
+}  // namespace unlearning::server

@@ -1,0 +1,65 @@
+// Runs one erasure job end to end: working copy -> method -> verification -> publish ->
+// certificate, reporting progress to the event hub, the journal and the metrics. Called by the
+// scheduler's workers, one job per model at a time.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+
+#include "core/common/cancellation.h"
+#include "core/methods/method_registry.h"
+#include "server/event_hub.h"
+#include "server/infra/journal.h"
+#include "server/infra/metrics.h"
+#include "server/infra/model_store.h"
+#include "server/model_manager.h"
+#include "unlearning/v1/erasure.pb.h"
+
+namespace unlearning::server {
+
+// v1::Job from the journal's record (verification report parsed from its JSON).
+v1::Job JobToProto(const JobRecord& record);
+v1::JobState ToProto(JobState state);
+// The ErasureEvent kind that ends a job in `state`.
+v1::ErasureEvent::Kind TerminalKind(JobState state);
+
+struct JobRunnerOptions {
+  std::string server_version = "dev";
+  // Cap on retain / holdout probe examples used by verification (keeps it to seconds).
+  int max_probe_examples = 200;
+};
+
+// Thread-safe: Run() is called concurrently for jobs of different models.
+class JobRunner {
+ public:
+  JobRunner(Journal* journal, ModelStore* store, ModelManager* models, EventHub* events,
+            Metrics* metrics, const core::MethodRegistry* methods, JobRunnerOptions options,
+            std::function<bool()> shutting_down);
+
+  // Runs job `job_id` to a terminal state (or leaves it for the next start when the server shuts
+  // down mid-run). Never throws; every failure ends as a FAILED job with the reason.
+  void Run(const std::string& job_id, const core::CancellationToken* cancel);
+
+  // The certificate of a completed job as the proto clients get (certificate_sha256 filled in).
+  static absl::StatusOr<v1::Certificate> CertificateFromRecord(const CertificateRecord& record);
+
+ private:
+  absl::Status RunJob(const JobRecord& job, const core::CancellationToken* cancel);
+  void Finish(const JobRecord& job, JobState state, const std::string& message,
+              const std::string& verification_json);
+  void Emit(v1::ErasureEvent::Kind kind, const std::string& job_id, const std::string& message,
+            const v1::Certificate* certificate = nullptr);
+
+  Journal* journal_;
+  ModelStore* store_;
+  ModelManager* models_;
+  EventHub* events_;
+  Metrics* metrics_;
+  const core::MethodRegistry* methods_;
+  JobRunnerOptions options_;
+  std::function<bool()> shutting_down_;
+};
+
+}  // namespace unlearning::server

@@ -1,0 +1,123 @@
+// unlearnd: the machine-unlearning server.
+//
+//   unlearnd --data-dir /var/lib/unlearnd --model demo=/models/demo \
+//            --listen 127.0.0.1:50051 --metrics-listen 127.0.0.1:9464
+//
+// SIGTERM / SIGINT drain gracefully: no new requests, running jobs get --drain-timeout seconds to
+// finish (interrupted jobs resume at the next start; nothing accepted is lost).
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "server/server.h"
+
+namespace {
+
+bool WriteReadyFile(const std::string& path, const nlohmann::json& content) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << content.dump() << "\n";
+    if (!out.good()) return false;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  return !ec;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  unlearning::server::ServerOptions options;
+  int threads = 0;
+  int drain_timeout_seconds = 60;
+  std::vector<std::string> model_flags;
+  std::string ready_file;
+
+  CLI::App app{"unlearnd: machine-unlearning server (gRPC API unlearning.v1)"};
+  app.add_option("--listen", options.listen, "gRPC address HOST:PORT (port 0 = any free port)")
+      ->capture_default_str();
+  app.add_option("--metrics-listen", options.metrics_listen,
+                 "Prometheus /metrics address HOST:PORT (empty = off)")
+      ->capture_default_str();
+  app.add_option("--data-dir", options.data_dir,
+                 "journal (journal.sqlite) and model store (models/<id>/v<N>)")
+      ->capture_default_str();
+  app.add_option("--model", model_flags,
+                 "ID=DIR: load a Hugging Face-layout model directory at startup (repeatable; "
+                 "ignored if the journal already has ID)");
+  app.add_option("--device", options.device, "cpu | cuda | cuda:N")->capture_default_str();
+  app.add_option("--threads", threads, "LibTorch intra-op threads (0 = number of cores)")
+      ->check(CLI::Range(0, 1024));
+  app.add_option("--workers", options.workers, "jobs run in parallel (on different models)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--queue-capacity", options.queue_capacity, "queued jobs per model")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  app.add_option("--max-message-bytes", options.max_message_bytes, "largest gRPC message accepted")
+      ->check(CLI::Range(1024, 1 << 30))
+      ->capture_default_str();
+  app.add_option("--max-forget-examples", options.limits.max_forget_examples,
+                 "largest forget set per request")
+      ->check(CLI::Range(1, 10000000))
+      ->capture_default_str();
+  app.add_option("--drain-timeout", drain_timeout_seconds,
+                 "seconds running jobs get to finish on SIGTERM")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
+  app.add_option("--ready-file", ready_file,
+                 "write {\"grpc\",\"metrics\",\"pid\"} JSON here once serving");
+  CLI11_PARSE(app, argc, argv);
+
+  for (const std::string& flag : model_flags) {
+    const size_t eq = flag.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == flag.size()) {
+      std::cerr << "unlearnd: --model must be ID=DIR, got '" << flag << "'\n";
+      return 2;
+    }
+    options.models.emplace_back(flag.substr(0, eq), flag.substr(eq + 1));
+  }
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  at::set_num_threads(threads > 0 ? threads : std::max(1, cores));
+
+  // Block the stop signals in every thread; one thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto server = unlearning::server::UnlearningServer::Start(options);
+  if (!server.ok()) {
+    std::cerr << "unlearnd: " << server.status().message() << "\n";
+    return 1;
+  }
+  std::cerr << "unlearnd: serving gRPC on " << (*server)->grpc_address();
+  if (!(*server)->metrics_address().empty()) {
+    std::cerr << ", metrics on http://" << (*server)->metrics_address() << "/metrics";
+  }
+  std::cerr << " (data dir " << options.data_dir << ", " << at::get_num_threads() << " threads, "
+            << (*server)->recovered_jobs() << " jobs recovered)" << std::endl;
+  if (!ready_file.empty() && !WriteReadyFile(ready_file, {{"grpc", (*server)->grpc_address()},
+                                                          {"metrics", (*server)->metrics_address()},
+                                                          {"pid", static_cast<int>(getpid())}})) {
+    std::cerr << "unlearnd: cannot write --ready-file " << ready_file << "\n";
+    return 1;
+  }
+
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  std::cerr << "unlearnd: " << (signal == SIGTERM ? "SIGTERM" : "SIGINT") << ": draining (up to "
+            << drain_timeout_seconds << " s)" << std::endl;
+  (*server)->Shutdown(absl::Seconds(drain_timeout_seconds));
+  std::cerr << "unlearnd: stopped" << std::endl;
+  return 0;
+}

@@ -1,0 +1,68 @@
+// Translation between the unlearning.v1 protobuf messages and core types, at the server's edge.
+// Also the request validation that needs nothing but the request itself.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include <nlohmann/json.hpp>
+
+#include "core/data/text_example.h"
+#include "core/methods/method.h"
+#include "core/models/model.h"
+#include "core/verify/text_verification.h"
+#include "unlearning/v1/erasure.pb.h"
+#include "unlearning/v1/methods.pb.h"
+#include "unlearning/v1/models.pb.h"
+
+namespace unlearning::server {
+
+// Registry name of the method selected in `params` ("flat", "gradient_ascent", ...), or
+// kInvalidArgument if no method is set.
+absl::StatusOr<std::string> MethodName(const v1::MethodParams& params);
+
+// The method's parameters as the JSON object the core method registry validates (only the fields
+// the client set; the method fills in defaults). Keys are the proto field names, training options
+// flattened to the top level.
+nlohmann::json MethodParamsToJson(const v1::MethodParams& params);
+
+core::TextExample FromProto(const v1::TextExample& example);
+v1::TextExample ToProto(const core::TextExample& example);
+core::ErasureData ErasureDataFromProto(const v1::ErasureRequest& request);
+
+// Thresholds with documented defaults filled in; kInvalidArgument when out of range.
+absl::StatusOr<core::VerificationThresholds> ThresholdsFromProto(
+    const v1::VerificationThresholds& thresholds);
+
+v1::VerificationReport ToProto(const core::VerificationReport& report);
+nlohmann::json ReportToJson(const core::VerificationReport& report);
+v1::VerificationReport ReportFromJson(const nlohmann::json& json);
+
+v1::ModelFamily ToProto(core::ModelFamily family);
+
+// Limits applied to an erasure request before it is accepted.
+struct RequestLimits {
+  int max_forget_examples = 10000;
+  int max_retain_examples = 100000;
+  int max_templates = 1000;
+  int max_text_bytes = 16 * 1024;  // per question / answer / template
+};
+
+// Schema validation of an erasure request (ids, sizes, UTF-8, thresholds). kInvalidArgument with
+// what to fix; kResourceExhausted when a set exceeds a limit.
+absl::Status ValidateErasureRequest(const v1::ErasureRequest& request, const RequestLimits& limits);
+
+// SHA-256 (hex) of the forget set in canonical form: the JSON array of {"question","answer"}
+// objects in request order. Certificates carry it so a data subject's records can be matched.
+std::string ForgetSetSha256(const v1::ErasureRequest& request);
+
+// SHA-256 (hex) of the request's canonical serialisation (deterministic protobuf bytes): two
+// requests with the same id but different contents are a client error.
+std::string RequestFingerprint(const v1::ErasureRequest& request);
+
+// Current Unix time in milliseconds.
+int64_t NowUnixMs();
+
+}  // namespace unlearning::server

@@ -1,0 +1,145 @@
+#include "server/server.h"
+
+#include <filesystem>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "core/common/status_macros.h"
+#include "core/common/torch_status.h"
+#include "core/methods/method_registry.h"
+
+namespace unlearning::server {
+namespace {
+
+absl::StatusOr<std::pair<std::string, int>> SplitHostPort(const std::string& address,
+                                                          const char* flag) {
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " must be HOST:PORT (e.g. 127.0.0.1:9464), got '", address, "'"));
+  }
+  return std::make_pair(address.substr(0, colon), port);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
+    const ServerOptions& options) {
+  std::unique_ptr<UnlearningServer> s(new UnlearningServer());
+  s->options_ = options;
+  if (options.workers < 1 || options.queue_capacity < 1 || options.max_message_bytes < 1024) {
+    return absl::InvalidArgumentError(
+        "--workers and --queue-capacity must be >= 1 and --max-message-bytes >= 1024");
+  }
+  UNL_ASSIGN_OR_RETURN(torch::Device device,
+                       core::TorchCall("--device", [&]() -> absl::StatusOr<torch::Device> {
+                         return torch::Device(options.device);
+                       }));
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create --data-dir '", options.data_dir, "': ", ec.message()));
+  }
+  const std::string journal_path =
+      (std::filesystem::path(options.data_dir) / "journal.sqlite").string();
+  UNL_ASSIGN_OR_RETURN(s->journal_, Journal::Open(journal_path));
+  UNL_ASSIGN_OR_RETURN(s->store_, ModelStore::Open(options.data_dir));
+  s->metrics_ = std::make_unique<Metrics>(options.server_version);
+  if (!options.metrics_listen.empty()) {
+    UNL_ASSIGN_OR_RETURN(auto hp, SplitHostPort(options.metrics_listen, "--metrics-listen"));
+    UNL_ASSIGN_OR_RETURN(int port, s->metrics_->Start(hp.first, hp.second));
+    s->metrics_address_ = absl::StrCat(hp.first, ":", port);
+  }
+
+  s->models_ = std::make_unique<ModelManager>(s->journal_.get(), s->store_.get(), &s->registry_,
+                                              s->metrics_.get(), device);
+  UNL_RETURN_IF_ERROR(s->models_->RestoreAll());
+  for (const auto& [id, dir] : options.models) {
+    if (s->registry_.Contains(id)) continue;  // already journaled: its published versions win
+    auto status = s->models_->LoadNew(id, dir);
+    if (!status.ok()) {
+      return absl::Status(status.code(),
+                          absl::StrCat("--model ", id, "=", dir, ": ", status.message()));
+    }
+  }
+
+  UnlearningServer* raw = s.get();
+  JobRunnerOptions runner_options;
+  runner_options.server_version = options.server_version;
+  s->runner_ = std::make_unique<JobRunner>(s->journal_.get(), s->store_.get(), s->models_.get(),
+                                           &s->events_, s->metrics_.get(),
+                                           &core::MethodRegistry::Builtin(), runner_options,
+                                           [raw] { return raw->scheduler_->shutting_down(); });
+  s->scheduler_ = std::make_unique<Scheduler>(
+      options.workers, options.queue_capacity,
+      [raw](const std::string& job_id, const std::string& model_id,
+            const core::CancellationToken* cancel) {
+        raw->metrics_->SetQueueDepth(model_id, raw->scheduler_->QueueDepth(model_id));
+        raw->metrics_->SetRunningJobs(raw->scheduler_->Running());
+        raw->runner_->Run(job_id, cancel);
+        raw->metrics_->SetRunningJobs(raw->scheduler_->Running() - 1);
+      });
+
+  ErasureServiceDeps deps;
+  deps.journal = s->journal_.get();
+  deps.models = s->models_.get();
+  deps.scheduler = s->scheduler_.get();
+  deps.events = &s->events_;
+  deps.metrics = s->metrics_.get();
+  deps.methods = &core::MethodRegistry::Builtin();
+  deps.limits = options.limits;
+  s->model_service_ = std::make_unique<ModelServiceImpl>(s->models_.get());
+  s->erasure_service_ = std::make_unique<ErasureServiceImpl>(deps);
+  s->inference_service_ =
+      std::make_unique<InferenceServiceImpl>(s->models_.get(), s->metrics_.get());
+  UNL_ASSIGN_OR_RETURN(s->recovered_jobs_, s->erasure_service_->RecoverJobs());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  UNL_ASSIGN_OR_RETURN(auto hp, SplitHostPort(options.listen, "--listen"));
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.RegisterService(s->model_service_.get());
+  builder.RegisterService(s->erasure_service_.get());
+  builder.RegisterService(s->inference_service_.get());
+  s->grpc_ = builder.BuildAndStart();
+  if (!s->grpc_ || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on --listen ", options.listen,
+                                               " (address in use or not local?)"));
+  }
+  s->grpc_address_ = absl::StrCat(hp.first, ":", port);
+  if (auto* health = s->grpc_->GetHealthCheckService()) {
+    health->SetServingStatus(true);
+    health->SetServingStatus("unlearning.v1.ErasureService", true);
+    health->SetServingStatus("unlearning.v1.InferenceService", true);
+    health->SetServingStatus("unlearning.v1.ModelService", true);
+  }
+  return s;
+}
+
+void UnlearningServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (grpc_) {
+    if (auto* health = grpc_->GetHealthCheckService()) health->SetServingStatus(false);
+  }
+  if (scheduler_) scheduler_->Shutdown(grace);
+  if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (metrics_) metrics_->Stop();
+}
+
+void UnlearningServer::Wait() {
+  if (grpc_) grpc_->Wait();
+}
+
+UnlearningServer::~UnlearningServer() { Shutdown(absl::ZeroDuration()); }
+
+}  // namespace unlearning::server

@@ -1,0 +1,82 @@
+// UnlearningServer: the whole service in one object (used by unlearnd's main and by the in-process
+// integration tests): journal, model store, registry, scheduler, job runner, gRPC services,
+// health + reflection, metrics endpoint.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include <grpcpp/grpcpp.h>
+
+#include "server/event_hub.h"
+#include "server/infra/journal.h"
+#include "server/infra/metrics.h"
+#include "server/infra/model_store.h"
+#include "server/job_runner.h"
+#include "server/model_manager.h"
+#include "server/model_registry.h"
+#include "server/proto_convert.h"
+#include "server/scheduler.h"
+#include "server/services.h"
+
+namespace unlearning::server {
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:50051";         // host:port; port 0 = any free port
+  std::string metrics_listen = "127.0.0.1:9464";  // "" disables the metrics endpoint
+  std::string data_dir = "unlearnd-data";
+  std::string device = "cpu";
+  int workers = 1;          // jobs running in parallel (on different models)
+  int queue_capacity = 64;  // queued jobs per model
+  int max_message_bytes = 64 * 1024 * 1024;
+  RequestLimits limits;
+  // model id -> directory, loaded at startup unless the journal already has the id.
+  std::vector<std::pair<std::string, std::string>> models;
+  std::string server_version = "dev";
+};
+
+class UnlearningServer {
+ public:
+  // Opens the data dir, restores models and unfinished jobs, starts gRPC and metrics.
+  static absl::StatusOr<std::unique_ptr<UnlearningServer>> Start(const ServerOptions& options);
+  ~UnlearningServer();
+
+  // Graceful stop: refuse new streams, let running jobs finish within `grace` (interrupted jobs
+  // resume at the next start), close streams, stop metrics.
+  void Shutdown(absl::Duration grace);
+  void Wait();
+
+  // "127.0.0.1:PORT" actually bound.
+  const std::string& grpc_address() const { return grpc_address_; }
+  // "127.0.0.1:PORT" of /metrics, "" if disabled.
+  const std::string& metrics_address() const { return metrics_address_; }
+  int recovered_jobs() const { return recovered_jobs_; }
+  Metrics& metrics() { return *metrics_; }
+
+ private:
+  UnlearningServer() = default;
+
+  ServerOptions options_;
+  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<ModelStore> store_;
+  std::unique_ptr<Metrics> metrics_;
+  ModelRegistry registry_;
+  EventHub events_;
+  std::unique_ptr<ModelManager> models_;
+  std::unique_ptr<JobRunner> runner_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<ModelServiceImpl> model_service_;
+  std::unique_ptr<ErasureServiceImpl> erasure_service_;
+  std::unique_ptr<InferenceServiceImpl> inference_service_;
+  std::unique_ptr<grpc::Server> grpc_;
+  std::string grpc_address_;
+  std::string metrics_address_;
+  int recovered_jobs_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace unlearning::server

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: sets up the machine, builds, builds (or reuses) the demo
+# LM, starts unlearnd on loopback, sends a real FLAT erasure request for the demo's forget split
+# with unlearnctl, and prints the progress, the verification figures, the model's answers before
+# and after, the certificate and the metrics URL.
+#
+#   tools/demo.sh [--method flat|gradient_difference|gradient_ascent|npo] [--keep]
+#
+# --keep leaves unlearnd running afterwards (stop it with the printed kill command).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${UNL_BUILD_DIR:-$root/build}"
+demo="${UNL_DEMO_DIR:-$root/.cache/demo}"
+method=flat
+keep=0
+while (($#)); do
+  case "$1" in
+    --method) method="$2"; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "demo: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "Setting up Debian packages (tools/setup.sh)"
+"$root/tools/setup.sh"
+step "Building (tools/build.sh)"
+"$root/tools/build.sh"
+step "Demo model (tools/build_demo.sh; cached in $demo)"
+"$root/tools/build_demo.sh" --build-dir "$build" --out "$demo"
+
+unlearnd="$build/server/unlearnd"
+ctl="$build/client/unlearnctl"
+data="$(mktemp -d /tmp/unlearnd-demo.XXXXXX)"
+"$unlearnd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$data" \
+  --model demo="$demo/model" --ready-file "$data/ready.json" 2>"$data/unlearnd.log" &
+pid=$!
+cleanup() { if ((keep == 0)); then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; }
+trap cleanup EXIT
+for _ in $(seq 1 600); do
+  [[ -s "$data/ready.json" ]] && break
+  kill -0 "$pid" 2>/dev/null || { cat "$data/unlearnd.log" >&2; exit 1; }
+  sleep 0.1
+done
+field() { /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@"; }
+grpc="$(field "$data/ready.json" grpc)"
+metrics="$(field "$data/ready.json" metrics)"
+step "unlearnd is serving gRPC on $grpc (data dir $data)"
+"$ctl" --server "$grpc" models list
+
+question="$(/usr/bin/python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["question"])' "$demo/data/forget.jsonl")"
+answer="$(/usr/bin/python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["answer"])' "$demo/data/forget.jsonl")"
+step "Before: the model answers a question it must forget"
+echo "Q: $question"
+echo "True answer: $answer"
+printf 'Model:       '; "$ctl" --server "$grpc" generate --model demo --qa --prompt "$question" --max-tokens 60; echo
+
+step "Erasure request: $method on $(wc -l <"$demo/data/forget.jsonl") records (unlearnctl erase --wait)"
+"$ctl" --server "$grpc" erase --model demo --method "$method" \
+  --forget "$demo/data/forget.jsonl" --retain "$demo/data/retain.jsonl" \
+  --request-id "demo-$(date +%s)" --compliance-ref "DEMO-TICKET-1" --wait
+
+step "After: the same question, answered by the new version"
+printf 'Model:       '; "$ctl" --server "$grpc" generate --model demo --qa --prompt "$question" --max-tokens 60; echo
+"$ctl" --server "$grpc" models describe demo
+
+step "Metrics: http://$metrics/metrics"
+curl -s "http://$metrics/metrics" | grep -E '^unlearning_verification_figure\{.*figure="(forget|retain|holdout)\.answer_probability"' || true
+if ((keep)); then
+  echo
+  echo "unlearnd keeps running (pid $pid): unlearnctl --server $grpc ...; stop with: kill $pid"
+fi
