@@ -9,7 +9,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev
   libsqlite3-dev libssl-dev libgtest-dev libgmock-dev
-  libcli11-dev prometheus curl python3 dataset-fashion-mnist
+  libcli11-dev prometheus curl jq python3 dataset-fashion-mnist
 )
 
 SUDO=""

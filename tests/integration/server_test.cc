@@ -1,0 +1,421 @@
+// The real server in-process on 127.0.0.1:0 with the demo model, driven over real gRPC.
+#include "server/server.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include <grpcpp/grpcpp.h>
+
+#include "core/data/text_example.h"
+#include "tests/testing/status_matchers.h"
+#include "unlearning/v1/service.grpc.pb.h"
+
+namespace unlearning::server {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+std::string DemoDir() {
+  const char* env = std::getenv("UNL_DEMO_DIR");
+  return env != nullptr && *env != '\0' ? env : std::string(UNL_SOURCE_DIR) + "/.cache/demo";
+}
+
+std::vector<core::TextExample> ReadSplit(const std::string& name) {
+  auto examples = core::ReadJsonl(DemoDir() + "/data/" + name + ".jsonl");
+  EXPECT_TRUE(examples.ok()) << examples.status()
+                             << " (the demo model is built by tools/build_demo.sh; run ctest so "
+                                "the demo_model fixture builds it)";
+  return examples.ok() ? *examples : std::vector<core::TextExample>{};
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(fs::exists(DemoDir() + "/model/config.json"))
+        << "demo model missing in " << DemoDir() << ": run tools/build_demo.sh";
+    data_dir_ = fs::temp_directory_path() /
+                ("unl-it-" + std::to_string(::getpid()) + "-" +
+                 ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(data_dir_);
+    StartServer();
+    forget_ = ReadSplit("forget");
+    retain_ = ReadSplit("retain");
+    ASSERT_GE(forget_.size(), 4u);
+  }
+  void TearDown() override {
+    server_.reset();
+    fs::remove_all(data_dir_);
+  }
+
+  void StartServer() {
+    ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.metrics_listen = "127.0.0.1:0";
+    options.data_dir = data_dir_.string();
+    options.models = {{"demo", DemoDir() + "/model"}};
+    options.limits.max_forget_examples = 64;
+    options.max_message_bytes = 1 << 20;
+    auto server = UnlearningServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    auto channel = grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials());
+    models_ = v1::ModelService::NewStub(channel);
+    erasure_ = v1::ErasureService::NewStub(channel);
+    inference_ = v1::InferenceService::NewStub(channel);
+  }
+
+  v1::ErasureRequest FlatRequest(const std::string& id, int n) {
+    v1::ErasureRequest r;
+    r.set_request_id(id);
+    r.set_model_id("demo");
+    r.mutable_method()->mutable_flat();
+    for (int i = 0; i < n && i < static_cast<int>(forget_.size()); ++i) {
+      v1::TextExample* e = r.add_forget_set();
+      e->set_question(forget_[i].question);
+      e->set_answer(forget_[i].answer);
+    }
+    for (size_t i = 0; i < retain_.size() && i < 40; ++i) {
+      v1::TextExample* e = r.add_retain_set();
+      e->set_question(retain_[i].question);
+      e->set_answer(retain_[i].answer);
+    }
+    r.set_compliance_reference("TICKET-42 subject=alice");
+    return r;
+  }
+
+  // Sends `requests` on one stream, half-closes, and returns every event until the server ends it.
+  std::vector<v1::ErasureEvent> Stream(const std::vector<v1::ErasureRequest>& requests,
+                                       grpc::Status* status = nullptr) {
+    grpc::ClientContext ctx;
+    auto stream = erasure_->Erase(&ctx);
+    for (const auto& r : requests) {
+      v1::ErasureStreamRequest m;
+      *m.mutable_submit() = r;
+      EXPECT_TRUE(stream->Write(m));
+    }
+    stream->WritesDone();
+    std::vector<v1::ErasureEvent> events;
+    v1::ErasureEvent e;
+    while (stream->Read(&e)) events.push_back(e);
+    grpc::Status s = stream->Finish();
+    if (status != nullptr) *status = s;
+    return events;
+  }
+
+  int64_t ServingVersion() {
+    grpc::ClientContext ctx;
+    v1::DescribeModelRequest req;
+    req.set_model_id("demo");
+    v1::ModelInfo info;
+    EXPECT_TRUE(models_->DescribeModel(&ctx, req, &info).ok());
+    return info.serving_version();
+  }
+
+  int JobCount() {
+    grpc::ClientContext ctx;
+    v1::ListJobsRequest req;
+    req.set_page_size(1000);
+    v1::ListJobsResponse resp;
+    EXPECT_TRUE(erasure_->ListJobs(&ctx, req, &resp).ok());
+    return resp.jobs_size();
+  }
+
+  double AnswerProbability(const core::TextExample& e, int64_t version) {
+    grpc::ClientContext ctx;
+    v1::ScoreRequest req;
+    req.set_model_id("demo");
+    req.set_version(version);
+    req.set_prompt(e.question);
+    req.set_qa_format(true);
+    req.set_continuation(e.answer);
+    v1::ScoreResponse resp;
+    grpc::Status s = inference_->Score(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(resp.version(), version == 0 ? ServingVersion() : version);
+    return resp.mean_token_probability();
+  }
+
+  fs::path data_dir_;
+  std::unique_ptr<UnlearningServer> server_;
+  std::unique_ptr<v1::ModelService::Stub> models_;
+  std::unique_ptr<v1::ErasureService::Stub> erasure_;
+  std::unique_ptr<v1::InferenceService::Stub> inference_;
+  std::vector<core::TextExample> forget_, retain_;
+};
+
+TEST_F(ServerTest, EraseStreamsAcceptedProgressCompletedAndServesTheNewVersion) {
+  const double before = AnswerProbability(forget_[0], 0);
+  ASSERT_EQ(ServingVersion(), 1);
+
+  grpc::Status status;
+  auto events = Stream({FlatRequest("it-erase-1", 8)}, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events.front().kind(), v1::ErasureEvent::KIND_ACCEPTED);
+  EXPECT_FALSE(events.front().duplicate());
+  const std::string job_id = events.front().job_id();
+  int progress = 0;
+  for (const auto& e : events) {
+    if (e.kind() == v1::ErasureEvent::KIND_PROGRESS && e.progress().total_steps() > 0) ++progress;
+  }
+  EXPECT_GE(progress, 1);
+  const v1::ErasureEvent& last = events.back();
+  ASSERT_EQ(last.kind(), v1::ErasureEvent::KIND_COMPLETED) << last.message();
+  EXPECT_EQ(last.job_id(), job_id);
+
+  // The certificate names the request, the versions, the hashes, and the compliance reference.
+  const v1::Certificate& cert = last.certificate();
+  EXPECT_EQ(cert.request_id(), "it-erase-1");
+  EXPECT_EQ(cert.compliance_reference(), "TICKET-42 subject=alice");
+  EXPECT_EQ(cert.version_before(), 1);
+  EXPECT_EQ(cert.version_after(), 2);
+  EXPECT_EQ(cert.forget_set_sha256().size(), 64u);
+  EXPECT_NE(cert.weights_before_sha256(), cert.weights_after_sha256());
+  EXPECT_EQ(cert.certificate_sha256().size(), 64u);
+  EXPECT_TRUE(cert.verification().passed());
+  EXPECT_EQ(cert.previous_certificate_sha256(), "");
+
+  // Queries now answer from version 2, where the forgotten answer is much less likely; version 1
+  // still answers when named.
+  EXPECT_EQ(ServingVersion(), 2);
+  const double after = AnswerProbability(forget_[0], 0);
+  EXPECT_LT(after, 0.5 * before) << "before " << before << " after " << after;
+  EXPECT_NEAR(AnswerProbability(forget_[0], 1), before, 1e-6);
+
+  {
+    grpc::ClientContext ctx;
+    v1::GenerateRequest req;
+    req.set_model_id("demo");
+    req.set_prompt(forget_[0].question);
+    req.set_qa_format(true);
+    req.set_max_tokens(16);
+    auto reader = inference_->Generate(&ctx, req);
+    v1::GenerateResponse chunk;
+    int chunks = 0;
+    std::string finish;
+    while (reader->Read(&chunk)) {
+      ++chunks;
+      EXPECT_EQ(chunk.version(), 2);
+      if (!chunk.finish_reason().empty()) finish = chunk.finish_reason();
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    EXPECT_GE(chunks, 1);
+    EXPECT_FALSE(finish.empty());
+  }
+
+  // A resent request id returns the same job, already completed, without running it again.
+  auto again = Stream({FlatRequest("it-erase-1", 8)});
+  ASSERT_GE(again.size(), 2u);
+  EXPECT_EQ(again.front().kind(), v1::ErasureEvent::KIND_ACCEPTED);
+  EXPECT_TRUE(again.front().duplicate());
+  EXPECT_EQ(again.front().job_id(), job_id);
+  EXPECT_EQ(again.back().kind(), v1::ErasureEvent::KIND_COMPLETED);
+  EXPECT_EQ(again.back().certificate().certificate_sha256(), cert.certificate_sha256());
+  EXPECT_EQ(ServingVersion(), 2);
+  EXPECT_EQ(JobCount(), 1);
+
+  // The same id with different content is refused.
+  auto reused = Stream({FlatRequest("it-erase-1", 4)});
+  ASSERT_EQ(reused.size(), 1u);
+  EXPECT_EQ(reused[0].kind(), v1::ErasureEvent::KIND_REJECTED);
+  EXPECT_EQ(reused[0].status_code(), grpc::StatusCode::ALREADY_EXISTS);
+
+  // Unary catch-up: job and certificate.
+  {
+    grpc::ClientContext ctx;
+    v1::GetCertificateRequest req;
+    req.set_request_id("it-erase-1");
+    v1::Certificate got;
+    ASSERT_TRUE(erasure_->GetCertificate(&ctx, req, &got).ok());
+    EXPECT_EQ(got.certificate_sha256(), cert.certificate_sha256());
+  }
+
+  // The metrics endpoint carries the model's verification gauge.
+  const std::string exposition = server_->metrics().Serialize();
+  EXPECT_THAT(exposition, HasSubstr("unlearning_verification_figure{"));
+  EXPECT_THAT(exposition, HasSubstr("forget.answer_probability"));
+  EXPECT_THAT(exposition, ::testing::Not(HasSubstr("TICKET-42")));
+
+  // Restart on the same data dir: version 2 is served again, the job is still there.
+  server_.reset();
+  StartServer();
+  EXPECT_EQ(ServingVersion(), 2);
+  EXPECT_EQ(JobCount(), 1);
+  EXPECT_NEAR(AnswerProbability(forget_[0], 0), after, 1e-6);
+
+  // Rollback to version 1 is recorded as version 3 with version 1's weights.
+  {
+    grpc::ClientContext ctx;
+    v1::RollbackModelRequest req;
+    req.set_model_id("demo");
+    req.set_version(1);
+    v1::ModelInfo info;
+    ASSERT_TRUE(models_->RollbackModel(&ctx, req, &info).ok());
+    EXPECT_EQ(info.serving_version(), 3);
+    ASSERT_EQ(info.versions_size(), 3);
+    EXPECT_EQ(info.versions(2).parent_version(), 2);
+    EXPECT_EQ(info.versions(2).weights_sha256(), info.versions(0).weights_sha256());
+    EXPECT_NEAR(AnswerProbability(forget_[0], 0), before, 1e-6);
+  }
+}
+
+TEST_F(ServerTest, BadRequestsAreRejectedWithTheRightCodeAndChangeNothing) {
+  struct Case {
+    std::string name;
+    v1::ErasureRequest request;
+    grpc::StatusCode code;
+    std::string message;
+  };
+  std::vector<Case> cases;
+  {
+    auto r = FlatRequest("bad-model", 2);
+    r.set_model_id("nope");
+    cases.push_back({"unknown model", r, grpc::StatusCode::NOT_FOUND, "nope"});
+  }
+  {
+    auto r = FlatRequest("bad-method", 2);
+    r.clear_method();
+    cases.push_back({"no method", r, grpc::StatusCode::INVALID_ARGUMENT, "method"});
+  }
+  {
+    auto r = FlatRequest("bad-empty", 0);
+    cases.push_back({"empty forget set", r, grpc::StatusCode::INVALID_ARGUMENT, "forget_set"});
+  }
+  {
+    auto r = FlatRequest("bad-lr", 2);
+    r.mutable_method()->mutable_flat()->mutable_training()->set_learning_rate(5.0);
+    cases.push_back(
+        {"learning rate out of range", r, grpc::StatusCode::INVALID_ARGUMENT, "learning_rate"});
+  }
+  {
+    auto r = FlatRequest("bad-epochs", 2);
+    r.mutable_method()->mutable_flat()->mutable_training()->set_epochs(0);
+    cases.push_back({"epochs out of range", r, grpc::StatusCode::INVALID_ARGUMENT, "epochs"});
+  }
+  {
+    auto r = FlatRequest("bad-threshold", 2);
+    r.mutable_thresholds()->set_max_forget_probability_ratio(1.5);
+    cases.push_back({"threshold out of range", r, grpc::StatusCode::INVALID_ARGUMENT,
+                     "max_forget_probability_ratio"});
+  }
+  {
+    auto r = FlatRequest("bad-too-many", 2);
+    for (int i = 0; i < 70; ++i) *r.add_forget_set() = r.forget_set(0);
+    cases.push_back({"forget set over the limit", r, grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     "max-forget-examples"});
+  }
+  {
+    auto r = FlatRequest("bad utf8 id!", 2);
+    cases.push_back({"bad request id", r, grpc::StatusCode::INVALID_ARGUMENT, "request_id"});
+  }
+  {
+    auto r = FlatRequest("bad-gd", 2);
+    r.mutable_method()->mutable_gradient_difference();
+    r.clear_retain_set();
+    cases.push_back({"gradient difference without retain set", r,
+                     grpc::StatusCode::INVALID_ARGUMENT, "retain"});
+  }
+  std::vector<v1::ErasureRequest> requests;
+  for (const auto& c : cases) requests.push_back(c.request);
+  grpc::Status status;
+  auto events = Stream(requests, &status);
+  ASSERT_TRUE(status.ok()) << "a bad request must not end the stream: " << status.error_message();
+  ASSERT_EQ(events.size(), cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i].name);
+    EXPECT_EQ(events[i].kind(), v1::ErasureEvent::KIND_REJECTED);
+    EXPECT_EQ(events[i].status_code(), cases[i].code) << events[i].message();
+    EXPECT_THAT(events[i].message(), HasSubstr(cases[i].message));
+  }
+  EXPECT_EQ(JobCount(), 0);
+  EXPECT_EQ(ServingVersion(), 1);
+
+  // A message over --max-message-bytes is refused by gRPC itself with RESOURCE_EXHAUSTED.
+  {
+    auto r = FlatRequest("too-big", 2);
+    r.set_compliance_reference("x");
+    r.mutable_forget_set(0)->set_answer(std::string(2 << 20, 'a'));
+    Stream({r}, &status);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  }
+  // Malformed UTF-8 in a text field.
+  {
+    auto r = FlatRequest("bad-utf8", 2);
+    r.mutable_forget_set(0)->set_answer("caf\xc3");
+    auto bad = Stream({r}, &status);
+    if (status.ok()) {
+      ASSERT_EQ(bad.size(), 1u);
+      EXPECT_EQ(bad[0].status_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad[0].message();
+    } else {
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    }
+  }
+  // Inference on unknown models / versions.
+  {
+    grpc::ClientContext ctx;
+    v1::ScoreRequest req;
+    req.set_model_id("demo");
+    req.set_version(7);
+    req.set_prompt("q");
+    req.set_continuation("a");
+    v1::ScoreResponse resp;
+    EXPECT_EQ(inference_->Score(&ctx, req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::GetJobRequest req;
+    req.set_job_id("job-0000");
+    v1::Job job;
+    EXPECT_EQ(erasure_->GetJob(&ctx, req, &job).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  EXPECT_EQ(JobCount(), 0);
+  EXPECT_EQ(ServingVersion(), 1);
+}
+
+TEST_F(ServerTest, CancelStopsARunningJobAndPublishesNothing) {
+  auto request = FlatRequest("it-cancel", 8);
+  request.mutable_method()->mutable_flat()->mutable_training()->set_epochs(500);
+  grpc::ClientContext ctx;
+  auto stream = erasure_->Erase(&ctx);
+  v1::ErasureStreamRequest m;
+  *m.mutable_submit() = request;
+  ASSERT_TRUE(stream->Write(m));
+  stream->WritesDone();
+  v1::ErasureEvent e;
+  std::string job_id;
+  bool cancelled_sent = false;
+  std::vector<v1::ErasureEvent> events;
+  while (stream->Read(&e)) {
+    events.push_back(e);
+    if (e.kind() == v1::ErasureEvent::KIND_ACCEPTED) job_id = e.job_id();
+    if (!cancelled_sent && e.kind() == v1::ErasureEvent::KIND_PROGRESS &&
+        e.progress().step() >= 2) {
+      grpc::ClientContext cctx;
+      v1::CancelJobRequest req;
+      req.set_job_id(job_id);
+      v1::Job job;
+      ASSERT_TRUE(erasure_->CancelJob(&cctx, req, &job).ok());
+      cancelled_sent = true;
+    }
+  }
+  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_TRUE(cancelled_sent);
+  EXPECT_EQ(events.back().kind(), v1::ErasureEvent::KIND_CANCELLED);
+  EXPECT_EQ(ServingVersion(), 1);
+  grpc::ClientContext gctx;
+  v1::GetJobRequest req;
+  req.set_job_id(job_id);
+  v1::Job job;
+  ASSERT_TRUE(erasure_->GetJob(&gctx, req, &job).ok());
+  EXPECT_EQ(job.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(job.published_version(), 0);
+}
+
+}  // namespace
+}  // namespace unlearning::server
