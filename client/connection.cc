@@ -1,0 +1,107 @@
+#include "client/connection.h"
+
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+
+#include "client/exit_codes.h"
+
+namespace unlearning::client {
+namespace {
+
+constexpr double kDefaultUnaryTimeoutSeconds = 30;
+// Certificates, job lists and large forget sets can exceed gRPC's 4 MiB
+// default.
+constexpr int kMaxMessageBytes = 256 << 20;
+
+std::chrono::system_clock::time_point DeadlineIn(double seconds) {
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(
+             std::chrono::duration<double>(seconds));
+}
+
+}  // namespace
+
+Connection::Connection(const GlobalOptions& options) : options_(options) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  // Reconnect quickly after a server restart (the default backoff grows to two
+  // minutes).
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+  channel_ = grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(), args);
+  models_ = v1::ModelService::NewStub(channel_);
+  erasure_ = v1::ErasureService::NewStub(channel_);
+  inference_ = v1::InferenceService::NewStub(channel_);
+}
+
+void Connection::PrepareUnary(grpc::ClientContext& context) const {
+  context.set_deadline(DeadlineIn(options_.timeout_seconds > 0 ? options_.timeout_seconds
+                                                               : kDefaultUnaryTimeoutSeconds));
+}
+
+void Connection::PrepareStream(grpc::ClientContext& context) const {
+  if (options_.timeout_seconds > 0) {
+    context.set_deadline(DeadlineIn(options_.timeout_seconds));
+  }
+}
+
+int Connection::ReportRpcError(const grpc::Status& status) const {
+  std::string message = status.error_message();
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      (message.find("connect") != std::string::npos || message.empty())) {
+    message = absl::StrCat("cannot reach unlearnd at ", options_.server, " (", message,
+                           "); is the server running? (--server / UNLEARN_SERVER)");
+  }
+  return Fail(kExitRpc, absl::StrCat(StatusCodeName(status.error_code()), ": ", message));
+}
+
+std::string StatusCodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return absl::StrCat("CODE_", static_cast<int>(code));
+  }
+}
+
+int Fail(int exit_code, const std::string& message) {
+  std::cerr << "unlearnctl: " << message << std::endl;
+  return exit_code;
+}
+
+}  // namespace unlearning::client

@@ -1,0 +1,60 @@
+// The connection to unlearnd: one gRPC channel, the three service stubs,
+// deadlines and the one place RPC errors become user-facing messages.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "unlearning/v1/service.grpc.pb.h"
+
+namespace unlearning::client {
+
+// Global command-line options shared by every subcommand.
+struct GlobalOptions {
+  // host:port of unlearnd (flag --server, env UNLEARN_SERVER).
+  std::string server = "127.0.0.1:50051";
+  // Print machine-readable JSON (one document per line) instead of text.
+  bool json = false;
+  // Per-RPC deadline in seconds; 0 = defaults (30 s for unary RPCs, none for
+  // streams that follow a job to its end).
+  double timeout_seconds = 0;
+};
+
+// Owns the channel and stubs. Not thread-safe to configure; stubs themselves
+// are thread-safe.
+class Connection {
+ public:
+  explicit Connection(const GlobalOptions& options);
+
+  const GlobalOptions& options() const { return options_; }
+  v1::ModelService::Stub& models() { return *models_; }
+  v1::ErasureService::Stub& erasure() { return *erasure_; }
+  v1::InferenceService::Stub& inference() { return *inference_; }
+
+  // Sets the deadline of a unary RPC (--timeout, default 30 s).
+  void PrepareUnary(grpc::ClientContext& context) const;
+  // Sets the deadline of a stream: --timeout when given, otherwise none.
+  void PrepareStream(grpc::ClientContext& context) const;
+
+  // Prints "unlearnctl: CODE: message" to stderr (with a hint when the server
+  // is unreachable) and returns kExitRpc.
+  int ReportRpcError(const grpc::Status& status) const;
+
+ private:
+  GlobalOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::ModelService::Stub> models_;
+  std::unique_ptr<v1::ErasureService::Stub> erasure_;
+  std::unique_ptr<v1::InferenceService::Stub> inference_;
+};
+
+// "NOT_FOUND", "UNAVAILABLE", ... for a gRPC status code.
+std::string StatusCodeName(grpc::StatusCode code);
+
+// Prints "unlearnctl: <message>" to stderr and returns `exit_code`.
+int Fail(int exit_code, const std::string& message);
+
+}  // namespace unlearning::client
