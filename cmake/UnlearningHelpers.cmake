@@ -14,6 +14,8 @@ endfunction()
 # All users must share compile flags, so the PCH is reused rather than rebuilt per target.
 function(unl_use_torch_pch target)
   target_precompile_headers(${target} REUSE_FROM unl_torch_pch)
+  # The PCH is built with -pthread (_REENTRANT); a user without it could not use the PCH.
+  target_compile_options(${target} PRIVATE -pthread)
 endfunction()
 
 # Fails the configure step if `target` links (directly) against anything matching `regex`.
