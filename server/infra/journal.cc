@@ -1,0 +1,919 @@
+#include "server/infra/journal.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include <sqlite3.h>
+
+#include "core/common/sha256.h"
+#include "core/common/status_macros.h"
+
+namespace unlearning::server {
+namespace {
+
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE models (
+  model_id        TEXT PRIMARY KEY,
+  family          TEXT NOT NULL,
+  architecture    TEXT NOT NULL,
+  source_dir      TEXT NOT NULL,
+  current_version INTEGER NOT NULL DEFAULT 0,
+  created_ms      INTEGER NOT NULL
+);
+CREATE TABLE jobs (
+  seq                  INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id               TEXT NOT NULL UNIQUE,
+  request_id           TEXT NOT NULL UNIQUE,
+  request_fingerprint  TEXT NOT NULL,
+  model_id             TEXT NOT NULL REFERENCES models(model_id),
+  method               TEXT NOT NULL,
+  params_json          TEXT NOT NULL,
+  request_blob         BLOB NOT NULL,
+  forget_sha256        TEXT NOT NULL,
+  compliance_reference TEXT NOT NULL,
+  state                TEXT NOT NULL CHECK (state IN ('queued', 'running', 'completed', 'failed',
+                                                      'failed_verification', 'cancelled')),
+  error_message        TEXT NOT NULL DEFAULT '',
+  attempts             INTEGER NOT NULL DEFAULT 0,
+  step                 INTEGER NOT NULL DEFAULT 0,
+  total_steps          INTEGER NOT NULL DEFAULT 0,
+  loss                 REAL NOT NULL DEFAULT 0,
+  accepted_ms          INTEGER NOT NULL,
+  started_ms           INTEGER NOT NULL DEFAULT 0,
+  finished_ms          INTEGER NOT NULL DEFAULT 0,
+  published_version    INTEGER NOT NULL DEFAULT 0,
+  verification_json    TEXT NOT NULL DEFAULT '',
+  cancel_requested     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_by_state ON jobs (state, seq);
+CREATE INDEX jobs_by_model ON jobs (model_id, seq);
+CREATE TABLE events (
+  job_id       TEXT NOT NULL REFERENCES jobs(job_id),
+  seq          INTEGER NOT NULL,
+  kind         TEXT NOT NULL,
+  payload_json TEXT NOT NULL,
+  unix_ms      INTEGER NOT NULL,
+  PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE model_versions (
+  model_id       TEXT NOT NULL REFERENCES models(model_id),
+  version        INTEGER NOT NULL CHECK (version >= 1),
+  parent_version INTEGER NOT NULL,
+  job_id         TEXT NOT NULL,
+  artifact_kind  TEXT NOT NULL,
+  dir            TEXT NOT NULL,
+  weights_sha256 TEXT NOT NULL,
+  created_ms     INTEGER NOT NULL,
+  figures_json   TEXT NOT NULL,
+  PRIMARY KEY (model_id, version)
+);
+CREATE TABLE certificates (
+  seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+  certificate_id  TEXT NOT NULL UNIQUE,
+  job_id          TEXT NOT NULL UNIQUE REFERENCES jobs(job_id),
+  model_id        TEXT NOT NULL REFERENCES models(model_id),
+  json            TEXT NOT NULL,
+  sha256          TEXT NOT NULL,
+  previous_sha256 TEXT NOT NULL,
+  created_ms      INTEGER NOT NULL
+);
+CREATE INDEX certificates_by_model ON certificates (model_id, seq);
+)sql";
+
+constexpr const char* kJobColumns =
+    "job_id, request_id, request_fingerprint, model_id, method, params_json, "
+    "request_blob, "
+    "forget_sha256, compliance_reference, state, error_message, attempts, "
+    "step, total_steps, "
+    "loss, accepted_ms, started_ms, finished_ms, published_version, "
+    "verification_json, "
+    "cancel_requested";
+constexpr const char* kModelColumns =
+    "model_id, family, architecture, source_dir, current_version, created_ms";
+constexpr const char* kVersionColumns =
+    "model_id, version, parent_version, job_id, artifact_kind, dir, "
+    "weights_sha256, created_ms, "
+    "figures_json";
+constexpr const char* kCertificateColumns =
+    "certificate_id, job_id, model_id, json, sha256, previous_sha256, "
+    "created_ms";
+
+int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+// "job-" + 16 random hex digits. Drawn from std::random_device on every call (no process-wide
+// generator state, which a fork() would duplicate into two processes producing equal ids).
+std::string NewJobId() {
+  std::random_device rd;
+  const uint64_t x = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  static const char kHex[] = "0123456789abcdef";
+  std::string id = "job-";
+  for (int i = 15; i >= 0; --i) id.push_back(kHex[(x >> (4 * i)) & 0xf]);
+  return id;
+}
+
+absl::Status SqlError(sqlite3* db, int rc, std::string_view what) {
+  const char* msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  return absl::InternalError(
+      absl::StrCat("journal: ", std::string(what), ": ", msg, " (", rc, ")"));
+}
+
+// RAII prepared statement with 1-based binds and 0-based column reads.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const std::string& sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr);
+    if (rc_ != SQLITE_OK) status_ = SqlError(db, rc_, absl::StrCat("prepare `", sql, "`"));
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& Bind(int i, const std::string& v) {
+    return Check(
+        sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+  }
+  Stmt& Bind(int i, const char* v) { return Bind(i, std::string(v)); }
+  Stmt& BindBlob(int i, const std::string& v) {
+    return Check(
+        sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+  }
+  Stmt& Bind(int i, int64_t v) { return Check(sqlite3_bind_int64(stmt_, i, v)); }
+  Stmt& Bind(int i, int v) { return Check(sqlite3_bind_int64(stmt_, i, v)); }
+  Stmt& Bind(int i, double v) { return Check(sqlite3_bind_double(stmt_, i, v)); }
+
+  // true: a row is available; false: done.
+  absl::StatusOr<bool> Step() {
+    UNL_RETURN_IF_ERROR(status_);
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqlError(db_, rc, "step");
+  }
+  // Runs a statement that returns no rows.
+  absl::Status Run() {
+    UNL_ASSIGN_OR_RETURN(bool row, Step());
+    (void)row;
+    return absl::OkStatus();
+  }
+
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  double Real(int col) const { return sqlite3_column_double(stmt_, col); }
+  std::string Text(int col) const {
+    const auto* p = sqlite3_column_blob(stmt_, col);
+    const int n = sqlite3_column_bytes(stmt_, col);
+    return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
+  }
+
+ private:
+  Stmt& Check(int rc) {
+    if (rc != SQLITE_OK && status_.ok()) status_ = SqlError(db_, rc, "bind");
+    return *this;
+  }
+
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_ = SQLITE_OK;
+  absl::Status status_;
+};
+
+absl::Status Exec(sqlite3* db, const std::string& sql) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    absl::Status s = absl::InternalError(
+        absl::StrCat("journal: exec `", sql.substr(0, 60), "`: ", err ? err : "", " (", rc, ")"));
+    sqlite3_free(err);
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+// Runs `fn` inside BEGIN IMMEDIATE ... COMMIT; rolls back if it fails.
+absl::Status InTransaction(sqlite3* db, const std::function<absl::Status()>& fn) {
+  UNL_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
+  absl::Status s = fn();
+  if (s.ok()) s = Exec(db, "COMMIT");
+  if (!s.ok()) (void)Exec(db, "ROLLBACK");
+  return s;
+}
+
+absl::StatusOr<JobRecord> ReadJob(const Stmt& st) {
+  JobRecord j;
+  j.job_id = st.Text(0);
+  j.request_id = st.Text(1);
+  j.request_fingerprint = st.Text(2);
+  j.model_id = st.Text(3);
+  j.method = st.Text(4);
+  j.params_json = st.Text(5);
+  j.request_blob = st.Text(6);
+  j.forget_sha256 = st.Text(7);
+  j.compliance_reference = st.Text(8);
+  UNL_ASSIGN_OR_RETURN(j.state, ParseJobState(st.Text(9)));
+  j.error_message = st.Text(10);
+  j.attempts = static_cast<int>(st.Int(11));
+  j.step = st.Int(12);
+  j.total_steps = st.Int(13);
+  j.loss = st.Real(14);
+  j.accepted_unix_ms = st.Int(15);
+  j.started_unix_ms = st.Int(16);
+  j.finished_unix_ms = st.Int(17);
+  j.published_version = st.Int(18);
+  j.verification_json = st.Text(19);
+  j.cancel_requested = st.Int(20) != 0;
+  return j;
+}
+
+ModelRecord ReadModel(const Stmt& st) {
+  ModelRecord m;
+  m.model_id = st.Text(0);
+  m.family = st.Text(1);
+  m.architecture = st.Text(2);
+  m.source_dir = st.Text(3);
+  m.current_version = st.Int(4);
+  m.created_unix_ms = st.Int(5);
+  return m;
+}
+
+ModelVersionRecord ReadVersion(const Stmt& st) {
+  ModelVersionRecord v;
+  v.model_id = st.Text(0);
+  v.version = st.Int(1);
+  v.parent_version = st.Int(2);
+  v.job_id = st.Text(3);
+  v.artifact_kind = st.Text(4);
+  v.dir = st.Text(5);
+  v.weights_sha256 = st.Text(6);
+  v.created_unix_ms = st.Int(7);
+  v.figures_json = st.Text(8);
+  return v;
+}
+
+CertificateRecord ReadCertificate(const Stmt& st) {
+  CertificateRecord c;
+  c.certificate_id = st.Text(0);
+  c.job_id = st.Text(1);
+  c.model_id = st.Text(2);
+  c.json = st.Text(3);
+  c.sha256 = st.Text(4);
+  c.previous_sha256 = st.Text(5);
+  c.created_unix_ms = st.Int(6);
+  return c;
+}
+
+// Single job by a unique column (job_id or request_id); kNotFound if absent.
+absl::StatusOr<JobRecord> QueryJob(sqlite3* db, const char* column, const std::string& value) {
+  Stmt st(db, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE ", column, " = ?1"));
+  st.Bind(1, value);
+  UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return absl::NotFoundError(absl::StrCat("journal: no job with ", column, " ", value));
+  return ReadJob(st);
+}
+
+absl::StatusOr<std::vector<JobRecord>> QueryJobs(Stmt& st) {
+  std::vector<JobRecord> out;
+  while (true) {
+    UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    UNL_ASSIGN_OR_RETURN(JobRecord j, ReadJob(st));
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+absl::StatusOr<ModelRecord> QueryModel(sqlite3* db, const std::string& model_id) {
+  Stmt st(db, absl::StrCat("SELECT ", kModelColumns, " FROM models WHERE model_id = ?1"));
+  st.Bind(1, model_id);
+  UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return absl::NotFoundError(absl::StrCat("journal: unknown model ", model_id));
+  return ReadModel(st);
+}
+
+absl::StatusOr<bool> VersionExists(sqlite3* db, const std::string& model_id, int64_t version) {
+  Stmt st(db, "SELECT 1 FROM model_versions WHERE model_id = ?1 AND version = ?2");
+  st.Bind(1, model_id).Bind(2, version);
+  return st.Step();
+}
+
+absl::Status InsertVersion(sqlite3* db, const ModelVersionRecord& v) {
+  Stmt st(db, absl::StrCat("INSERT INTO model_versions (", kVersionColumns,
+                           ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
+  st.Bind(1, v.model_id)
+      .Bind(2, v.version)
+      .Bind(3, v.parent_version)
+      .Bind(4, v.job_id)
+      .Bind(5, v.artifact_kind)
+      .Bind(6, v.dir)
+      .Bind(7, v.weights_sha256)
+      .Bind(8, NowMs())
+      .Bind(9, v.figures_json);
+  return st.Run();
+}
+
+absl::StatusOr<std::string> QueryLatestCertificateSha(sqlite3* db, const std::string& model_id) {
+  Stmt st(db,
+          "SELECT sha256 FROM certificates WHERE model_id = ?1 ORDER BY seq "
+          "DESC LIMIT 1");
+  st.Bind(1, model_id);
+  UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+  return row ? st.Text(0) : std::string();
+}
+
+absl::Status CheckVersion(const ModelVersionRecord& v) {
+  if (v.model_id.empty()) return absl::InvalidArgumentError("journal: version without model_id");
+  if (v.version < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("journal: bad version ", v.version));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const char* JobStateName(JobState state) {
+  switch (state) {
+    case JobState::kQueued:
+      return "queued";
+    case JobState::kRunning:
+      return "running";
+    case JobState::kCompleted:
+      return "completed";
+    case JobState::kFailed:
+      return "failed";
+    case JobState::kFailedVerification:
+      return "failed_verification";
+    case JobState::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<JobState> ParseJobState(std::string_view name) {
+  for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kCompleted, JobState::kFailed,
+                     JobState::kFailedVerification, JobState::kCancelled}) {
+    if (name == JobStateName(s)) return s;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown job state '", std::string(name), "'"));
+}
+
+bool IsTerminal(JobState state) {
+  return state != JobState::kQueued && state != JobState::kRunning;
+}
+
+Journal::Journal(sqlite3* db) : db_(db) {}
+
+Journal::~Journal() { sqlite3_close_v2(db_); }
+
+absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status s = SqlError(db, rc, absl::StrCat("open ", path));
+    sqlite3_close_v2(db);
+    return s;
+  }
+  std::unique_ptr<Journal> journal(new Journal(db));
+  sqlite3_busy_timeout(db, 5000);
+  {
+    Stmt st(db, "PRAGMA journal_mode = WAL");
+    UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row || st.Text(0) != "wal") {
+      return absl::InternalError(absl::StrCat("journal: cannot enable WAL on ", path));
+    }
+  }
+  UNL_RETURN_IF_ERROR(Exec(db, "PRAGMA synchronous = FULL"));
+  UNL_RETURN_IF_ERROR(Exec(db, "PRAGMA foreign_keys = ON"));
+
+  int64_t user_version = 0;
+  {
+    Stmt st(db, "PRAGMA user_version");
+    UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row) user_version = st.Int(0);
+  }
+  if (user_version > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("journal: ", path, " has schema version ",
+                                                      user_version, ", newer than this binary's ",
+                                                      kSchemaVersion));
+  }
+  if (user_version < 1) {
+    absl::Status txn = InTransaction(db, [&]() -> absl::Status {
+      UNL_RETURN_IF_ERROR(Exec(db, kSchemaV1));
+      return Exec(db, "PRAGMA user_version = 1");
+    });
+    if (!txn.ok()) return txn;
+  }
+  // Future migrations: if (user_version < 2) { ALTER TABLE ...; PRAGMA
+  // user_version = 2; }
+  return journal;
+}
+
+// ---- Jobs
+// -------------------------------------------------------------------------------------
+
+absl::StatusOr<AcceptResult> Journal::AcceptRequest(const NewJob& job) {
+  if (job.request_id.empty() || job.request_id.size() > 256) {
+    return absl::InvalidArgumentError("journal: request_id must have 1..256 bytes");
+  }
+  if (job.request_fingerprint.empty()) {
+    return absl::InvalidArgumentError("journal: request_fingerprint is required");
+  }
+  if (job.model_id.empty() || job.method.empty()) {
+    return absl::InvalidArgumentError("journal: model_id and method are required");
+  }
+  absl::MutexLock lock(&mu_);
+  AcceptResult result;
+  absl::Status txn = InTransaction(db_, [&]() -> absl::Status {
+    absl::StatusOr<JobRecord> existing = QueryJob(db_, "request_id", job.request_id);
+    if (existing.ok()) {
+      if (existing->request_fingerprint != job.request_fingerprint) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("request id '", job.request_id, "' was already used for a different ",
+                         "request (job ", existing->job_id, "); choose a new request id"));
+      }
+      result.job = *std::move(existing);
+      result.duplicate = true;
+      return absl::OkStatus();
+    }
+    if (!absl::IsNotFound(existing.status())) return existing.status();
+    UNL_RETURN_IF_ERROR(QueryModel(db_, job.model_id).status());
+
+    std::string job_id = NewJobId();
+    for (int tries = 0; QueryJob(db_, "job_id", job_id).ok(); ++tries) {  // 2^-64 per pair
+      if (tries == 8) return absl::InternalError("journal: cannot draw a fresh job id");
+      job_id = NewJobId();
+    }
+    Stmt st(db_,
+            "INSERT INTO jobs (job_id, request_id, request_fingerprint, "
+            "model_id, method, "
+            "params_json, request_blob, forget_sha256, compliance_reference, "
+            "state, accepted_ms) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10)");
+    st.Bind(1, job_id)
+        .Bind(2, job.request_id)
+        .Bind(3, job.request_fingerprint)
+        .Bind(4, job.model_id)
+        .Bind(5, job.method)
+        .Bind(6, job.params_json)
+        .BindBlob(7, job.request_blob)
+        .Bind(8, job.forget_sha256)
+        .Bind(9, job.compliance_reference)
+        .Bind(10, NowMs());
+    UNL_RETURN_IF_ERROR(st.Run());
+    UNL_ASSIGN_OR_RETURN(result.job, QueryJob(db_, "job_id", job_id));
+    result.duplicate = false;
+    return absl::OkStatus();
+  });
+  if (!txn.ok()) return txn;
+  return result;
+}
+
+absl::StatusOr<JobRecord> Journal::GetJob(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  return QueryJob(db_, "job_id", job_id);
+}
+
+absl::StatusOr<JobRecord> Journal::GetJobByRequest(const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  return QueryJob(db_, "request_id", request_id);
+}
+
+absl::StatusOr<JobPage> Journal::ListJobs(const JobFilter& filter) {
+  int64_t before_seq = 0;
+  if (!filter.page_token.empty() &&
+      (!absl::SimpleAtoi(filter.page_token, &before_seq) || before_seq <= 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("journal: malformed page token '", filter.page_token, "'"));
+  }
+  const int page_size = std::min(std::max(filter.page_size, 1), 1000);
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, absl::StrCat("SELECT ", kJobColumns,
+                            ", seq FROM jobs WHERE (?1 = '' OR model_id = ?1)"
+                            " AND (?2 = '' OR state = ?2) AND (?3 = 0 OR seq < ?3)"
+                            " ORDER BY seq DESC LIMIT ?4"));
+  st.Bind(1, filter.model_id)
+      .Bind(2, filter.state ? JobStateName(*filter.state) : "")
+      .Bind(3, before_seq)
+      .Bind(4, page_size + 1);
+  JobPage page;
+  int64_t last_seq = 0;
+  while (true) {
+    UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    if (static_cast<int>(page.jobs.size()) == page_size) {
+      page.next_page_token = absl::StrCat(last_seq);
+      break;
+    }
+    UNL_ASSIGN_OR_RETURN(JobRecord j, ReadJob(st));
+    page.jobs.push_back(std::move(j));
+    last_seq = st.Int(21);
+  }
+  return page;
+}
+
+absl::StatusOr<std::vector<JobRecord>> Journal::UnfinishedJobs() {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, absl::StrCat("SELECT ", kJobColumns,
+                            " FROM jobs WHERE state IN ('queued', 'running') ORDER BY seq"));
+  return QueryJobs(st);
+}
+
+absl::StatusOr<int64_t> Journal::CountQueued(const std::string& model_id) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_,
+          "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND (?1 = '' OR "
+          "model_id = ?1)");
+  st.Bind(1, model_id);
+  UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+  return row ? st.Int(0) : 0;
+}
+
+absl::StatusOr<int64_t> Journal::RequeueInterrupted() {
+  absl::MutexLock lock(&mu_);
+  int64_t changed = 0;
+  absl::Status txn = InTransaction(db_, [&]() -> absl::Status {
+    Stmt cancel(db_,
+                "UPDATE jobs SET state = 'cancelled', finished_ms = ?1, error_message "
+                "= "
+                "'cancelled (interrupted by a restart)' WHERE state = 'running' AND "
+                "cancel_requested != 0");
+    cancel.Bind(1, NowMs());
+    UNL_RETURN_IF_ERROR(cancel.Run());
+    changed += sqlite3_changes(db_);
+    Stmt requeue(db_, "UPDATE jobs SET state = 'queued' WHERE state = 'running'");
+    UNL_RETURN_IF_ERROR(requeue.Run());
+    changed += sqlite3_changes(db_);
+    return absl::OkStatus();
+  });
+  if (!txn.ok()) return txn;
+  return changed;
+}
+
+absl::StatusOr<JobRecord> Journal::MarkRunning(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  JobRecord out;
+  absl::Status txn = InTransaction(db_, [&]() -> absl::Status {
+    UNL_ASSIGN_OR_RETURN(JobRecord job, QueryJob(db_, "job_id", job_id));
+    if (IsTerminal(job.state)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("journal: job ", job_id, " is ", JobStateName(job.state)));
+    }
+    Stmt st(db_,
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, "
+            "started_ms = ?2, "
+            "step = 0, total_steps = 0, loss = 0 WHERE job_id = ?1");
+    st.Bind(1, job_id).Bind(2, NowMs());
+    UNL_RETURN_IF_ERROR(st.Run());
+    UNL_ASSIGN_OR_RETURN(out, QueryJob(db_, "job_id", job_id));
+    return absl::OkStatus();
+  });
+  if (!txn.ok()) return txn;
+  return out;
+}
+
+absl::Status Journal::UpdateProgress(const std::string& job_id, int64_t step, int64_t total_steps,
+                                     double loss) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_,
+          "UPDATE jobs SET step = ?2, total_steps = ?3, loss = ?4 "
+          "WHERE job_id = ?1 AND state = 'running'");
+  st.Bind(1, job_id).Bind(2, step).Bind(3, total_steps).Bind(4, loss);
+  UNL_RETURN_IF_ERROR(st.Run());
+  if (sqlite3_changes(db_) == 0) {
+    UNL_ASSIGN_OR_RETURN(JobRecord job, QueryJob(db_, "job_id", job_id));
+    return absl::FailedPreconditionError(
+        absl::StrCat("journal: job ", job_id, " is ", JobStateName(job.state), ", not running"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<JobRecord> Journal::RequestCancel(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  JobRecord out;
+  absl::Status txn = InTransaction(db_, [&]() -> absl::Status {
+    UNL_ASSIGN_OR_RETURN(JobRecord job, QueryJob(db_, "job_id", job_id));
+    if (IsTerminal(job.state)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("journal: job ", job_id, " is already ", JobStateName(job.state)));
+    }
+    if (job.state == JobState::kQueued) {
+      Stmt st(db_,
+              "UPDATE jobs SET state = 'cancelled', cancel_requested = 1, "
+              "finished_ms = ?2, "
+              "error_message = 'cancelled before it started' WHERE job_id = ?1");
+      st.Bind(1, job_id).Bind(2, NowMs());
+      UNL_RETURN_IF_ERROR(st.Run());
+    } else {
+      Stmt st(db_, "UPDATE jobs SET cancel_requested = 1 WHERE job_id = ?1");
+      st.Bind(1, job_id);
+      UNL_RETURN_IF_ERROR(st.Run());
+    }
+    UNL_ASSIGN_OR_RETURN(out, QueryJob(db_, "job_id", job_id));
+    return absl::OkStatus();
+  });
+  if (!txn.ok()) return txn;
+  return out;
+}
+
+absl::Status Journal::FinishJob(const std::string& job_id, JobState state,
+                                const std::string& error_message,
+                                const std::string& verification_json) {
+  if (state != JobState::kFailed && state != JobState::kFailedVerification &&
+      state != JobState::kCancelled) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("journal: FinishJob takes failed, failed_verification or "
+                     "cancelled, not ",
+                     JobStateName(state)));
+  }
+  absl::MutexLock lock(&mu_);
+  return InTransaction(db_, [&]() -> absl::Status {
+    UNL_ASSIGN_OR_RETURN(JobRecord job, QueryJob(db_, "job_id", job_id));
+    if (IsTerminal(job.state)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("journal: job ", job_id, " is already ", JobStateName(job.state)));
+    }
+    Stmt st(db_,
+            "UPDATE jobs SET state = ?2, error_message = ?3, verification_json "
+            "= ?4, "
+            "finished_ms = ?5 WHERE job_id = ?1");
+    st.Bind(1, job_id)
+        .Bind(2, JobStateName(state))
+        .Bind(3, error_message)
+        .Bind(4, verification_json)
+        .Bind(5, NowMs());
+    return st.Run();
+  });
+}
+
+absl::Status Journal::CompleteJob(const std::string& job_id, const ModelVersionRecord& version,
+                                  const CertificateRecord& certificate,
+                                  const std::string& verification_json) {
+  if (version.version < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("journal: bad version ", version.version));
+  }
+  if (certificate.certificate_id.empty()) {
+    return absl::InvalidArgumentError("journal: certificate_id is required");
+  }
+  if (certificate.sha256 != core::Sha256Hex(certificate.json)) {
+    return absl::InvalidArgumentError("journal: certificate sha256 does not match its json");
+  }
+  absl::MutexLock lock(&mu_);
+  return InTransaction(db_, [&]() -> absl::Status {
+    UNL_ASSIGN_OR_RETURN(JobRecord job, QueryJob(db_, "job_id", job_id));
+    if (job.state != JobState::kRunning) {
+      return absl::FailedPreconditionError(absl::StrCat("journal: cannot complete job ", job_id,
+                                                        ": it is ", JobStateName(job.state)));
+    }
+    if (!version.model_id.empty() && version.model_id != job.model_id) {
+      return absl::FailedPreconditionError(absl::StrCat("journal: job ", job_id, " is on model ",
+                                                        job.model_id, ", not ", version.model_id));
+    }
+    UNL_ASSIGN_OR_RETURN(std::string latest, QueryLatestCertificateSha(db_, job.model_id));
+    if (certificate.previous_sha256 != latest) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "journal: certificate chain mismatch on model ", job.model_id, ": previous_sha256 '",
+          certificate.previous_sha256, "' but the latest certificate is '", latest, "'"));
+    }
+    UNL_ASSIGN_OR_RETURN(bool exists, VersionExists(db_, job.model_id, version.version));
+    if (exists) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("journal: model ", job.model_id, " already has version ", version.version));
+    }
+    ModelVersionRecord v = version;
+    v.model_id = job.model_id;
+    v.job_id = job_id;
+    UNL_RETURN_IF_ERROR(InsertVersion(db_, v));
+    const int64_t now = NowMs();
+    {
+      Stmt st(db_, "UPDATE models SET current_version = ?2 WHERE model_id = ?1");
+      st.Bind(1, job.model_id).Bind(2, v.version);
+      UNL_RETURN_IF_ERROR(st.Run());
+    }
+    {
+      Stmt st(db_,
+              "UPDATE jobs SET state = 'completed', error_message = '', "
+              "published_version = ?2, "
+              "verification_json = ?3, finished_ms = ?4 WHERE job_id = ?1");
+      st.Bind(1, job_id).Bind(2, v.version).Bind(3, verification_json).Bind(4, now);
+      UNL_RETURN_IF_ERROR(st.Run());
+    }
+    Stmt st(db_, absl::StrCat("INSERT INTO certificates (", kCertificateColumns,
+                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+    st.Bind(1, certificate.certificate_id)
+        .Bind(2, job_id)
+        .Bind(3, job.model_id)
+        .Bind(4, certificate.json)
+        .Bind(5, certificate.sha256)
+        .Bind(6, certificate.previous_sha256)
+        .Bind(7, now);
+    return st.Run();
+  });
+}
+
+// ---- Events
+// -----------------------------------------------------------------------------------
+
+absl::StatusOr<JobEvent> Journal::AppendEvent(const std::string& job_id, const std::string& kind,
+                                              const std::string& payload_json) {
+  absl::MutexLock lock(&mu_);
+  JobEvent ev;
+  absl::Status txn = InTransaction(db_, [&]() -> absl::Status {
+    UNL_RETURN_IF_ERROR(QueryJob(db_, "job_id", job_id).status());
+    Stmt next(db_, "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?1");
+    next.Bind(1, job_id);
+    UNL_RETURN_IF_ERROR(next.Step().status());
+    ev.job_id = job_id;
+    ev.seq = next.Int(0);
+    ev.kind = kind;
+    ev.payload_json = payload_json;
+    ev.unix_ms = NowMs();
+    Stmt st(db_,
+            "INSERT INTO events (job_id, seq, kind, payload_json, unix_ms) "
+            "VALUES (?1, ?2, ?3, ?4, ?5)");
+    st.Bind(1, job_id).Bind(2, ev.seq).Bind(3, kind).Bind(4, payload_json).Bind(5, ev.unix_ms);
+    return st.Run();
+  });
+  if (!txn.ok()) return txn;
+  return ev;
+}
+
+absl::StatusOr<std::vector<JobEvent>> Journal::ListEvents(const std::string& job_id,
+                                                          int64_t after_seq, int limit) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_,
+          "SELECT seq, kind, payload_json, unix_ms FROM events WHERE job_id = "
+          "?1 AND seq > ?2 "
+          "ORDER BY seq LIMIT ?3");
+  st.Bind(1, job_id).Bind(2, after_seq).Bind(3, limit > 0 ? limit : -1);
+  std::vector<JobEvent> out;
+  while (true) {
+    UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(JobEvent{job_id, st.Int(0), st.Text(1), st.Text(2), st.Int(3)});
+  }
+  return out;
+}
+
+// ---- Models and versions
+// ----------------------------------------------------------------------
+
+absl::Status Journal::RegisterModel(const ModelRecord& model) {
+  if (model.model_id.empty()) return absl::InvalidArgumentError("journal: model_id is required");
+  absl::MutexLock lock(&mu_);
+  return InTransaction(db_, [&]() -> absl::Status {
+    absl::StatusOr<ModelRecord> existing = QueryModel(db_, model.model_id);
+    if (existing.ok()) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("journal: model ", model.model_id, " is already registered"));
+    }
+    if (!absl::IsNotFound(existing.status())) return existing.status();
+    Stmt st(db_, absl::StrCat("INSERT INTO models (", kModelColumns,
+                              ") VALUES (?1, ?2, ?3, ?4, 0, ?5)"));
+    st.Bind(1, model.model_id)
+        .Bind(2, model.family)
+        .Bind(3, model.architecture)
+        .Bind(4, model.source_dir)
+        .Bind(5, NowMs());
+    return st.Run();
+  });
+}
+
+absl::StatusOr<ModelRecord> Journal::GetModel(const std::string& model_id) {
+  absl::MutexLock lock(&mu_);
+  return QueryModel(db_, model_id);
+}
+
+absl::StatusOr<std::vector<ModelRecord>> Journal::ListModels() {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, absl::StrCat("SELECT ", kModelColumns, " FROM models ORDER BY model_id"));
+  std::vector<ModelRecord> out;
+  while (true) {
+    UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(ReadModel(st));
+  }
+  return out;
+}
+
+absl::Status Journal::AddVersion(const ModelVersionRecord& version, bool make_current) {
+  UNL_RETURN_IF_ERROR(CheckVersion(version));
+  absl::MutexLock lock(&mu_);
+  return InTransaction(db_, [&]() -> absl::Status {
+    UNL_RETURN_IF_ERROR(QueryModel(db_, version.model_id).status());
+    UNL_ASSIGN_OR_RETURN(bool exists, VersionExists(db_, version.model_id, version.version));
+    if (exists) {
+      return absl::AlreadyExistsError(absl::StrCat("journal: model ", version.model_id,
+                                                   " already has version ", version.version));
+    }
+    UNL_RETURN_IF_ERROR(InsertVersion(db_, version));
+    if (!make_current) return absl::OkStatus();
+    Stmt st(db_, "UPDATE models SET current_version = ?2 WHERE model_id = ?1");
+    st.Bind(1, version.model_id).Bind(2, version.version);
+    return st.Run();
+  });
+}
+
+absl::StatusOr<std::vector<ModelVersionRecord>> Journal::ListVersions(const std::string& model_id) {
+  absl::MutexLock lock(&mu_);
+  UNL_RETURN_IF_ERROR(QueryModel(db_, model_id).status());
+  Stmt st(db_, absl::StrCat("SELECT ", kVersionColumns,
+                            " FROM model_versions WHERE model_id = ?1 ORDER BY version"));
+  st.Bind(1, model_id);
+  std::vector<ModelVersionRecord> out;
+  while (true) {
+    UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(ReadVersion(st));
+  }
+  return out;
+}
+
+absl::StatusOr<ModelVersionRecord> Journal::GetVersion(const std::string& model_id,
+                                                       int64_t version) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, absl::StrCat("SELECT ", kVersionColumns,
+                            " FROM model_versions WHERE model_id = ?1 AND version = ?2"));
+  st.Bind(1, model_id).Bind(2, version);
+  UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) {
+    return absl::NotFoundError(
+        absl::StrCat("journal: model ", model_id, " has no version ", version));
+  }
+  return ReadVersion(st);
+}
+
+absl::StatusOr<int64_t> Journal::NextVersion(const std::string& model_id) {
+  absl::MutexLock lock(&mu_);
+  UNL_RETURN_IF_ERROR(QueryModel(db_, model_id).status());
+  Stmt st(db_,
+          "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE "
+          "model_id = ?1");
+  st.Bind(1, model_id);
+  UNL_RETURN_IF_ERROR(st.Step().status());
+  return st.Int(0);
+}
+
+absl::Status Journal::SetCurrentVersion(const std::string& model_id, int64_t version) {
+  absl::MutexLock lock(&mu_);
+  return InTransaction(db_, [&]() -> absl::Status {
+    UNL_RETURN_IF_ERROR(QueryModel(db_, model_id).status());
+    UNL_ASSIGN_OR_RETURN(bool exists, VersionExists(db_, model_id, version));
+    if (!exists) {
+      return absl::NotFoundError(
+          absl::StrCat("journal: model ", model_id, " has no version ", version));
+    }
+    Stmt st(db_, "UPDATE models SET current_version = ?2 WHERE model_id = ?1");
+    st.Bind(1, model_id).Bind(2, version);
+    return st.Run();
+  });
+}
+
+// ---- Certificates
+// -----------------------------------------------------------------------------
+
+absl::StatusOr<std::string> Journal::LatestCertificateSha(const std::string& model_id) {
+  absl::MutexLock lock(&mu_);
+  return QueryLatestCertificateSha(db_, model_id);
+}
+
+absl::StatusOr<CertificateRecord> Journal::GetCertificate(const std::string& certificate_id) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, absl::StrCat("SELECT ", kCertificateColumns,
+                            " FROM certificates WHERE certificate_id = ?1"));
+  st.Bind(1, certificate_id);
+  UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return absl::NotFoundError(absl::StrCat("journal: no certificate ", certificate_id));
+  return ReadCertificate(st);
+}
+
+absl::StatusOr<CertificateRecord> Journal::GetCertificateByJob(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_,
+          absl::StrCat("SELECT ", kCertificateColumns, " FROM certificates WHERE job_id = ?1"));
+  st.Bind(1, job_id);
+  UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return absl::NotFoundError(absl::StrCat("journal: no certificate for job ", job_id));
+  return ReadCertificate(st);
+}
+
+absl::StatusOr<std::vector<CertificateRecord>> Journal::ListCertificates(
+    const std::string& model_id) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, absl::StrCat("SELECT ", kCertificateColumns,
+                            " FROM certificates WHERE model_id = ?1 ORDER BY seq"));
+  st.Bind(1, model_id);
+  std::vector<CertificateRecord> out;
+  while (true) {
+    UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(ReadCertificate(st));
+  }
+  return out;
+}
+
+}  // namespace unlearning::server

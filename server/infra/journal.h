@@ -1,0 +1,268 @@
+// Durable journal of the unlearning server: erasure requests/jobs, their
+// progress events, erasure certificates (hash-chained per model), registered
+// models and their published versions.
+//
+// Storage: one SQLite database file (WAL, synchronous=FULL, foreign keys,
+// busy_timeout), schema versioned with PRAGMA user_version. Every mutating call
+// is one transaction that is durable (fsync'd) when the call returns OK: the
+// server may acknowledge a request as ACCEPTED as soon as AcceptRequest()
+// returns. After a crash (even SIGKILL mid-way) reopening the file returns
+// every accepted-but-unfinished job from UnfinishedJobs().
+//
+// Thread-safety: a Journal is thread-safe. All calls share one connection
+// guarded by a mutex, so calls are serialised; each is a few hundred
+// microseconds plus one fsync for writes. Keep UpdateProgress() rate-limited on
+// the caller side (e.g. at most a few per second per job).
+//
+// No gRPC/protobuf here: request_blob is opaque bytes (the server stores the
+// serialized proto).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+struct sqlite3;
+
+namespace unlearning::server {
+
+// Job state machine:
+//   queued -> running -> completed | failed | failed_verification | cancelled
+//   queued -> cancelled (RequestCancel on a queued job)
+//   running -> queued   (RequeueInterrupted() at startup, after a crash)
+enum class JobState { kQueued, kRunning, kCompleted, kFailed, kFailedVerification, kCancelled };
+
+// "queued", "running", "completed", "failed", "failed_verification",
+// "cancelled". These strings are what the journal stores and what the metrics
+// use as `outcome` label values.
+const char* JobStateName(JobState state);
+// Inverse of JobStateName; kInvalidArgument for an unknown name.
+absl::StatusOr<JobState> ParseJobState(std::string_view name);
+// True for completed, failed, failed_verification, cancelled.
+bool IsTerminal(JobState state);
+
+// What the caller supplies when a request arrives.
+struct NewJob {
+  std::string request_id;            // client-chosen idempotency key; required, <= 256 bytes
+  std::string request_fingerprint;   // sha256 (hex) of the canonical request; required
+  std::string model_id;              // required; must be a registered model
+  std::string method;                // required, e.g. "npo"
+  std::string params_json;           // effective method parameters (JSON text), may be empty
+  std::string request_blob;          // serialized request bytes (opaque to the journal)
+  std::string forget_sha256;         // sha256 of the forget set, may be empty
+  std::string compliance_reference;  // e.g. ticket id; never used as a metric label
+};
+
+struct JobRecord {
+  std::string job_id;  // "job-<16 hex>"
+  std::string request_id;
+  std::string request_fingerprint;
+  std::string model_id;
+  std::string method;
+  std::string params_json;
+  std::string request_blob;
+  std::string forget_sha256;
+  std::string compliance_reference;
+  JobState state = JobState::kQueued;
+  std::string error_message;
+  int attempts = 0;  // number of MarkRunning() calls
+  int64_t step = 0;
+  int64_t total_steps = 0;
+  double loss = 0.0;
+  int64_t accepted_unix_ms = 0;
+  int64_t started_unix_ms = 0;    // 0 = never started (set by the latest MarkRunning)
+  int64_t finished_unix_ms = 0;   // 0 = not finished
+  int64_t published_version = 0;  // 0 = nothing published (set by CompleteJob)
+  std::string verification_json;
+  bool cancel_requested = false;
+};
+
+struct AcceptResult {
+  JobRecord job;
+  bool duplicate = false;  // true: request_id was already journaled; `job` is
+                           // the existing one
+};
+
+struct JobEvent {
+  std::string job_id;
+  int64_t seq = 0;   // 1, 2, ... per job
+  std::string kind;  // free-form, e.g. "state", "progress", "verification"
+  std::string payload_json;
+  int64_t unix_ms = 0;
+};
+
+struct CertificateRecord {
+  std::string certificate_id;  // caller-chosen, unique (e.g. "cert-<job id>")
+  std::string job_id;
+  std::string model_id;
+  std::string json;             // the certificate document
+  std::string sha256;           // sha256 (hex) of `json`; checked by CompleteJob
+  std::string previous_sha256;  // LatestCertificateSha(model_id) at completion
+                                // ("" for the first)
+  int64_t created_unix_ms = 0;  // filled by the journal
+};
+
+struct ModelRecord {
+  std::string model_id;
+  std::string family;           // e.g. "causal_lm"
+  std::string architecture;     // e.g. "LlamaForCausalLM"
+  std::string source_dir;       // where it was imported from (informational)
+  int64_t current_version = 0;  // 0 = no version published yet
+  int64_t created_unix_ms = 0;  // filled by the journal
+};
+
+struct ModelVersionRecord {
+  std::string model_id;
+  int64_t version = 0;         // >= 1, unique per model
+  int64_t parent_version = 0;  // 0 = none (the imported base)
+  std::string job_id;          // "" for imports / rollbacks not produced by a job
+  std::string artifact_kind;   // "full", "lora", "assistant", "generator"
+  std::string dir;             // absolute directory in the model store
+  std::string weights_sha256;
+  int64_t created_unix_ms = 0;  // filled by the journal
+  std::string figures_json;     // verification figures of the job that produced it
+                                // ("" if none)
+};
+
+struct JobFilter {
+  std::string model_id;           // "" = any
+  std::optional<JobState> state;  // nullopt = any
+  int page_size = 50;             // clamped to [1, 1000]
+  std::string page_token;         // "" = first page; else a JobPage::next_page_token
+};
+
+struct JobPage {
+  std::vector<JobRecord> jobs;  // newest first (reverse acceptance order)
+  std::string next_page_token;  // "" = no more
+};
+
+class Journal {
+ public:
+  // Opens (creating if needed) the database at `path` and migrates the schema.
+  // kInternal on SQLite errors; kFailedPrecondition if the file's schema is
+  // newer than this binary's.
+  static absl::StatusOr<std::unique_ptr<Journal>> Open(const std::string& path);
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  // ---- Jobs
+  // -----------------------------------------------------------------------------------
+
+  // Atomically journals a new queued job, durable on return. Idempotent on
+  // request_id: a resend with the same request_id and the same fingerprint
+  // returns the existing job (whatever its state) with duplicate=true. The same
+  // request_id with a different fingerprint is kAlreadyExists ("request id
+  // reused for a different request"). kInvalidArgument for missing fields;
+  // kNotFound if model_id is not registered.
+  absl::StatusOr<AcceptResult> AcceptRequest(const NewJob& job);
+
+  // kNotFound if absent.
+  absl::StatusOr<JobRecord> GetJob(const std::string& job_id);
+  absl::StatusOr<JobRecord> GetJobByRequest(const std::string& request_id);
+  // kInvalidArgument for a malformed page token.
+  absl::StatusOr<JobPage> ListJobs(const JobFilter& filter);
+  // Queued or running jobs, oldest accepted first: what to schedule again after
+  // a restart.
+  absl::StatusOr<std::vector<JobRecord>> UnfinishedJobs();
+  // Number of queued jobs on `model_id` ("" = all models).
+  absl::StatusOr<int64_t> CountQueued(const std::string& model_id);
+  // Startup helper: every job left `running` by a crash goes back to `queued`
+  // (attempts are kept; cancel_requested jobs become cancelled). Returns how
+  // many rows changed.
+  absl::StatusOr<int64_t> RequeueInterrupted();
+
+  // queued|running -> running; attempts += 1; started time = now; clears
+  // step/loss. Returns the updated record. kFailedPrecondition if the job is
+  // terminal (e.g. cancelled while queued).
+  absl::StatusOr<JobRecord> MarkRunning(const std::string& job_id);
+  // Records progress of a running job (one small UPDATE). kFailedPrecondition
+  // if not running.
+  absl::Status UpdateProgress(const std::string& job_id, int64_t step, int64_t total_steps,
+                              double loss);
+  // Asks for cancellation. A queued job becomes cancelled at once; a running
+  // job gets cancel_requested=true (the runner polls it / its CancellationToken
+  // and then calls FinishJob(kCancelled)). Returns the updated record.
+  // kFailedPrecondition if already terminal.
+  absl::StatusOr<JobRecord> RequestCancel(const std::string& job_id);
+  // Ends a queued/running job as failed, failed_verification or cancelled
+  // (completed goes through CompleteJob). kInvalidArgument for another state;
+  // kFailedPrecondition if already terminal.
+  absl::Status FinishJob(const std::string& job_id, JobState state,
+                         const std::string& error_message, const std::string& verification_json);
+
+  // Publishes the result of a job in ONE transaction: inserts `version`
+  // (version.job_id is set to job_id), sets the model's current_version, marks
+  // the job completed with published_version and verification_json, and stores
+  // `certificate` (certificate.job_id/model_id are filled in). Preconditions
+  // checked (kFailedPrecondition): job is running; version.model_id is the
+  // job's model; certificate.previous_sha256 == LatestCertificateSha(model).
+  // kInvalidArgument if certificate.sha256 != sha256(certificate.json).
+  // kAlreadyExists if the version exists.
+  absl::Status CompleteJob(const std::string& job_id, const ModelVersionRecord& version,
+                           const CertificateRecord& certificate,
+                           const std::string& verification_json);
+
+  // ---- Events (catch-up for WatchJob)
+  // ------------------------------------------------------
+
+  // Appends an event with the next seq for the job; returns it. kNotFound for
+  // an unknown job.
+  absl::StatusOr<JobEvent> AppendEvent(const std::string& job_id, const std::string& kind,
+                                       const std::string& payload_json);
+  // Events with seq > after_seq, in seq order, at most `limit` (0 = no limit).
+  absl::StatusOr<std::vector<JobEvent>> ListEvents(const std::string& job_id, int64_t after_seq,
+                                                   int limit = 0);
+
+  // ---- Models and versions
+  // ------------------------------------------------------------------
+
+  // kAlreadyExists if model_id is taken. current_version starts at 0; publish
+  // with AddVersion.
+  absl::Status RegisterModel(const ModelRecord& model);
+  absl::StatusOr<ModelRecord> GetModel(const std::string& model_id);
+  absl::StatusOr<std::vector<ModelRecord>> ListModels();  // by model_id
+  // Inserts a version (e.g. the imported base v1) and, if make_current, points
+  // the model at it, in one transaction. kNotFound for an unknown model;
+  // kAlreadyExists for a duplicate version.
+  absl::Status AddVersion(const ModelVersionRecord& version, bool make_current);
+  // Oldest first. kNotFound for an unknown model.
+  absl::StatusOr<std::vector<ModelVersionRecord>> ListVersions(const std::string& model_id);
+  absl::StatusOr<ModelVersionRecord> GetVersion(const std::string& model_id, int64_t version);
+  // Highest version number recorded for the model + 1 (1 if none): the next
+  // version to write.
+  absl::StatusOr<int64_t> NextVersion(const std::string& model_id);
+  // Rollback: points the model at an existing version. kNotFound if the version
+  // does not exist.
+  absl::Status SetCurrentVersion(const std::string& model_id, int64_t version);
+
+  // ---- Certificates
+  // -------------------------------------------------------------------------
+
+  // sha256 of the model's latest certificate, "" if it has none (the chain's
+  // start).
+  absl::StatusOr<std::string> LatestCertificateSha(const std::string& model_id);
+  absl::StatusOr<CertificateRecord> GetCertificate(const std::string& certificate_id);
+  absl::StatusOr<CertificateRecord> GetCertificateByJob(const std::string& job_id);
+  // Oldest first (chain order).
+  absl::StatusOr<std::vector<CertificateRecord>> ListCertificates(const std::string& model_id);
+
+  // The current schema version (PRAGMA user_version).
+  static constexpr int kSchemaVersion = 1;
+
+ private:
+  explicit Journal(sqlite3* db);
+
+  sqlite3* db_;
+  absl::Mutex mu_;
+};
+
+}  // namespace unlearning::server
