@@ -3,11 +3,13 @@
 // Definitions follow shared VERIFICATION.md (TOFU / MUSE conventions).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+
 #include "core/common/cancellation.h"
 #include "core/data/text_example.h"
 #include "core/models/causal_lm.h"
@@ -44,7 +46,33 @@ struct VerificationReport {
   const FigureValue* Find(const std::string& name) const;
 };
 
-// Per-example figures of one model (fp32, no grad, batched).
+// Outcome of the threshold checks: one line per check, e.g.
+// "forget.answer_probability ratio 0.040 <= 0.50: ok".
+struct ThresholdDecision {
+  bool passed = false;
+  std::vector<std::string> checks;
+};
+
+// The pure decision VerifyText applies to the before/after figure maps:
+//   - forget.answer_probability after / before <= max_forget_probability_ratio (required: a
+//     missing forget figure fails);
+//   - retain.answer_probability after / before >= min_retain_probability_ratio (skipped when the
+//     ratio is 0 or there are no retain figures);
+//   - mia.loss_auc after <= max_mia_auc (skipped when there are no holdout figures).
+// A ratio with before = 0 is 1 if after = 0 and +inf otherwise; NaN never passes.
+ThresholdDecision DecideThresholds(const std::map<std::string, double>& before,
+                                   const std::map<std::string, double>& after,
+                                   const VerificationThresholds& thresholds);
+
+// Scoring constants (pinned: part of the evaluation suite's definition).
+inline constexpr double kMinKFraction = 0.2;     // Min-K%: the 20% lowest token log-probs
+inline constexpr int64_t kRougeExtraTokens = 8;  // greedy answer budget: |a| + 8 tokens
+inline constexpr int64_t kVerificationBatchSize = 16;
+
+// Per-example figures of one model (fp32, no grad, batched). Answer tokens are the tokens of the
+// answer text after QaPrompt(question) (no EOS). The greedy answer for ROUGE is cut at the first
+// newline or EOS. kCancelled if `cancel` fires; kInvalidArgument if an answer has no token within
+// the model's max_position_embeddings.
 struct ExampleScores {
   std::vector<double> answer_probability;  // P̄(a|q) = p(a|q)^(1/|a|) per example
   std::vector<double> mean_nll;            // mean answer-token NLL per example (LOSS attack)
@@ -58,7 +86,28 @@ absl::StatusOr<ExampleScores> ScoreExamples(const CausalLm& model,
 // Figures of one model, keyed "forget.answer_probability", "forget.rouge_l_recall",
 // "forget.paraphrase_answer_probability", "forget.truth_ratio", "retain.answer_probability",
 // "retain.rouge_l_recall", "holdout.answer_probability", "holdout.rouge_l_recall",
-// "mia.loss_auc", "mia.min_k_auc" (those whose probe data exist).
+// "mia.loss_auc", "mia.min_k_auc" (those whose probe data exist), plus "retain.truth_ratio" and
+// "holdout.truth_ratio".
+//
+// Definitions (shared VERIFICATION.md):
+//   answer_probability            mean_i exp(-mean answer-token NLL of (q_i, a_i))
+//   paraphrase_answer_probability mean_i over items with paraphrases of
+//                                 mean_j exp(-mean NLL of (paraphrased q_ij, a_i))
+//   truth ratio per item          TR_i = mean_j P̄(perturbed a_ij | q_i) / (P̄(a_i | q_i) + 1e-10)
+//                                 (the data has no paraphrased answers, so the correct side is the
+//                                 true answer, as open-unlearning does for ra/wf); aggregated as
+//                                 TOFU/open-unlearning do: forget and holdout "closer to 1 better"
+//                                 mean_i min(TR_i, 1/TR_i) in [0, 1] (1 = true and wrong answers
+//                                 equally likely, i.e. nothing known); retain "true better"
+//                                 mean_i max(0, 1 - TR_i) (high = truth preferred).
+//   rouge_l_recall                mean_i ROUGE-L recall of the greedy answer vs a_i (rouge.h).
+//   mia.loss_auc, mia.min_k_auc   ROC AUC with forget items as positives (members) and holdout
+//                                 items as negatives, scored by membership likelihood: -mean NLL
+//                                 (LOSS) and the mean of the 20% lowest answer-token log-probs
+//                                 (Min-K%). 1 = forget set clearly memorised, 0.5 = forget
+//                                 indistinguishable from never-seen data, < 0.5 = over-unlearned.
+//                                 Equals open-unlearning's P(loss(holdout) > loss(forget)).
+// kInvalidArgument if probes.forget is empty.
 absl::StatusOr<std::map<std::string, double>> ComputeTextFigures(const CausalLm& model,
                                                                  const TextProbes& probes,
                                                                  const CancellationToken* cancel);
