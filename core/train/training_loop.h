@@ -1,14 +1,15 @@
-// The shared optimisation loop used by fine-tuning and by every gradient-based unlearning method:
-// AdamW, linear warm-up then linear decay, gradient clipping, progress with ETA, cancellation.
+// The shared optimisation loop used by fine-tuning and by every gradient-based
+// unlearning method: AdamW, linear warm-up then linear decay, gradient
+// clipping, progress with ETA, cancellation.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include <torch/types.h>
 
-#include "absl/status/statusor.h"
 #include "core/common/cancellation.h"
 #include "core/common/progress.h"
 
@@ -19,7 +20,8 @@ struct OptimizerOptions {
   double weight_decay = 0.01;
   double max_grad_norm = 1.0;  // 0 disables clipping
   int64_t warmup_steps = 0;    // linear warm-up from 0 to learning_rate
-  bool linear_decay = false;   // after warm-up, decay linearly to 0 at the last step
+  bool linear_decay =
+      false;  // after warm-up, decay linearly to 0 at the last step
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
@@ -38,14 +40,17 @@ struct TrainingLoopResult {
   double last_loss = 0.0;
 };
 
-// Runs `options.total_steps` steps over `params` (tensors with requires_grad). Each step calls
-// `step_fn(step)` (0-based) which must return a scalar float32 loss tensor connected to `params`;
-// the loop zeroes gradients, back-propagates, clips, steps AdamW and updates the learning rate.
-// Checks `cancel` before every step: kCancelled if it fired. A non-finite loss is kInternal
-// ("loss is not finite at step N"). Errors from step_fn are returned as is; exceptions from
-// LibTorch become kInternal.
+// Runs `options.total_steps` steps over `params` (tensors with requires_grad).
+// Each step calls `step_fn(step)` (0-based) which must return a scalar float32
+// loss tensor connected to `params`; the loop zeroes gradients,
+// back-propagates, clips, steps AdamW and updates the learning rate. Checks
+// `cancel` before every step: kCancelled if it fired. A non-finite loss is
+// kInternal
+// ("loss is not finite at step N"). Errors from step_fn are returned as is;
+// exceptions from LibTorch become kInternal.
 absl::StatusOr<TrainingLoopResult> RunTrainingLoop(
-    const std::vector<torch::Tensor>& params, const TrainingLoopOptions& options,
+    const std::vector<torch::Tensor>& params,
+    const TrainingLoopOptions& options,
     const std::function<absl::StatusOr<torch::Tensor>(int64_t step)>& step_fn,
     ProgressSink* progress, const CancellationToken* cancel);
 

@@ -1,0 +1,270 @@
+// unlearn-train: offline model creation and fine-tuning for the demo and for users' own QA data.
+//
+//   unlearn-train init --out DIR [--hidden 256 --layers 4 --heads 8 --kv-heads 4 --seed 0]
+//   unlearn-train finetune --model DIR --data train.jsonl --out DIR2 [--epochs E --lr LR
+//       --batch-size B --seed S --threads N --min-accuracy A --report FILE]
+//
+// Exit status: 0 on success, 1 on an error, 2 if the final answer-token accuracy is below
+// --min-accuracy (the model is still written).
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+#include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
+#include <torch/types.h>
+
+#include "core/common/cancellation.h"
+#include "core/common/progress.h"
+#include "core/common/status_macros.h"
+#include "core/data/text_example.h"
+#include "core/models/causal_lm.h"
+#include "core/text/tokenizer.h"
+#include "core/train/finetune.h"
+
+namespace unlearning::core {
+namespace {
+
+CancellationToken* g_cancel = nullptr;
+
+extern "C" void HandleSigint(int) {
+  if (g_cancel != nullptr) g_cancel->Cancel();
+}
+
+std::string FormatSeconds(double s) {
+  const int64_t total = static_cast<int64_t>(std::llround(s));
+  if (total >= 60) return absl::StrFormat("%dm%02ds", total / 60, total % 60);
+  return absl::StrFormat("%ds", total);
+}
+
+// Prints one line per progress update: step, loss, elapsed time and ETA.
+class PrintingSink : public ProgressSink {
+ public:
+  void OnProgress(const ProgressUpdate& u) override {
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    std::printf("step %lld/%lld  epoch %.1f  loss %.4f  elapsed %s  eta %s\n",
+                static_cast<long long>(u.step), static_cast<long long>(u.total_steps),
+                steps_per_epoch_ > 0 ? static_cast<double>(u.step) / steps_per_epoch_ : 0.0, u.loss,
+                FormatSeconds(elapsed).c_str(), FormatSeconds(u.eta_seconds).c_str());
+    std::fflush(stdout);
+  }
+  void set_steps_per_epoch(int64_t n) { steps_per_epoch_ = n; }
+
+ private:
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  int64_t steps_per_epoch_ = 0;
+};
+
+struct InitArgs {
+  std::string out;
+  int64_t hidden = 256;
+  int64_t layers = 4;
+  int64_t heads = 8;
+  int64_t kv_heads = 4;
+  int64_t intermediate = 0;  // 0: 8/3 * hidden rounded up to a multiple of 16
+  int64_t max_positions = 512;
+  std::string dtype = "float32";
+  uint64_t seed = 0;
+};
+
+absl::Status RunInit(const InitArgs& args) {
+  LlamaConfig config;
+  config.hidden_size = args.hidden;
+  config.num_hidden_layers = args.layers;
+  config.num_attention_heads = args.heads;
+  config.num_key_value_heads = args.kv_heads;
+  config.intermediate_size =
+      args.intermediate > 0 ? args.intermediate : (args.hidden * 8 / 3 + 15) / 16 * 16;
+  config.max_position_embeddings = args.max_positions;
+  config.torch_dtype = args.dtype;
+  // Validate through the same parser the loader uses.
+  UNL_ASSIGN_OR_RETURN(config, LlamaConfig::FromJson(config.ToJson()));
+  std::unique_ptr<CausalLm> model =
+      CausalLm::Create(config, std::make_unique<ByteTokenizer>(), torch::kCPU, args.seed);
+  std::error_code ec;
+  std::filesystem::create_directories(args.out, ec);
+  if (ec) return absl::InternalError(absl::StrFormat("mkdir %s: %s", args.out, ec.message()));
+  UNL_RETURN_IF_ERROR(model->Save(args.out));
+  std::printf("initialised %s: %lld parameters (hidden %lld, layers %lld, heads %lld/%lld)\n",
+              args.out.c_str(), static_cast<long long>(model->num_parameters()),
+              static_cast<long long>(config.hidden_size),
+              static_cast<long long>(config.num_hidden_layers),
+              static_cast<long long>(config.num_attention_heads),
+              static_cast<long long>(config.num_key_value_heads));
+  return absl::OkStatus();
+}
+
+struct FinetuneArgs {
+  std::string model;
+  std::string data;
+  std::string eval_data;  // default: data
+  std::string out;
+  std::string report;
+  int threads = 0;
+  double min_accuracy = 0.0;
+  FinetuneOptions options;
+};
+
+// Returns the accuracy (or an error).
+absl::StatusOr<double> RunFinetune(const FinetuneArgs& args) {
+  UNL_ASSIGN_OR_RETURN(std::unique_ptr<CausalLm> model, CausalLm::Load(args.model, torch::kCPU));
+  UNL_ASSIGN_OR_RETURN(std::vector<TextExample> train, ReadJsonl(args.data));
+  std::vector<TextExample> eval;
+  if (args.eval_data.empty()) {
+    eval = train;
+  } else {
+    UNL_ASSIGN_OR_RETURN(eval, ReadJsonl(args.eval_data));
+  }
+  const int64_t steps_per_epoch =
+      (static_cast<int64_t>(train.size()) + args.options.batch_size - 1) /
+      std::max<int64_t>(1, args.options.batch_size);
+  std::printf(
+      "fine-tuning %s (%lld parameters) on %zu examples: %lld epochs x %lld steps, batch %lld, "
+      "lr %g, %d threads\n",
+      args.model.c_str(), static_cast<long long>(model->num_parameters()), train.size(),
+      static_cast<long long>(args.options.epochs), static_cast<long long>(steps_per_epoch),
+      static_cast<long long>(args.options.batch_size), args.options.learning_rate,
+      at::get_num_threads());
+  std::fflush(stdout);
+
+  CancellationToken cancel;
+  g_cancel = &cancel;
+  std::signal(SIGINT, HandleSigint);
+  std::signal(SIGTERM, HandleSigint);
+  PrintingSink sink;
+  sink.set_steps_per_epoch(steps_per_epoch);
+  absl::StatusOr<FinetuneResult> result = FinetuneQa(*model, train, args.options, &sink, &cancel);
+  g_cancel = nullptr;
+  UNL_RETURN_IF_ERROR(result.status());
+
+  UNL_ASSIGN_OR_RETURN(TokenAccuracy acc, MeasureAnswerAccuracy(*model, eval));
+  std::error_code ec;
+  std::filesystem::create_directories(args.out, ec);
+  if (ec) return absl::InternalError(absl::StrFormat("mkdir %s: %s", args.out, ec.message()));
+  UNL_RETURN_IF_ERROR(model->Save(args.out));
+
+  const double tokens_per_s = result->seconds > 0
+                                  ? static_cast<double>(result->answer_tokens_per_epoch) *
+                                        args.options.epochs / result->seconds
+                                  : 0.0;
+  std::printf("trained %lld steps in %s (loss %.4f -> %.4f, %.0f answer tokens/s)\n",
+              static_cast<long long>(result->loop.steps), FormatSeconds(result->seconds).c_str(),
+              result->loop.first_loss, result->loop.last_loss, tokens_per_s);
+  std::printf("final answer-token accuracy: %.4f (%lld/%lld)\n", acc.accuracy(),
+              static_cast<long long>(acc.correct), static_cast<long long>(acc.total));
+  std::printf("saved %s\n", args.out.c_str());
+  if (!args.report.empty()) {
+    nlohmann::json report = {
+        {"accuracy", acc.accuracy()},
+        {"correct_tokens", acc.correct},
+        {"answer_tokens", acc.total},
+        {"examples", result->examples},
+        {"steps", result->loop.steps},
+        {"epochs", args.options.epochs},
+        {"first_loss", result->loop.first_loss},
+        {"last_loss", result->loop.last_loss},
+        {"train_seconds", result->seconds},
+        {"parameters", model->num_parameters()},
+        {"threads", at::get_num_threads()},
+    };
+    std::ofstream f(args.report);
+    f << report.dump(2) << "\n";
+    if (!f) return absl::InternalError(absl::StrFormat("cannot write %s", args.report));
+  }
+  std::fflush(stdout);
+  return acc.accuracy();
+}
+
+int DefaultThreads() {
+  const long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"Create and fine-tune causal LMs for the unlearning service"};
+  app.require_subcommand(1);
+
+  InitArgs init;
+  CLI::App* init_cmd = app.add_subcommand("init", "write a randomly initialised Llama model dir");
+  init_cmd->add_option("--out", init.out, "output model directory")->required();
+  init_cmd->add_option("--hidden", init.hidden, "hidden size")->capture_default_str();
+  init_cmd->add_option("--layers", init.layers, "decoder layers")->capture_default_str();
+  init_cmd->add_option("--heads", init.heads, "attention heads")->capture_default_str();
+  init_cmd->add_option("--kv-heads", init.kv_heads, "key/value heads")->capture_default_str();
+  init_cmd->add_option("--intermediate", init.intermediate, "MLP size (0: ~8/3 hidden)")
+      ->capture_default_str();
+  init_cmd->add_option("--max-positions", init.max_positions, "maximum sequence length")
+      ->capture_default_str();
+  init_cmd->add_option("--dtype", init.dtype, "stored dtype: float32|bfloat16|float16")
+      ->capture_default_str();
+  init_cmd->add_option("--seed", init.seed, "initialisation seed")->capture_default_str();
+
+  FinetuneArgs ft;
+  ft.threads = DefaultThreads();
+  CLI::App* ft_cmd = app.add_subcommand("finetune", "fine-tune a model dir on QA JSONL");
+  ft_cmd->add_option("--model", ft.model, "input model directory")->required();
+  ft_cmd->add_option("--data", ft.data, "training JSONL (question/answer)")->required();
+  ft_cmd->add_option("--out", ft.out, "output model directory")->required();
+  ft_cmd->add_option("--eval-data", ft.eval_data, "accuracy JSONL (default: --data)");
+  ft_cmd->add_option("--epochs", ft.options.epochs)->capture_default_str();
+  ft_cmd->add_option("--lr", ft.options.learning_rate)->capture_default_str();
+  ft_cmd->add_option("--batch-size", ft.options.batch_size)->capture_default_str();
+  ft_cmd->add_option("--weight-decay", ft.options.weight_decay)->capture_default_str();
+  ft_cmd->add_option("--warmup-epochs", ft.options.warmup_epochs)->capture_default_str();
+  ft_cmd->add_option("--max-grad-norm", ft.options.max_grad_norm)->capture_default_str();
+  ft_cmd->add_option("--seed", ft.options.seed, "shuffle seed")->capture_default_str();
+  ft_cmd->add_option("--progress-every", ft.options.progress_every)->capture_default_str();
+  ft_cmd->add_option("--threads", ft.threads, "intra-op threads (default: nproc)")
+      ->capture_default_str();
+  ft_cmd
+      ->add_option("--min-accuracy", ft.min_accuracy,
+                   "exit 2 if the final answer-token accuracy is below this")
+      ->capture_default_str();
+  ft_cmd->add_option("--report", ft.report, "write a JSON summary here");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (*init_cmd) {
+    absl::Status status = RunInit(init);
+    if (!status.ok()) {
+      std::cerr << "unlearn-train init: " << status << "\n";
+      return 1;
+    }
+    return 0;
+  }
+  if (ft.threads < 1) {
+    std::cerr << "unlearn-train finetune: --threads must be >= 1\n";
+    return 1;
+  }
+  at::set_num_threads(ft.threads);
+  absl::StatusOr<double> accuracy = RunFinetune(ft);
+  if (!accuracy.ok()) {
+    std::cerr << "unlearn-train finetune: " << accuracy.status() << "\n";
+    return 1;
+  }
+  if (*accuracy < ft.min_accuracy) {
+    std::cerr << absl::StrFormat(
+        "unlearn-train finetune: accuracy %.4f is below --min-accuracy %.4f\n", *accuracy,
+        ft.min_accuracy);
+    return 2;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace unlearning::core
+
+int main(int argc, char** argv) { return unlearning::core::Main(argc, argv); }
