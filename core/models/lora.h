@@ -28,6 +28,7 @@ class LoraLinearImpl : public torch::nn::Module {
   torch::Tensor& lora_a() { return lora_a_; }
   torch::Tensor& lora_b() { return lora_b_; }
   double lora_scale() const { return scale_; }
+  double lora_dropout() const { return dropout_; }
 
  private:
   int64_t in_features_;

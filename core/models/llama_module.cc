@@ -1,0 +1,293 @@
+// LlamaForCausalLMImpl: the Llama decoder with Hugging Face semantics and parameter names.
+//
+// B = batch, T = new positions, S = key positions (cached + new), C = hidden
+// size, H = attention heads, KV = key/value heads, R = H / KV (queries per
+// key/value head), D = head dim, V = vocab.
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/types.h>
+
+#include "core/models/causal_lm.h"
+#include "core/models/lora.h"
+
+namespace unlearning::core {
+namespace {
+
+// RMSNorm with a learned "weight" [C].
+class RmsNormImpl : public torch::nn::Module {
+ public:
+  RmsNormImpl(int64_t size, double eps) : eps_(eps) {
+    weight_ = register_parameter("weight", torch::ones({size}));
+  }
+  //   x: [..., C] -> [..., C]; x * rsqrt(mean(x^2) + eps) * weight, in float32.
+  torch::Tensor forward(const torch::Tensor& x) {
+    torch::Tensor variance = x.pow(2).mean(-1, /*keepdim=*/true);
+    return weight_ * (x * at::rsqrt(variance + eps_));
+  }
+
+ private:
+  double eps_;
+  torch::Tensor weight_;
+};
+TORCH_MODULE(RmsNorm);
+
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t vocab, int64_t hidden) {
+    weight_ = register_parameter("weight", torch::zeros({vocab, hidden}));
+  }
+  torch::Tensor& weight() { return weight_; }
+
+ private:
+  torch::Tensor weight_;
+};
+TORCH_MODULE(Embedding);
+
+//   x: [B, T, n, D]; cos/sin: [T, 1, D]. x * cos + rotate_half(x) * sin, where
+//   rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2]).
+torch::Tensor ApplyRope(const torch::Tensor& x, const torch::Tensor& cos,
+                        const torch::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  torch::Tensor x1 = x.narrow(-1, 0, half);
+  torch::Tensor x2 = x.narrow(-1, half, half);
+  torch::Tensor rotated = at::cat({-x2, x1}, -1);
+  return x * cos + rotated * sin;
+}
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const LlamaConfig& c)
+      : heads_(c.num_attention_heads),
+        kv_heads_(c.num_key_value_heads),
+        head_dim_(c.head_dim()),
+        scale_(1.0 / std::sqrt(static_cast<double>(c.head_dim()))) {
+    q_proj = register_module("q_proj", LoraLinear(c.hidden_size, heads_ * head_dim_, false));
+    k_proj = register_module("k_proj", LoraLinear(c.hidden_size, kv_heads_ * head_dim_, false));
+    v_proj = register_module("v_proj", LoraLinear(c.hidden_size, kv_heads_ * head_dim_, false));
+    o_proj = register_module("o_proj", LoraLinear(heads_ * head_dim_, c.hidden_size, false));
+  }
+
+  //   x: [B, T, C]; cos/sin: [T, 1, D]; mask: [R*T, S] additive (0 / -inf) or
+  //   undefined when T == 1; cache_k/cache_v: [B, KV, S_cached, D] (updated) or
+  //   null. Returns [B, T, C].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask, torch::Tensor* cache_k, torch::Tensor* cache_v) {
+    const int64_t b = x.size(0);
+    const int64_t t = x.size(1);
+    const int64_t r = heads_ / kv_heads_;
+    torch::Tensor q = ApplyRope(q_proj(x).view({b, t, heads_, head_dim_}), cos, sin);
+    torch::Tensor k =
+        ApplyRope(k_proj(x).view({b, t, kv_heads_, head_dim_}), cos, sin).transpose(1, 2);
+    torch::Tensor v = v_proj(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
+    // k, v: [B, KV, T, D]
+    if (cache_k != nullptr) {
+      if (cache_k->defined()) {
+        k = at::cat({*cache_k, k}, 2);
+        v = at::cat({*cache_v, v}, 2);
+      }
+      *cache_k = k;
+      *cache_v = v;
+    }
+    const int64_t s = k.size(2);
+    // Grouped-query attention without materialising repeat_kv: query head h =
+    // kv * R + j uses key/value head kv, so the R query heads of one kv head
+    // are stacked along the rows.
+    torch::Tensor q3 = q.view({b, t, kv_heads_, r, head_dim_})
+                           .permute({0, 2, 3, 1, 4})
+                           .reshape({b * kv_heads_, r * t, head_dim_});
+    torch::Tensor k3 = k.reshape({b * kv_heads_, s, head_dim_});
+    torch::Tensor v3 = v.reshape({b * kv_heads_, s, head_dim_});
+    // scores: [B*KV, R*T, S]
+    torch::Tensor scores = mask.defined() ? at::baddbmm(mask, q3, k3.transpose(1, 2),
+                                                        /*beta=*/1.0, /*alpha=*/scale_)
+                                          : at::bmm(q3, k3.transpose(1, 2)).mul_(scale_);
+    torch::Tensor probs = at::softmax(scores, -1);
+    // [B*KV, R*T, D] -> [B, T, KV, R, D] -> [B, T, H*D]
+    torch::Tensor out = at::bmm(probs, v3)
+                            .view({b, kv_heads_, r, t, head_dim_})
+                            .permute({0, 3, 1, 2, 4})
+                            .reshape({b, t, heads_ * head_dim_});
+    return o_proj(out);
+  }
+
+  LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  int64_t heads_;
+  int64_t kv_heads_;
+  int64_t head_dim_;
+  double scale_;
+};
+TORCH_MODULE(Attention);
+
+class MlpImpl : public torch::nn::Module {
+ public:
+  explicit MlpImpl(const LlamaConfig& c) {
+    gate_proj = register_module("gate_proj", LoraLinear(c.hidden_size, c.intermediate_size, false));
+    up_proj = register_module("up_proj", LoraLinear(c.hidden_size, c.intermediate_size, false));
+    down_proj = register_module("down_proj", LoraLinear(c.intermediate_size, c.hidden_size, false));
+  }
+  //   x: [B, T, C] -> down(silu(gate(x)) * up(x)): [B, T, C]
+  torch::Tensor forward(const torch::Tensor& x) {
+    return down_proj(at::silu(gate_proj(x)).mul_(up_proj(x)));
+  }
+
+  LoraLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit DecoderLayerImpl(const LlamaConfig& c) {
+    self_attn = register_module("self_attn", Attention(c));
+    mlp = register_module("mlp", Mlp(c));
+    input_layernorm = register_module("input_layernorm", RmsNorm(c.hidden_size, c.rms_norm_eps));
+    post_attention_layernorm =
+        register_module("post_attention_layernorm", RmsNorm(c.hidden_size, c.rms_norm_eps));
+  }
+
+  Attention self_attn{nullptr};
+  Mlp mlp{nullptr};
+  RmsNorm input_layernorm{nullptr};
+  RmsNorm post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+// "model": embed_tokens, layers.N, norm.
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  explicit LlamaModelImpl(const LlamaConfig& c) {
+    embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size));
+    torch::nn::ModuleList list;
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+      DecoderLayer layer(c);
+      list->push_back(layer);
+      layers.push_back(layer);
+    }
+    register_module("layers", list);
+    norm = register_module("norm", RmsNorm(c.hidden_size, c.rms_norm_eps));
+  }
+
+  Embedding embed_tokens{nullptr};
+  std::vector<DecoderLayer> layers;
+  RmsNorm norm{nullptr};
+};
+TORCH_MODULE(LlamaModel);
+
+}  // namespace
+
+struct LlamaForCausalLMImpl::Impl {
+  LlamaModel model{nullptr};
+  LoraLinear lm_head{nullptr};  // null when tie_word_embeddings
+  torch::Tensor inv_freq;       // [D/2] float32, CPU: 1 / theta^(2i/D)
+
+  //   input_ids: [B, T] int64; cache: null for a full forward. Returns [B, T,
+  //   V] float32.
+  torch::Tensor Forward(const LlamaConfig& config, const torch::Tensor& input_ids, KvCache* cache) {
+    TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [B, T], got ", input_ids.sizes());
+    const int64_t t = input_ids.size(1);
+    const int64_t past = cache != nullptr ? cache->length : 0;
+    const int64_t num_layers = static_cast<int64_t>(model->layers.size());
+    if (cache != nullptr) {
+      TORCH_CHECK(cache->length >= 0, "negative KV cache length");
+      if (cache->length == 0) {
+        cache->keys.assign(num_layers, torch::Tensor());
+        cache->values.assign(num_layers, torch::Tensor());
+      }
+      TORCH_CHECK(static_cast<int64_t>(cache->keys.size()) == num_layers &&
+                      static_cast<int64_t>(cache->values.size()) == num_layers,
+                  "KV cache has ", cache->keys.size(), " layers, the model ", num_layers);
+    }
+    const torch::Tensor& embed = model->embed_tokens->weight();
+    const auto device = embed.device();
+    const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+
+    torch::Tensor h = at::embedding(embed, input_ids.to(device));  // [B, T, C]
+
+    // RoPE tables for absolute positions past .. past + T - 1: [T, 1, D].
+    torch::Tensor positions = torch::arange(past, past + t, f32);
+    torch::Tensor freqs = at::outer(positions, inv_freq.to(device));  // [T, D/2]
+    torch::Tensor emb = at::cat({freqs, freqs}, -1);                  // [T, D]
+    torch::Tensor cos = emb.cos().unsqueeze(1);
+    torch::Tensor sin = emb.sin().unsqueeze(1);
+
+    // Causal mask for T > 1: query i (absolute position past + i) sees keys 0
+    // .. past + i. Rows are tiled R times to match the grouped query layout:
+    // [R*T, S].
+    torch::Tensor mask;
+    if (t > 1) {
+      const int64_t s = past + t;
+      const int64_t r = config.num_attention_heads / config.num_key_value_heads;
+      torch::Tensor blocked =
+          torch::ones({t, s}, torch::TensorOptions().dtype(torch::kBool).device(device))
+              .triu(past + 1);
+      mask = torch::zeros({t, s}, f32)
+                 .masked_fill_(blocked, -std::numeric_limits<float>::infinity())
+                 .repeat({r, 1});
+    }
+
+    for (int64_t i = 0; i < num_layers; ++i) {
+      DecoderLayerImpl& layer = *model->layers[i];
+      torch::Tensor* ck = cache != nullptr ? &cache->keys[i] : nullptr;
+      torch::Tensor* cv = cache != nullptr ? &cache->values[i] : nullptr;
+      h = h + layer.self_attn->forward(layer.input_layernorm(h), cos, sin, mask, ck, cv);
+      h = h + layer.mlp(layer.post_attention_layernorm(h));
+    }
+    if (cache != nullptr) cache->length = past + t;
+    h = model->norm(h);
+    return lm_head.is_empty() ? at::linear(h, embed) : lm_head(h);  // [B, T, V]
+  }
+};
+
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& config)
+    : config_(config), impl_(std::make_shared<Impl>()) {
+  impl_->model = register_module("model", LlamaModel(config));
+  if (!config.tie_word_embeddings) {
+    impl_->lm_head = register_module("lm_head", LoraLinear(config.hidden_size, config.vocab_size,
+                                                           /*bias=*/false));
+  }
+  const int64_t d = config.head_dim();
+  // inv_freq = 1 / theta^(arange(0, D, 2) / D), in float32 as Hugging Face
+  // computes it.
+  torch::Tensor exponent =
+      torch::arange(0, d, 2, torch::kInt64).to(torch::kFloat32) / static_cast<double>(d);
+  impl_->inv_freq = at::pow(config.rope_theta, exponent).reciprocal();
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids) {
+  return impl_->Forward(config_, input_ids, nullptr);
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward_cached(const torch::Tensor& input_ids, KvCache* cache) {
+  TORCH_CHECK(cache != nullptr, "forward_cached needs a cache");
+  return impl_->Forward(config_, input_ids, cache);
+}
+
+std::vector<std::pair<std::string, LoraLinear>> LlamaForCausalLMImpl::lora_linears() {
+  std::vector<std::pair<std::string, LoraLinear>> out;
+  const auto& layers = impl_->model->layers;
+  out.reserve(layers.size() * 7);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const std::string prefix = "model.layers." + std::to_string(i) + ".";
+    const AttentionImpl& attn = *layers[i]->self_attn;
+    const MlpImpl& mlp = *layers[i]->mlp;
+    out.emplace_back(prefix + "self_attn.q_proj", attn.q_proj);
+    out.emplace_back(prefix + "self_attn.k_proj", attn.k_proj);
+    out.emplace_back(prefix + "self_attn.v_proj", attn.v_proj);
+    out.emplace_back(prefix + "self_attn.o_proj", attn.o_proj);
+    out.emplace_back(prefix + "mlp.gate_proj", mlp.gate_proj);
+    out.emplace_back(prefix + "mlp.up_proj", mlp.up_proj);
+    out.emplace_back(prefix + "mlp.down_proj", mlp.down_proj);
+  }
+  return out;
+}
+
+}  // namespace unlearning::core
