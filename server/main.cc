@@ -1,6 +1,6 @@
 // unlearnd: the machine-unlearning server.
 //
-//   unlearnd --data-dir /var/lib/unlearnd --model demo=/models/demo \
+//   unlearnd --data-dir /var/lib/unlearnd --model demo=/models/demo
 //            --listen 127.0.0.1:50051 --metrics-listen 127.0.0.1:9464
 //
 // SIGTERM / SIGINT drain gracefully: no new requests, running jobs get --drain-timeout seconds to

@@ -58,9 +58,13 @@ START=$(date +%s)
 if [[ ! -f "$BUILD_DIR/build.ninja" && ! -f "$BUILD_DIR/Makefile" ]]; then
   cmake -S "$REPO" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 fi
-cmake --build "$BUILD_DIR" --target unlearn-data unlearn-train -- -j"$(nproc)"
 DATA_BIN="$BUILD_DIR/core/unlearn-data"
 TRAIN_BIN="$BUILD_DIR/core/unlearn-train"
+# Build the two tools only when they are missing: under ctest (fixture demo_model) the build is
+# done, and a second ninja in the same build directory must not run concurrently.
+if [[ ! -x "$DATA_BIN" || ! -x "$TRAIN_BIN" ]]; then
+  cmake --build "$BUILD_DIR" --target unlearn-data unlearn-train -- -j"$(nproc)"
+fi
 
 # The marker goes first, so an interrupted rebuild is never taken for a cached one.
 mkdir -p "$OUT"
