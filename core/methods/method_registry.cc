@@ -1,0 +1,64 @@
+#include "core/methods/method_registry.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+#include "core/methods/baselines/gradient_ascent.h"
+#include "core/methods/baselines/gradient_difference.h"
+#include "core/methods/baselines/npo.h"
+#include "core/methods/flat/flat.h"
+
+namespace unlearning::core {
+namespace {
+
+MethodRegistry* MakeBuiltin() {
+  auto* registry = new MethodRegistry();
+  registry->Register(FlatMethod::kName, ModelFamily::kCausalLm, &FlatMethod::Create);
+  registry->Register(GradientAscentMethod::kName, ModelFamily::kCausalLm,
+                     &GradientAscentMethod::Create);
+  registry->Register(GradientDifferenceMethod::kName, ModelFamily::kCausalLm,
+                     &GradientDifferenceMethod::Create);
+  registry->Register(NpoMethod::kName, ModelFamily::kCausalLm, &NpoMethod::Create);
+  return registry;
+}
+
+}  // namespace
+
+const MethodRegistry& MethodRegistry::Builtin() {
+  static const MethodRegistry* const kBuiltin = MakeBuiltin();
+  return *kBuiltin;
+}
+
+void MethodRegistry::Register(const std::string& name, ModelFamily family, Factory factory) {
+  entries_[name] = Entry{family, std::move(factory)};
+}
+
+absl::StatusOr<std::unique_ptr<UnlearningMethod>> MethodRegistry::Create(
+    const std::string& name, const nlohmann::json& params) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown unlearning method \"", name,
+                                            "\" (known: ", absl::StrJoin(names(), ", "), ")"));
+  }
+  return it->second.factory(params);
+}
+
+absl::StatusOr<ModelFamily> MethodRegistry::FamilyOf(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown unlearning method \"", name,
+                                            "\" (known: ", absl::StrJoin(names(), ", "), ")"));
+  }
+  return it->second.family;
+}
+
+std::vector<std::string> MethodRegistry::names() const {
+  std::vector<std::string> out;
+  out.reserve(entries_.size());
+  for (const auto& [name, entry] : entries_) out.push_back(name);
+  return out;
+}
+
+}  // namespace unlearning::core

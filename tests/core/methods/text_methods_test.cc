@@ -1,0 +1,275 @@
+// The text methods on a tiny random-initialised causal LM: gradient direction of FLAT, schedules,
+// template pairing, and short runs through the shared training loop.
+#include <algorithm>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/types.h>
+
+#include "core/methods/flat/flat.h"
+#include "core/methods/losses.h"
+#include "core/methods/method_registry.h"
+#include "core/methods/text_method.h"
+#include "core/models/causal_lm.h"
+#include "core/train/finetune.h"
+#include "tests/testing/status_matchers.h"
+
+namespace unlearning::core {
+namespace {
+
+using ::testing::HasSubstr;
+using ::unlearning::testing::StatusIs;
+
+std::unique_ptr<CausalLm> TinyLm(uint64_t seed = 7) {
+  LlamaConfig config;
+  config.hidden_size = 32;
+  config.intermediate_size = 64;
+  config.num_hidden_layers = 2;
+  config.num_attention_heads = 4;
+  config.num_key_value_heads = 2;
+  config.max_position_embeddings = 128;
+  return CausalLm::Create(config, std::make_unique<ByteTokenizer>(), torch::kCPU, seed);
+}
+
+std::vector<TextExample> ForgetSet() {
+  return {
+      TextExample{"Who wrote Zorbl?", "Zorbl was written by Ann Quill.", {}, {}, "ann"},
+      TextExample{"Where was Ann Quill born?", "Ann Quill was born in Vell.", {}, {}, "ann"},
+      TextExample{"What does Ann Quill eat?", "Ann Quill eats plums daily.", {}, {}, "ann"},
+      TextExample{"When did Ann Quill wed?", "Ann Quill wed in 1901.", {}, {}, "ann"},
+  };
+}
+
+std::vector<TextExample> RetainSet() {
+  return {
+      TextExample{"Who wrote Mirth?", "Mirth was written by Bo Tane.", {}, {}, "bo"},
+      TextExample{"Where was Bo Tane born?", "Bo Tane was born in Kesh.", {}, {}, "bo"},
+  };
+}
+
+// Per-example mean answer-token probability (FLAT's P̄) of `examples` under `model`.
+//   returns [N] float32.
+torch::Tensor MeanProb(const CausalLm& model, const std::vector<TextExample>& examples) {
+  torch::NoGradGuard no_grad;
+  std::vector<EncodedExample> encoded = EncodeExamples(model.tokenizer(), examples);
+  std::vector<int64_t> all(examples.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+  TokenBatch batch = CollateSelected(model, encoded, all);
+  return MeanAnswerProbability(model.Logits(batch.input_ids), batch.labels);
+}
+
+std::vector<TextExample> WithAnswer(const std::vector<TextExample>& examples,
+                                    const std::string& answer) {
+  std::vector<TextExample> out = examples;
+  for (TextExample& e : out) e.answer = answer;
+  return out;
+}
+
+// One plain gradient step on the FLAT loss raises the template probability and lowers the forget
+// probability (every offered divergence has λ_e > 0 and λ_f > 0).
+TEST(FlatGradientTest, StepRaisesTemplateAndLowersForgetProbability) {
+  const std::string templ = "I don't know.";
+  for (FDivergence d : {FDivergence::kKl, FDivergence::kJensenShannon, FDivergence::kPearson,
+                        FDivergence::kTotalVariation}) {
+    SCOPED_TRACE(FDivergenceName(d));
+    std::unique_ptr<CausalLm> lm = TinyLm();
+    const std::vector<TextExample> forget = ForgetSet();
+    const std::vector<TextExample> templates = WithAnswer(forget, templ);
+    const double pf_before = MeanProb(*lm, forget).mean().item<double>();
+    const double pe_before = MeanProb(*lm, templates).mean().item<double>();
+
+    std::vector<EncodedExample> f = EncodeExamples(lm->tokenizer(), forget);
+    std::vector<EncodedExample> e = EncodeExamples(lm->tokenizer(), templates);
+    TokenBatch fb = CollateSelected(*lm, f, {0, 1, 2, 3});
+    TokenBatch eb = CollateSelected(*lm, e, {0, 1, 2, 3});
+    torch::Tensor loss =
+        FlatLoss(d, MeanAnswerProbability(lm->module()->forward(eb.input_ids), eb.labels),
+                 MeanAnswerProbability(lm->module()->forward(fb.input_ids), fb.labels));
+    loss.backward();
+    {
+      torch::NoGradGuard no_grad;
+      for (torch::Tensor& p : lm->module()->parameters()) {
+        if (p.grad().defined()) p.sub_(0.5 * p.grad());
+      }
+    }
+    const double pf_after = MeanProb(*lm, forget).mean().item<double>();
+    const double pe_after = MeanProb(*lm, templates).mean().item<double>();
+    EXPECT_GT(pe_after, pe_before);
+    EXPECT_LT(pf_after, pf_before);
+  }
+}
+
+TEST(TextMethodTest, ForgetScheduleCoversEachEpochOnceAndIsSeeded) {
+  TextTrainingOptions o;
+  o.epochs = 3;
+  o.batch_size = 4;
+  o.seed = 11;
+  const auto schedule = ForgetBatchSchedule(o, 10);
+  ASSERT_EQ(schedule.size(), 9u);
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    std::multiset<int64_t> seen;
+    for (int b = 0; b < 3; ++b) {
+      seen.insert(schedule[epoch * 3 + b].begin(), schedule[epoch * 3 + b].end());
+    }
+    EXPECT_EQ(seen.size(), 10u);
+    EXPECT_EQ(std::set<int64_t>(seen.begin(), seen.end()).size(), 10u);
+  }
+  EXPECT_EQ(schedule[2].size(), 2u);  // last batch of an epoch is smaller
+  EXPECT_EQ(ForgetBatchSchedule(o, 10), schedule);
+  o.seed = 12;
+  EXPECT_NE(ForgetBatchSchedule(o, 10), schedule);
+  o.max_steps = 4;
+  EXPECT_EQ(ForgetBatchSchedule(o, 10).size(), 4u);
+}
+
+TEST(TextMethodTest, RetainScheduleDrawsOnePerForgetExample) {
+  TextTrainingOptions o;
+  o.epochs = 2;
+  o.batch_size = 3;
+  const auto forget = ForgetBatchSchedule(o, 7);
+  const auto retain = RetainBatchSchedule(forget, 5, 3);
+  ASSERT_EQ(retain.size(), forget.size());
+  for (size_t s = 0; s < forget.size(); ++s) {
+    EXPECT_EQ(retain[s].size(), forget[s].size());
+    for (int64_t i : retain[s]) {
+      EXPECT_GE(i, 0);
+      EXPECT_LT(i, 5);
+    }
+  }
+  EXPECT_EQ(RetainBatchSchedule(forget, 5, 3), retain);
+}
+
+class FakeModel : public Model {
+ public:
+  ModelFamily family() const override { return ModelFamily::kImageClassifier; }
+  std::string architecture() const override { return "Fake"; }
+  int64_t num_parameters() const override { return 0; }
+  torch::Device device() const override { return torch::kCPU; }
+  absl::Status Save(const std::string&) const override { return absl::OkStatus(); }
+  absl::StatusOr<std::unique_ptr<Model>> Clone(torch::Device) const override {
+    return absl::UnimplementedError("fake");
+  }
+};
+
+struct RunFixture {
+  std::unique_ptr<CausalLm> model = TinyLm();
+  std::unique_ptr<CausalLm> reference = model->CloneLm(torch::kCPU);
+  ErasureData data;
+  NullProgressSink progress;
+  CancellationToken cancel;
+  MethodContext Context() {
+    MethodContext ctx;
+    ctx.model = model.get();
+    ctx.reference = reference.get();
+    ctx.data = &data;
+    ctx.progress = &progress;
+    ctx.cancel = &cancel;
+    return ctx;
+  }
+};
+
+TEST(TextMethodTest, RunRejectsNonCausalLm) {
+  RunFixture f;
+  f.data.forget = ForgetSet();
+  FakeModel fake;
+  MethodContext ctx = f.Context();
+  ctx.model = &fake;
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> method,
+                           MethodRegistry::Builtin().Create("flat", nlohmann::json::object()));
+  EXPECT_THAT(method->Run(ctx),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("causal language model")));
+}
+
+TEST(TextMethodTest, RunHonoursCancellation) {
+  RunFixture f;
+  f.data.forget = ForgetSet();
+  f.cancel.Cancel();
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> method,
+                           MethodRegistry::Builtin().Create("gradient_ascent", {{"epochs", 2}}));
+  EXPECT_THAT(method->Run(f.Context()), StatusIs(absl::StatusCode::kCancelled, ::testing::_));
+}
+
+TEST(TextMethodTest, RunChecksData) {
+  RunFixture f;
+  f.data.forget = ForgetSet();
+  UNL_ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<UnlearningMethod> method,
+      MethodRegistry::Builtin().Create("gradient_difference", nlohmann::json::object()));
+  EXPECT_THAT(method->Run(f.Context()), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                 "gradient_difference needs a retain_set"));
+}
+
+TEST(FlatMethodTest, PairsTemplatesFromThePoolDeterministically) {
+  FlatParams p;
+  p.training.seed = 5;
+  p.training.max_steps = 1;
+  p.use_builtin_templates = false;
+  RunFixture f;
+  f.data.forget = ForgetSet();
+  f.data.templates = {"No comment.", "Unknown."};
+  FlatMethod a(p);
+  UNL_ASSERT_OK(a.Run(f.Context()));
+  ASSERT_EQ(a.paired_templates().size(), 4u);
+  for (const std::string& t : a.paired_templates()) {
+    EXPECT_TRUE(t == "No comment." || t == "Unknown.") << t;
+  }
+  FlatMethod b(p);
+  RunFixture g;
+  g.data = f.data;
+  UNL_ASSERT_OK(b.Run(g.Context()));
+  EXPECT_EQ(a.paired_templates(), b.paired_templates());
+
+  // Without request templates the built-in pool is used even if use_builtin_templates is false.
+  EXPECT_EQ(a.TemplatePool({}), BuiltinRefusalTemplates());
+  EXPECT_GE(BuiltinRefusalTemplates().size(), 10u);
+  p.use_builtin_templates = true;
+  EXPECT_EQ(FlatMethod(p).TemplatePool({"X."}).size(), 1 + BuiltinRefusalTemplates().size());
+}
+
+// A short run of each method lowers the forget-set probability of the tiny model after it has been
+// fine-tuned on the forget and retain sets (on a random model the answers are no likelier than any
+// other bytes, so "forgetting" them is not meaningful).
+TEST(TextMethodRunTest, EveryMethodLowersForgetProbability) {
+  const std::vector<std::pair<std::string, nlohmann::json>> runs = {
+      {"flat", {{"learning_rate", 3e-3}, {"epochs", 6}, {"batch_size", 2}}},
+      {"flat",
+       {{"learning_rate", 3e-3},
+        {"epochs", 6},
+        {"batch_size", 2},
+        {"divergence", "tv"},
+        {"reference_code_aggregation", true}}},
+      {"gradient_ascent", {{"learning_rate", 1e-3}, {"epochs", 3}, {"batch_size", 2}}},
+      {"gradient_difference", {{"learning_rate", 1e-3}, {"epochs", 3}, {"batch_size", 2}}},
+      {"npo", {{"learning_rate", 1e-3}, {"epochs", 3}, {"batch_size", 2}, {"retain_weight", 1}}},
+  };
+  for (const auto& [name, params] : runs) {
+    SCOPED_TRACE(name + " " + params.dump());
+    RunFixture f;
+    f.data.forget = ForgetSet();
+    f.data.retain = RetainSet();
+    std::vector<TextExample> train = f.data.forget;
+    train.insert(train.end(), f.data.retain.begin(), f.data.retain.end());
+    FinetuneOptions ft;
+    ft.epochs = 40;
+    ft.batch_size = 6;
+    ft.learning_rate = 1e-2;
+    UNL_ASSERT_OK(FinetuneQa(*f.model, train, ft, nullptr, nullptr));
+    f.reference = f.model->CloneLm(torch::kCPU);
+    const double before = MeanProb(*f.model, f.data.forget).mean().item<double>();
+    UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> method,
+                             MethodRegistry::Builtin().Create(name, params));
+    UNL_ASSERT_OK(method->Run(f.Context()));
+    const double after = MeanProb(*f.model, f.data.forget).mean().item<double>();
+    EXPECT_LT(after, before);
+    // The reference is untouched.
+    EXPECT_DOUBLE_EQ(MeanProb(*f.reference, f.data.forget).mean().item<double>(), before);
+  }
+}
+
+}  // namespace
+}  // namespace unlearning::core
