@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: sets up the machine, builds, builds (or reuses) the demo
-# LM, starts unlearnd on loopback, sends a real FLAT erasure request for the demo's forget split
-# with unlearnctl, and prints the progress, the verification figures, the model's answers before
-# and after, the certificate and the metrics URL.
+# LM, starts unlearnd on loopback, sends a real erasure request for the demo's forget split with
+# unlearnctl, and prints the progress, the verification figures, the model's answers before and
+# after, the certificate and the metrics URL.
 #
-#   tools/demo.sh [--method flat|gradient_difference|gradient_ascent|npo] [--keep]
+#   tools/demo.sh [--method M] [--param key=value ...] [--keep]
+#
+# Default: gradient_difference with learning_rate=1e-4 (on the demo it passes verification). FLAT
+# at its default learning rate forgets everything, the retain set included, and verification
+# refuses to publish it (FAILED_VERIFICATION): try `--method flat` to see that safety net, or
+# `--method flat --param learning_rate=3e-5`.
 #
 # --keep leaves unlearnd running afterwards (stop it with the printed kill command).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${UNL_BUILD_DIR:-$root/build}"
 demo="${UNL_DEMO_DIR:-$root/.cache/demo}"
-method=flat
+method=gradient_difference
+params=()
+user_params=0
 keep=0
 while (($#)); do
   case "$1" in
     --method) method="$2"; shift 2 ;;
+    --param) params+=(--param "$2"); user_params=1; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "demo: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -57,10 +65,14 @@ echo "Q: $question"
 echo "True answer: $answer"
 printf 'Model:       '; "$ctl" --server "$grpc" generate --model demo --qa --prompt "$question" --max-tokens 60; echo
 
-step "Erasure request: $method on $(wc -l <"$demo/data/forget.jsonl") records (unlearnctl erase --wait)"
+if ((user_params == 0)) && [[ "$method" == gradient_difference ]]; then
+  params=(--param learning_rate=1e-4)
+fi
+step "Erasure request: $method ${params[*]} on $(wc -l <"$demo/data/forget.jsonl") records (unlearnctl erase --wait)"
 "$ctl" --server "$grpc" erase --model demo --method "$method" \
   --forget "$demo/data/forget.jsonl" --retain "$demo/data/retain.jsonl" \
-  --request-id "demo-$(date +%s)" --compliance-ref "DEMO-TICKET-1" --wait
+  --request-id "demo-$(date +%s)" --compliance-ref "DEMO-TICKET-1" "${params[@]}" --wait ||
+  echo "(the job did not publish a new version: see the checks above)"
 
 step "After: the same question, answered by the new version"
 printf 'Model:       '; "$ctl" --server "$grpc" generate --model demo --qa --prompt "$question" --max-tokens 60; echo
