@@ -6,7 +6,8 @@
 #
 #   tools/demo.sh [--method M] [--param key=value ...] [--keep]
 #
-# Default: gradient_difference with learning_rate=1e-4 (on the demo it passes verification). FLAT
+# Default: gradient_difference with learning_rate=2e-4, epochs=8, retain_weight=3 (the settings of
+# the behaviour test; on the demo it passes verification). FLAT
 # at its default learning rate forgets everything, the retain set included, and verification
 # refuses to publish it (FAILED_VERIFICATION): try `--method flat` to see that safety net, or
 # `--method flat --param learning_rate=3e-5`.
@@ -66,7 +67,7 @@ echo "True answer: $answer"
 printf 'Model:       '; "$ctl" --server "$grpc" generate --model demo --qa --prompt "$question" --max-tokens 60; echo
 
 if ((user_params == 0)) && [[ "$method" == gradient_difference ]]; then
-  params=(--param learning_rate=1e-4)
+  params=(--param learning_rate=2e-4 --param epochs=8 --param retain_weight=3)
 fi
 step "Erasure request: $method ${params[*]} on $(wc -l <"$demo/data/forget.jsonl") records (unlearnctl erase --wait)"
 "$ctl" --server "$grpc" erase --model demo --method "$method" \
