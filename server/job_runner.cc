@@ -192,6 +192,11 @@ void JobRunner::Finish(const JobRecord& job, JobState state, const std::string& 
     auto current = journal_->GetJob(job.job_id);
     if (current.ok() && IsTerminal(current->state)) state = current->state;
   }
+  RecordEnd(job, state, message);
+  Emit(TerminalKind(state), job.job_id, message);
+}
+
+void JobRunner::RecordEnd(const JobRecord& job, JobState state, const std::string& message) {
   const double seconds =
       static_cast<double>(NowUnixMs() -
                           (job.started_unix_ms > 0 ? job.started_unix_ms : job.accepted_unix_ms)) /
@@ -202,7 +207,6 @@ void JobRunner::Finish(const JobRecord& job, JobState state, const std::string& 
       ->AppendEvent(job.job_id, "state",
                     nlohmann::json({{"state", JobStateName(state)}, {"message", message}}).dump())
       .IgnoreError();
-  Emit(TerminalKind(state), job.job_id, message);
 }
 
 void JobRunner::Run(const std::string& job_id, const core::CancellationToken* cancel) {
@@ -254,7 +258,6 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
   UNL_RETURN_IF_ERROR(method->CheckData(data));
   UNL_ASSIGN_OR_RETURN(core::VerificationThresholds thresholds,
                        ThresholdsFromProto(request.thresholds()));
-  const auto started = Clock::now();
 
   // 1. Train a private working copy; the serving version keeps answering queries.
   UNL_ASSIGN_OR_RETURN(std::unique_ptr<core::Model> working,
@@ -354,13 +357,10 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
   UNL_RETURN_IF_ERROR(models_->PublishResident(job.model_id, std::move(served)));
 
   metrics_->SetVerificationFigures(job.model_id, FigureMap(report, false), FigureMap(report, true));
-  metrics_->RecordJobFinished(job.method, JobState::kCompleted,
-                              std::chrono::duration<double>(Clock::now() - started).count());
-  metrics_->SetJobProgress(job.model_id, 0.0);
-  journal_->AppendEvent(job.job_id, "state", R"({"state":"completed"})").IgnoreError();
+  const std::string message = absl::StrCat("published version ", next, " of ", job.model_id);
+  RecordEnd(job, JobState::kCompleted, message);
   cert.set_certificate_sha256(record.sha256);
-  Emit(v1::ErasureEvent::KIND_COMPLETED, job.job_id,
-       absl::StrCat("published version ", next, " of ", job.model_id), &cert);
+  Emit(v1::ErasureEvent::KIND_COMPLETED, job.job_id, message, &cert);
   return absl::OkStatus();
 }
 

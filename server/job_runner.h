@@ -49,6 +49,8 @@ class JobRunner {
   absl::Status RunJob(const JobRecord& job, const core::CancellationToken* cancel);
   void Finish(const JobRecord& job, JobState state, const std::string& message,
               const std::string& verification_json);
+  // Metrics, progress gauge and the journal's "state" event of a job that ended in `state`.
+  void RecordEnd(const JobRecord& job, JobState state, const std::string& message);
   void Emit(v1::ErasureEvent::Kind kind, const std::string& job_id, const std::string& message,
             const v1::Certificate* certificate = nullptr);
 
