@@ -3,9 +3,15 @@
 //   unlearn-train init --out DIR [--hidden 256 --layers 4 --heads 8 --kv-heads 4 --seed 0]
 //   unlearn-train finetune --model DIR --data train.jsonl --out DIR2 [--epochs E --lr LR
 //       --batch-size B --seed S --threads N --min-accuracy A --report FILE]
+//   unlearn-train unlearn --model DIR --method NAME --forget forget.jsonl [--retain r.jsonl
+//       --holdout h.jsonl --templates t.txt --param KEY=VALUE ... --out DIR2 --report FILE]
+//
+// `unlearn` runs one method offline, exactly as the server's job runner does (same registry,
+// same verification), without a server: for research sweeps and for checking settings before a
+// request is sent.
 //
 // Exit status: 0 on success, 1 on an error, 2 if the final answer-token accuracy is below
-// --min-accuracy (the model is still written).
+// --min-accuracy (finetune; the model is still written) or verification failed (unlearn).
 #include <unistd.h>
 
 #include <atomic>
@@ -30,9 +36,11 @@
 #include "core/common/progress.h"
 #include "core/common/status_macros.h"
 #include "core/data/text_example.h"
+#include "core/methods/method_registry.h"
 #include "core/models/causal_lm.h"
 #include "core/text/tokenizer.h"
 #include "core/train/finetune.h"
+#include "core/verify/text_verification.h"
 
 namespace unlearning::core {
 namespace {
@@ -188,6 +196,173 @@ absl::StatusOr<double> RunFinetune(const FinetuneArgs& args) {
   return acc.accuracy();
 }
 
+struct UnlearnArgs {
+  std::string model;
+  std::string method;
+  std::vector<std::string> params;  // KEY=VALUE
+  std::string forget;
+  std::string retain;
+  std::string holdout;
+  std::string templates;  // one template answer per line
+  std::string out;
+  std::string report;
+  int threads = 0;
+  int show = 0;  // greedy answers before/after printed per probe set
+  VerificationThresholds thresholds;
+};
+
+// KEY=VALUE pairs as a JSON object. VALUE is read as JSON when it parses (numbers, true/false,
+// quoted strings) and as a plain string otherwise.
+absl::StatusOr<nlohmann::json> ParseParams(const std::vector<std::string>& pairs) {
+  nlohmann::json params = nlohmann::json::object();
+  for (const std::string& pair : pairs) {
+    const size_t eq = pair.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--param '%s': expected KEY=VALUE, e.g. learning_rate=2e-5", pair));
+    }
+    const std::string value = pair.substr(eq + 1);
+    nlohmann::json parsed = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+    params[pair.substr(0, eq)] = parsed.is_discarded() ? nlohmann::json(value) : parsed;
+  }
+  return params;
+}
+
+absl::StatusOr<std::vector<std::string>> ReadLines(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) return absl::NotFoundError(absl::StrFormat("cannot open %s", path));
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(f, line);) {
+    if (!line.empty()) lines.push_back(line);
+  }
+  return lines;
+}
+
+// Greedy answer (up to the first newline) of `model` to `question`.
+std::string Greedy(const CausalLm& model, const std::string& question, int64_t max_tokens) {
+  const Tokenizer& tok = model.tokenizer();
+  GenerateOptions options;
+  options.max_new_tokens = max_tokens;
+  std::vector<int64_t> kept;
+  absl::Status status = model
+                            .Generate(EncodeQa(tok, question, "", /*add_eos=*/false).ids, options,
+                                      [&](int64_t id) {
+                                        if (tok.Decode({id}).find('\n') != std::string::npos)
+                                          return false;
+                                        kept.push_back(id);
+                                        return true;
+                                      })
+                            .status();
+  return status.ok() ? tok.Decode(kept) : "<" + status.ToString() + ">";
+}
+
+// Prints the first `n` examples of `examples`: question, true answer, greedy answers before and
+// after.
+void ShowAnswers(const char* split, const std::vector<TextExample>& examples, int n,
+                 const CausalLm& before, const CausalLm& after) {
+  for (int i = 0; i < n && i < static_cast<int>(examples.size()); ++i) {
+    const TextExample& e = examples[static_cast<size_t>(i)];
+    const int64_t budget = static_cast<int64_t>(e.answer.size()) + 16;
+    std::printf("[%s] Q: %s\n  true:   %s\n  before: %s\n  after:  %s\n", split, e.question.c_str(),
+                e.answer.c_str(), Greedy(before, e.question, budget).c_str(),
+                Greedy(after, e.question, budget).c_str());
+  }
+}
+
+// Returns whether verification passed.
+absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
+  UNL_ASSIGN_OR_RETURN(nlohmann::json params, ParseParams(args.params));
+  UNL_ASSIGN_OR_RETURN(std::unique_ptr<UnlearningMethod> method,
+                       MethodRegistry::Builtin().Create(args.method, params));
+  if (method->family() != ModelFamily::kCausalLm) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "method '%s' does not work on causal LMs; unlearn-train runs text methods", args.method));
+  }
+  UNL_ASSIGN_OR_RETURN(std::unique_ptr<CausalLm> reference,
+                       CausalLm::Load(args.model, torch::kCPU));
+  ErasureData data;
+  UNL_ASSIGN_OR_RETURN(data.forget, ReadJsonl(args.forget));
+  if (!args.retain.empty()) {
+    UNL_ASSIGN_OR_RETURN(data.retain, ReadJsonl(args.retain));
+  }
+  if (!args.templates.empty()) {
+    UNL_ASSIGN_OR_RETURN(data.templates, ReadLines(args.templates));
+  }
+  TextProbes probes;
+  probes.forget = data.forget;
+  probes.retain = data.retain;
+  if (!args.holdout.empty()) {
+    UNL_ASSIGN_OR_RETURN(probes.holdout, ReadJsonl(args.holdout));
+  }
+  UNL_RETURN_IF_ERROR(method->CheckData(data));
+
+  std::unique_ptr<CausalLm> model = reference->CloneLm(torch::kCPU);
+  const int64_t total_steps = method->TotalSteps(data);
+  std::printf("%s on %s: %zu forget, %zu retain examples, %lld steps, %d threads\nparams %s\n",
+              args.method.c_str(), args.model.c_str(), data.forget.size(), data.retain.size(),
+              static_cast<long long>(total_steps), at::get_num_threads(),
+              method->EffectiveParams().dump().c_str());
+  std::fflush(stdout);
+
+  CancellationToken cancel;
+  g_cancel = &cancel;
+  std::signal(SIGINT, HandleSigint);
+  std::signal(SIGTERM, HandleSigint);
+  PrintingSink sink;
+  MethodContext ctx;
+  ctx.model = model.get();
+  ctx.reference = reference.get();
+  ctx.data = &data;
+  ctx.progress = &sink;
+  ctx.cancel = &cancel;
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status run = method->Run(ctx);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  UNL_RETURN_IF_ERROR(run);
+  UNL_ASSIGN_OR_RETURN(VerificationReport report,
+                       VerifyText(*reference, *model, probes, args.thresholds, &cancel));
+  g_cancel = nullptr;
+
+  std::printf("\n%-38s %10s %10s %9s\n", "figure", "before", "after", "ratio");
+  for (const FigureValue& f : report.figures) {
+    const std::string ratio =
+        f.before != 0.0 ? absl::StrFormat("%9.3f", f.after / f.before) : std::string(9, ' ');
+    std::printf("%-38s %10.4f %10.4f %s\n", f.name.c_str(), f.before, f.after, ratio.c_str());
+  }
+  for (const std::string& check : report.checks) std::printf("check: %s\n", check.c_str());
+  if (args.show > 0) {
+    std::printf("\n");
+    ShowAnswers("forget", probes.forget, args.show, *reference, *model);
+    ShowAnswers("retain", probes.retain, args.show, *reference, *model);
+    ShowAnswers("holdout", probes.holdout, args.show, *reference, *model);
+  }
+  std::printf("verification %s; method ran %s\n", report.passed ? "PASSED" : "FAILED",
+              FormatSeconds(seconds).c_str());
+  if (!args.out.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(args.out, ec);
+    if (ec) return absl::InternalError(absl::StrFormat("mkdir %s: %s", args.out, ec.message()));
+    UNL_RETURN_IF_ERROR(model->Save(args.out));
+    std::printf("saved %s\n", args.out.c_str());
+  }
+  if (!args.report.empty()) {
+    nlohmann::json figures = nlohmann::json::object();
+    for (const FigureValue& f : report.figures) {
+      figures[f.name] = {{"before", f.before}, {"after", f.after}};
+    }
+    nlohmann::json out = {{"method", args.method},   {"params", method->EffectiveParams()},
+                          {"steps", total_steps},    {"method_seconds", seconds},
+                          {"passed", report.passed}, {"checks", report.checks},
+                          {"figures", figures}};
+    std::ofstream f(args.report);
+    f << out.dump(2) << "\n";
+    if (!f) return absl::InternalError(absl::StrFormat("cannot write %s", args.report));
+  }
+  std::fflush(stdout);
+  return report.passed;
+}
+
 int DefaultThreads() {
   const long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? static_cast<int>(n) : 1;
@@ -235,7 +410,48 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   ft_cmd->add_option("--report", ft.report, "write a JSON summary here");
 
+  UnlearnArgs ul;
+  ul.threads = DefaultThreads();
+  CLI::App* ul_cmd =
+      app.add_subcommand("unlearn", "run an unlearning method offline and verify the result");
+  ul_cmd->add_option("--model", ul.model, "input model directory")->required();
+  ul_cmd->add_option("--method", ul.method, "method name, e.g. flat, gradient_difference")
+      ->required();
+  ul_cmd->add_option("--forget", ul.forget, "forget set JSONL (question/answer)")->required();
+  ul_cmd->add_option("--retain", ul.retain, "retain set JSONL (also the retain probes)");
+  ul_cmd->add_option("--holdout", ul.holdout, "holdout JSONL (membership-inference probes)");
+  ul_cmd->add_option("--templates", ul.templates, "template answers, one per line (FLAT)");
+  ul_cmd->add_option("--param", ul.params, "method parameter KEY=VALUE (repeatable)");
+  ul_cmd->add_option("--out", ul.out, "write the unlearned model here");
+  ul_cmd->add_option("--report", ul.report, "write a JSON report here");
+  ul_cmd
+      ->add_option("--max-forget-ratio", ul.thresholds.max_forget_probability_ratio,
+                   "verification: forget probability after/before must be <= this")
+      ->capture_default_str();
+  ul_cmd
+      ->add_option("--min-retain-ratio", ul.thresholds.min_retain_probability_ratio,
+                   "verification: retain probability after/before must be >= this")
+      ->capture_default_str();
+  ul_cmd->add_option("--show", ul.show, "print greedy answers before/after for N probes per set")
+      ->capture_default_str();
+  ul_cmd->add_option("--threads", ul.threads, "intra-op threads (default: nproc)")
+      ->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
+
+  if (*ul_cmd) {
+    if (ul.threads < 1) {
+      std::cerr << "unlearn-train unlearn: --threads must be >= 1\n";
+      return 1;
+    }
+    at::set_num_threads(ul.threads);
+    absl::StatusOr<bool> passed = RunUnlearn(ul);
+    if (!passed.ok()) {
+      std::cerr << "unlearn-train unlearn: " << passed.status() << "\n";
+      return 1;
+    }
+    return *passed ? 0 : 2;
+  }
 
   if (*init_cmd) {
     absl::Status status = RunInit(init);

@@ -204,9 +204,20 @@ std::string* TextUnlearningBehaviourTest::setup_error_ = nullptr;
 //   gradient_difference lr 5e-5 x5 (default): 71% / 96%;  lr 1e-4 x5: 33% / 81%;
 //   lr 1e-4 x10: 0.0% / 32%;  lr 2e-4 x7 retain_weight 3: 24% / 93%;
 //   lr 2e-4 x8 retain_weight 3: 9.7% / 84% (the settings of the enabled test below).
-// On this byte-level demo the forget and retain answers share templates, so forgetting and
-// collateral damage move together; closing the gap (demo recipe, method defaults) is tracked as
-// its own issue.
+// More FLAT runs (forget / retain), measured with `unlearn-train unlearn` at seed 0:
+//   js lr 3e-5: 14% / 35%;  tv lr 1e-4 on a refusing demo model: 0.1% / 0.6%;
+//   reference_code_aggregation lr 1e-4: 0.3% / 1.9%;  full batch (32) x40 epochs lr 3e-5:
+//   2.5% / 9.6%;  a 2x wider model (12M parameters) lr 1e-5: 67% / 84%, lr 2e-5: 0.3% / 0.6%;
+//   100 people instead of 40 (80 forget examples) lr 2e-5: 34% / 46%;  a demo model that also
+//   learned to refuse questions about unknown people, lr 3e-5: 52% / 80%, lr 5e-5: 6.3% / 25%.
+//   With experimental patches (not in the product): only the forget term 0.4% / 1.6%, only the
+//   template term 94% / 96%; frozen norms, embeddings and lm_head 45% / 77%; MLPs only lr 1e-4
+//   10% / 26%; LoRA rank 8 lr 3e-4: 69% / 89%.
+// In every run log(forget ratio) / log(retain ratio) stayed between 1.4 and 3.9; the bar needs
+// >= 6.2. Greedy answers show why: the 3M-parameter byte-level model has no language beyond its
+// 288 memorised answers (for unseen people it answers with a trained person's facts), so pushing
+// down the forget answers' bytes ("Lentas was born in Nairobi.") pushes down the shared bytes of
+// every answer; the template term slows the collapse but cannot target it without retain data.
 constexpr double kMaxForgetRatio = 0.25;
 constexpr double kMinRetainRatio = 0.80;
 
