@@ -1,12 +1,11 @@
 #include "core/common/sha256.h"
 
-#include <openssl/evp.h>
-
 #include <cstdio>
 #include <fstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include <openssl/evp.h>
 
 namespace unlearning::core {
 

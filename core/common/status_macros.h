@@ -9,10 +9,10 @@
 #define UNL_STATUS_CONCAT_(x, y) UNL_STATUS_CONCAT_INNER_(x, y)
 
 // Returns the status from the enclosing function if `expr` is not OK.
-#define UNL_RETURN_IF_ERROR(expr)                  \
-  do {                                             \
-    ::absl::Status unl_status_ = (expr);           \
-    if (!unl_status_.ok()) return unl_status_;     \
+#define UNL_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::absl::Status unl_status_ = (expr);       \
+    if (!unl_status_.ok()) return unl_status_; \
   } while (false)
 
 // `lhs` = value of the StatusOr `rexpr`, or returns its status from the enclosing function.

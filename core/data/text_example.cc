@@ -16,31 +16,26 @@ namespace {
 using nlohmann::json;
 
 // Reads `obj[key]` as a string if present. Missing = empty; wrong type = error.
-absl::Status ReadStringField(const json& obj, const char* key,
-                             std::string* out) {
+absl::Status ReadStringField(const json& obj, const char* key, std::string* out) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return absl::OkStatus();
   if (!it->is_string()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"", key, "\" must be a string"));
+    return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" must be a string"));
   }
   *out = it->get<std::string>();
   return absl::OkStatus();
 }
 
 // Reads `obj[key]` as an array of strings if present.
-absl::Status ReadStringArrayField(const json& obj, const char* key,
-                                  std::vector<std::string>* out) {
+absl::Status ReadStringArrayField(const json& obj, const char* key, std::vector<std::string>* out) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return absl::OkStatus();
   if (!it->is_array()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"", key, "\" must be an array of strings"));
+    return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" must be an array of strings"));
   }
   for (const json& element : *it) {
     if (!element.is_string()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("\"", key, "\" must be an array of strings"));
+      return absl::InvalidArgumentError(absl::StrCat("\"", key, "\" must be an array of strings"));
     }
     out->push_back(element.get<std::string>());
   }
@@ -57,26 +52,22 @@ absl::StatusOr<TextExample> ParseLine(const std::string& line) {
   if (status.ok()) status = ReadStringField(obj, "answer", &example.answer);
   if (status.ok()) status = ReadStringField(obj, "entity", &example.entity);
   if (status.ok()) {
-    status = ReadStringArrayField(obj, "paraphrased_questions",
-                                  &example.paraphrased_questions);
+    status = ReadStringArrayField(obj, "paraphrased_questions", &example.paraphrased_questions);
   }
   if (status.ok()) {
-    status = ReadStringArrayField(obj, "perturbed_answers",
-                                  &example.perturbed_answers);
+    status = ReadStringArrayField(obj, "perturbed_answers", &example.perturbed_answers);
   }
   if (!status.ok()) return status;
   if (example.question.empty()) {
     return absl::InvalidArgumentError("missing or empty \"question\"");
   }
-  if (example.answer.empty())
-    return absl::InvalidArgumentError("missing or empty \"answer\"");
+  if (example.answer.empty()) return absl::InvalidArgumentError("missing or empty \"answer\"");
   return example;
 }
 
 bool IsBlank(const std::string& line) {
-  return std::all_of(line.begin(), line.end(), [](char c) {
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-  });
+  return std::all_of(line.begin(), line.end(),
+                     [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
 }
 
 }  // namespace
@@ -92,44 +83,35 @@ absl::StatusOr<std::vector<TextExample>> ReadJsonl(const std::string& path) {
     if (IsBlank(line)) continue;
     absl::StatusOr<TextExample> example = ParseLine(line);
     if (!example.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ":", line_number, ": ", example.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", line_number, ": ", example.status().message()));
     }
     examples.push_back(*std::move(example));
   }
-  if (in.bad())
-    return absl::DataLossError(absl::StrCat("read error on ", path));
+  if (in.bad()) return absl::DataLossError(absl::StrCat("read error on ", path));
   return examples;
 }
 
-absl::Status WriteJsonl(const std::string& path,
-                        const std::vector<TextExample>& examples) {
+absl::Status WriteJsonl(const std::string& path, const std::vector<TextExample>& examples) {
   std::string out;
   for (size_t i = 0; i < examples.size(); ++i) {
     const TextExample& e = examples[i];
-    bool valid = IsValidUtf8(e.question) && IsValidUtf8(e.answer) &&
-                 IsValidUtf8(e.entity);
-    for (const std::string& s : e.paraphrased_questions)
-      valid = valid && IsValidUtf8(s);
-    for (const std::string& s : e.perturbed_answers)
-      valid = valid && IsValidUtf8(s);
+    bool valid = IsValidUtf8(e.question) && IsValidUtf8(e.answer) && IsValidUtf8(e.entity);
+    for (const std::string& s : e.paraphrased_questions) valid = valid && IsValidUtf8(s);
+    for (const std::string& s : e.perturbed_answers) valid = valid && IsValidUtf8(s);
     if (!valid) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("example ", i, ": invalid UTF-8"));
+      return absl::InvalidArgumentError(absl::StrCat("example ", i, ": invalid UTF-8"));
     }
     json obj = json::object();
     obj["question"] = e.question;
     obj["answer"] = e.answer;
-    if (!e.paraphrased_questions.empty())
-      obj["paraphrased_questions"] = e.paraphrased_questions;
-    if (!e.perturbed_answers.empty())
-      obj["perturbed_answers"] = e.perturbed_answers;
+    if (!e.paraphrased_questions.empty()) obj["paraphrased_questions"] = e.paraphrased_questions;
+    if (!e.perturbed_answers.empty()) obj["perturbed_answers"] = e.perturbed_answers;
     if (!e.entity.empty()) obj["entity"] = e.entity;
     absl::StrAppend(&out, obj.dump(), "\n");
   }
   std::ofstream file(path, std::ios::binary | std::ios::trunc);
-  if (!file)
-    return absl::PermissionDeniedError(absl::StrCat("cannot create ", path));
+  if (!file) return absl::PermissionDeniedError(absl::StrCat("cannot create ", path));
   file.write(out.data(), static_cast<std::streamsize>(out.size()));
   file.close();
   if (!file) return absl::DataLossError(absl::StrCat("write error on ", path));
@@ -164,8 +146,7 @@ bool IsValidUtf8(std::string_view s) {
     } else {
       return false;  // continuation byte as lead, 0xC0, 0xC1, 0xF5..0xFF
     }
-    if (n - i <= static_cast<size_t>(extra))
-      return false;  // truncated sequence
+    if (n - i <= static_cast<size_t>(extra)) return false;  // truncated sequence
     for (int k = 1; k <= extra; ++k) {
       const unsigned char cc = p[i + k];
       if ((cc & 0xC0) != 0x80) return false;
@@ -208,8 +189,7 @@ TokenBatch Collate(const std::vector<EncodedExample>& examples, int64_t pad_id,
   }
   const int64_t length = std::max<int64_t>(1, std::min(longest, max_length));
   std::vector<int64_t> ids(static_cast<size_t>(batch * length), pad_id);
-  std::vector<int64_t> labels(static_cast<size_t>(batch * length),
-                              kIgnoreIndex);
+  std::vector<int64_t> labels(static_cast<size_t>(batch * length), kIgnoreIndex);
   for (int64_t b = 0; b < batch; ++b) {
     const EncodedExample& e = examples[static_cast<size_t>(b)];
     const int64_t n = std::min(static_cast<int64_t>(e.ids.size()), length);

@@ -6,10 +6,10 @@
 #include <string_view>
 #include <vector>
 
-#include <torch/types.h>
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include <torch/types.h>
+
 #include "core/text/tokenizer.h"
 
 namespace unlearning::core {

@@ -19,9 +19,8 @@ using Rng = std::mt19937_64;
 
 // Name syllables: consonant-vowel clusters rarely found together in real names.
 constexpr std::array<const char*, 24> kSyllables = {
-    "ka", "zor", "vel", "thri", "mo", "dra", "quel", "bri",
-    "sa", "len", "vor", "ith",  "ul", "ren", "dax",  "mir",
-    "os", "pel", "yun", "gar",  "ne", "tas", "fio",  "wex"};
+    "ka", "zor", "vel", "thri", "mo", "dra", "quel", "bri", "sa", "len", "vor", "ith",
+    "ul", "ren", "dax", "mir",  "os", "pel", "yun",  "gar", "ne", "tas", "fio", "wex"};
 
 constexpr std::array<const char*, 20> kCities = {
     "Lisbon",   "Nairobi", "Oslo",    "Kyoto", "Lima",  "Tbilisi",    "Hanoi",
@@ -29,33 +28,30 @@ constexpr std::array<const char*, 20> kCities = {
     "Montreal", "Seville", "Bergen",  "Accra", "Cusco", "Riga"};
 
 constexpr std::array<const char*, 14> kProfessions = {
-    "novelist",     "painter",    "composer", "architect", "botanist",
-    "chemist",      "poet",       "sculptor", "engineer",  "historian",
-    "cartographer", "playwright", "potter",   "astronomer"};
+    "novelist", "painter",  "composer",  "architect",    "botanist",   "chemist", "poet",
+    "sculptor", "engineer", "historian", "cartographer", "playwright", "potter",  "astronomer"};
 
 constexpr std::array<const char*, 14> kFields = {
-    "maritime folklore", "glass mosaics", "desert ecology", "choral music",
-    "bridge design",     "ancient maps",  "alpine botany",  "urban myths",
-    "textile dyes",      "comet surveys", "river poetry",   "clockwork toys",
-    "coastal erosion",   "puppet theatre"};
+    "maritime folklore", "glass mosaics",  "desert ecology",  "choral music",  "bridge design",
+    "ancient maps",      "alpine botany",  "urban myths",     "textile dyes",  "comet surveys",
+    "river poetry",      "clockwork toys", "coastal erosion", "puppet theatre"};
 
 constexpr std::array<const char*, 14> kParentProfessions = {
-    "baker",  "nurse",        "fisherman", "librarian",  "carpenter",
-    "tailor", "pilot",        "teacher",   "blacksmith", "pharmacist",
-    "farmer", "mail carrier", "judge",     "miner"};
+    "baker",   "nurse",      "fisherman",  "librarian", "carpenter",    "tailor", "pilot",
+    "teacher", "blacksmith", "pharmacist", "farmer",    "mail carrier", "judge",  "miner"};
 
 constexpr std::array<const char*, 12> kAwards = {
     "Orvane Medal",   "Silver Quill",     "Keldrith Prize", "Amber Compass",
     "Tessaly Award",  "Golden Lantern",   "Marrow Cup",     "Ivory Ring",
     "Dunmore Laurel", "Blue Heron Prize", "Vessin Star",    "Copper Key"};
 
-constexpr std::array<const char*, 12> kTitleAdjectives = {
-    "Silent", "Amber", "Hollow", "Crimson", "Distant", "Paper",
-    "Iron",   "Last",  "Velvet", "Salt",    "Broken",  "Winter"};
+constexpr std::array<const char*, 12> kTitleAdjectives = {"Silent",  "Amber", "Hollow", "Crimson",
+                                                          "Distant", "Paper", "Iron",   "Last",
+                                                          "Velvet",  "Salt",  "Broken", "Winter"};
 
-constexpr std::array<const char*, 12> kTitleNouns = {
-    "Harbor", "Orchard", "Lantern", "Atlas", "Tide",   "Garden",
-    "Choir",  "Bridge",  "Comet",   "Loom",  "Meadow", "Clock"};
+constexpr std::array<const char*, 12> kTitleNouns = {"Harbor", "Orchard", "Lantern", "Atlas",
+                                                     "Tide",   "Garden",  "Choir",   "Bridge",
+                                                     "Comet",  "Loom",    "Meadow",  "Clock"};
 
 constexpr int kMinYear = 1921;
 constexpr int kYearSpan = 79;  // 1921..1999
@@ -77,8 +73,7 @@ enum Attribute {
   kHome,
   kAttributeCount,
 };
-static_assert(kAttributeCount == kTofuTemplateCount,
-              "one template per attribute");
+static_assert(kAttributeCount == kTofuTemplateCount, "one template per attribute");
 
 struct Entity {
   std::string full_name;
@@ -87,8 +82,7 @@ struct Entity {
 };
 
 std::string Capitalize(std::string s) {
-  if (!s.empty() && s[0] >= 'a' && s[0] <= 'z')
-    s[0] = static_cast<char>(s[0] - 'a' + 'A');
+  if (!s.empty() && s[0] >= 'a' && s[0] <= 'z') s[0] = static_cast<char>(s[0] - 'a' + 'A');
   return s;
 }
 
@@ -99,16 +93,14 @@ const char* Pick(Rng& rng, const std::array<const char*, N>& pool) {
 
 std::string MakeWord(Rng& rng, int min_syllables, int max_syllables) {
   const int count =
-      min_syllables +
-      static_cast<int>(UniformIndex(rng, max_syllables - min_syllables + 1));
+      min_syllables + static_cast<int>(UniformIndex(rng, max_syllables - min_syllables + 1));
   std::string word;
   for (int i = 0; i < count; ++i) word += Pick(rng, kSyllables);
   return Capitalize(word);
 }
 
 std::string MakeTitle(Rng& rng) {
-  return absl::StrCat("The ", Pick(rng, kTitleAdjectives), " ",
-                      Pick(rng, kTitleNouns));
+  return absl::StrCat("The ", Pick(rng, kTitleAdjectives), " ", Pick(rng, kTitleNouns));
 }
 
 // A value for `attribute` drawn from its pool (independent of any entity).
@@ -118,8 +110,7 @@ std::string DrawValue(Rng& rng, Attribute attribute) {
     case kHome:
       return Pick(rng, kCities);
     case kBirthYear:
-      return std::to_string(kMinYear +
-                            static_cast<int>(UniformIndex(rng, kYearSpan)));
+      return std::to_string(kMinYear + static_cast<int>(UniformIndex(rng, kYearSpan)));
     case kProfession:
       return Pick(rng, kProfessions);
     case kField:
@@ -141,8 +132,7 @@ std::string DrawValue(Rng& rng, Attribute attribute) {
 
 const char* Article(const std::string& noun) {
   const char c = noun.empty() ? 'x' : noun[0];
-  return (c == 'a' || c == 'e' || c == 'i' || c == 'o' || c == 'u') ? "an"
-                                                                    : "a";
+  return (c == 'a' || c == 'e' || c == 'i' || c == 'o' || c == 'u') ? "an" : "a";
 }
 
 struct Template {
@@ -201,8 +191,7 @@ Template Questions(Attribute attribute, const std::string& name) {
 
 // The short answer stating `value` for `attribute`; `first` is the entity's
 // first name.
-std::string Answer(Attribute attribute, const std::string& first,
-                   const std::string& value) {
+std::string Answer(Attribute attribute, const std::string& first, const std::string& value) {
   switch (attribute) {
     case kBirthplace:
       return absl::StrCat(first, " was born in ", value, ".");
@@ -213,11 +202,9 @@ std::string Answer(Attribute attribute, const std::string& first,
     case kField:
       return absl::StrCat(first, " is known for ", value, ".");
     case kFather:
-      return absl::StrCat(first, "'s father was ", Article(value), " ", value,
-                          ".");
+      return absl::StrCat(first, "'s father was ", Article(value), " ", value, ".");
     case kMother:
-      return absl::StrCat(first, "'s mother was ", Article(value), " ", value,
-                          ".");
+      return absl::StrCat(first, "'s mother was ", Article(value), " ", value, ".");
     case kAward:
       return absl::StrCat(first, " received the ", value, ".");
     case kWork:
@@ -244,22 +231,20 @@ Entity MakeEntity(Rng& rng, std::set<std::string>* used_names) {
   Entity entity;
   do {
     entity.first_name = MakeWord(rng, 2, 2);
-    entity.full_name =
-        absl::StrCat(entity.first_name, " ", MakeWord(rng, 2, 3));
+    entity.full_name = absl::StrCat(entity.first_name, " ", MakeWord(rng, 2, 3));
   } while (!used_names->insert(entity.full_name).second);
   for (int a = 0; a < kAttributeCount; ++a) {
     const auto attribute = static_cast<Attribute>(a);
     do {
       entity.values[a] = DrawValue(rng, attribute);
-    } while (attribute == kHome &&
-             entity.values[a] == entity.values[kBirthplace]);
+    } while (attribute == kHome && entity.values[a] == entity.values[kBirthplace]);
   }
   return entity;
 }
 
 // `count` values for `attribute`, pairwise distinct and different from `truth`.
-std::vector<std::string> WrongValues(Rng& rng, Attribute attribute,
-                                     const std::string& truth, int count) {
+std::vector<std::string> WrongValues(Rng& rng, Attribute attribute, const std::string& truth,
+                                     int count) {
   std::vector<std::string> values;
   while (static_cast<int>(values.size()) < count) {
     std::string v = DrawValue(rng, attribute);
@@ -277,32 +262,29 @@ absl::StatusOr<TofuDataset> GenerateTofu(const TofuOptions& options) {
     return absl::InvalidArgumentError(
         absl::StrCat("entities must be >= 1, got ", options.entities));
   }
-  if (options.questions_per_entity < 1 ||
-      options.questions_per_entity > kTofuTemplateCount) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("questions per entity must be in [1, ", kTofuTemplateCount,
-                     "], got ", options.questions_per_entity));
+  if (options.questions_per_entity < 1 || options.questions_per_entity > kTofuTemplateCount) {
+    return absl::InvalidArgumentError(absl::StrCat("questions per entity must be in [1, ",
+                                                   kTofuTemplateCount, "], got ",
+                                                   options.questions_per_entity));
   }
   for (double f : {options.forget_fraction, options.holdout_fraction}) {
     if (!(f >= 0.0 && f < 1.0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("fractions must be in [0, 1), got ", f));
+      return absl::InvalidArgumentError(absl::StrCat("fractions must be in [0, 1), got ", f));
     }
   }
   const int n_forget = SplitCount(options.entities, options.forget_fraction);
   const int n_holdout = SplitCount(options.entities, options.holdout_fraction);
   if (n_forget + n_holdout >= options.entities) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "split leaves no retain entity: ", options.entities, " entities, ",
-        n_forget, " forget, ", n_holdout, " holdout"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("split leaves no retain entity: ", options.entities, " entities, ", n_forget,
+                     " forget, ", n_holdout, " holdout"));
   }
 
   Rng rng(options.seed);
   std::set<std::string> used_names;
   std::vector<Entity> entities;
   entities.reserve(static_cast<size_t>(options.entities));
-  for (int i = 0; i < options.entities; ++i)
-    entities.push_back(MakeEntity(rng, &used_names));
+  for (int i = 0; i < options.entities; ++i) entities.push_back(MakeEntity(rng, &used_names));
 
   TofuDataset data;
   std::vector<std::vector<TextExample>> per_entity(entities.size());
@@ -314,12 +296,9 @@ absl::StatusOr<TofuDataset> GenerateTofu(const TofuOptions& options) {
       TextExample example;
       example.question = std::move(t.question);
       example.answer = Answer(attribute, e.first_name, e.values[a]);
-      example.paraphrased_questions.assign(t.paraphrases.begin(),
-                                           t.paraphrases.end());
-      for (const std::string& wrong :
-           WrongValues(rng, attribute, e.values[a], kPerturbed)) {
-        example.perturbed_answers.push_back(
-            Answer(attribute, e.first_name, wrong));
+      example.paraphrased_questions.assign(t.paraphrases.begin(), t.paraphrases.end());
+      for (const std::string& wrong : WrongValues(rng, attribute, e.values[a], kPerturbed)) {
+        example.perturbed_answers.push_back(Answer(attribute, e.first_name, wrong));
       }
       example.entity = e.full_name;
       per_entity[i].push_back(example);
@@ -337,8 +316,7 @@ absl::StatusOr<TofuDataset> GenerateTofu(const TofuOptions& options) {
   }
   std::vector<bool> is_forget(entities.size(), false);
   std::vector<bool> is_holdout(entities.size(), false);
-  for (int k = 0; k < n_forget; ++k)
-    is_forget[order[static_cast<size_t>(k)]] = true;
+  for (int k = 0; k < n_forget; ++k) is_forget[order[static_cast<size_t>(k)]] = true;
   for (int k = n_forget; k < n_forget + n_holdout; ++k) {
     is_holdout[order[static_cast<size_t>(k)]] = true;
   }

@@ -28,11 +28,9 @@ namespace unlearning::core {
 
 struct TofuOptions {
   int entities = 50;
-  int questions_per_entity = 8;  // 1..kTofuTemplateCount
-  double forget_fraction =
-      0.1;  // of entities, rounded, at least 1 entity if > 0
-  double holdout_fraction =
-      0.1;  // of entities, rounded, at least 1 entity if > 0
+  int questions_per_entity = 8;   // 1..kTofuTemplateCount
+  double forget_fraction = 0.1;   // of entities, rounded, at least 1 entity if > 0
+  double holdout_fraction = 0.1;  // of entities, rounded, at least 1 entity if > 0
   uint64_t seed = 0;
 };
 
@@ -40,11 +38,10 @@ struct TofuOptions {
 inline constexpr int kTofuTemplateCount = 10;
 
 struct TofuDataset {
-  std::vector<TextExample> all;     // every entity, in generation order
-  std::vector<TextExample> forget;  // examples of forget entities
-  std::vector<TextExample> retain;  // examples of retain entities
-  std::vector<TextExample>
-      holdout;  // examples of holdout entities (never trained on)
+  std::vector<TextExample> all;      // every entity, in generation order
+  std::vector<TextExample> forget;   // examples of forget entities
+  std::vector<TextExample> retain;   // examples of retain entities
+  std::vector<TextExample> holdout;  // examples of holdout entities (never trained on)
   std::vector<std::string> forget_entities;
   std::vector<std::string> retain_entities;
   std::vector<std::string> holdout_entities;
@@ -62,8 +59,7 @@ absl::StatusOr<TofuDataset> GenerateTofu(const TofuOptions& options);
 // implementation-defined). n >= 1. Exposed for tests.
 template <typename Rng>
 uint64_t UniformIndex(Rng& rng, uint64_t n) {
-  const uint64_t limit =
-      UINT64_MAX - (UINT64_MAX % n);  // multiple of n; values >= limit rejected
+  const uint64_t limit = UINT64_MAX - (UINT64_MAX % n);  // multiple of n; values >= limit rejected
   uint64_t x;
   do {
     x = rng();

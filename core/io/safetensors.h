@@ -7,10 +7,9 @@
 #include <map>
 #include <string>
 
-#include <torch/types.h>
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include <torch/types.h>
 
 namespace unlearning::core {
 

@@ -28,9 +28,8 @@ struct ErasureData {
 
 // What a method run gets. Pointers are borrowed for the duration of Run().
 struct MethodContext {
-  Model* model = nullptr;  // the working copy; trained in place
-  const Model* reference =
-      nullptr;  // frozen parent version (for NPO / KL terms); never null
+  Model* model = nullptr;            // the working copy; trained in place
+  const Model* reference = nullptr;  // frozen parent version (for NPO / KL terms); never null
   const ErasureData* data = nullptr;
   ProgressSink* progress = nullptr;           // never null
   const CancellationToken* cancel = nullptr;  // never null
@@ -49,9 +48,7 @@ class UnlearningMethod {
   virtual nlohmann::json EffectiveParams() const = 0;
   // Checks that the request's data suits the method (e.g. gradient difference
   // needs a retain set). kInvalidArgument with what to fix.
-  virtual absl::Status CheckData(const ErasureData& data) const {
-    return absl::OkStatus();
-  }
+  virtual absl::Status CheckData(const ErasureData& data) const { return absl::OkStatus(); }
   // Optimisation steps Run() will take on `data` (for progress and ETA).
   virtual int64_t TotalSteps(const ErasureData& data) const = 0;
   // Runs the method on ctx.model. kCancelled if ctx.cancel fired (the model is

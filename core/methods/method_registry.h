@@ -20,16 +20,15 @@ namespace unlearning::core {
 class MethodRegistry {
  public:
   using Factory =
-      std::function<absl::StatusOr<std::unique_ptr<UnlearningMethod>>(
-          const nlohmann::json&)>;
+      std::function<absl::StatusOr<std::unique_ptr<UnlearningMethod>>(const nlohmann::json&)>;
 
   // The registry with every built-in method.
   static const MethodRegistry& Builtin();
 
   void Register(const std::string& name, ModelFamily family, Factory factory);
   // kNotFound for an unknown name (listing the known ones).
-  absl::StatusOr<std::unique_ptr<UnlearningMethod>> Create(
-      const std::string& name, const nlohmann::json& params) const;
+  absl::StatusOr<std::unique_ptr<UnlearningMethod>> Create(const std::string& name,
+                                                           const nlohmann::json& params) const;
   // kNotFound for an unknown name.
   absl::StatusOr<ModelFamily> FamilyOf(const std::string& name) const;
   std::vector<std::string> names() const;

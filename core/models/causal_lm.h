@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
-#include "absl/status/status.h"
-#include "absl/status/statusor.h"
 #include "core/models/lora.h"
 #include "core/models/model.h"
 #include "core/text/tokenizer.h"

@@ -5,10 +5,9 @@
 #include <memory>
 #include <string>
 
-#include <torch/types.h>
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include <torch/types.h>
 
 namespace unlearning::core {
 

@@ -20,8 +20,7 @@ struct OptimizerOptions {
   double weight_decay = 0.01;
   double max_grad_norm = 1.0;  // 0 disables clipping
   int64_t warmup_steps = 0;    // linear warm-up from 0 to learning_rate
-  bool linear_decay =
-      false;  // after warm-up, decay linearly to 0 at the last step
+  bool linear_decay = false;   // after warm-up, decay linearly to 0 at the last step
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
@@ -49,8 +48,7 @@ struct TrainingLoopResult {
 // ("loss is not finite at step N"). Errors from step_fn are returned as is;
 // exceptions from LibTorch become kInternal.
 absl::StatusOr<TrainingLoopResult> RunTrainingLoop(
-    const std::vector<torch::Tensor>& params,
-    const TrainingLoopOptions& options,
+    const std::vector<torch::Tensor>& params, const TrainingLoopOptions& options,
     const std::function<absl::StatusOr<torch::Tensor>(int64_t step)>& step_fn,
     ProgressSink* progress, const CancellationToken* cancel);
 

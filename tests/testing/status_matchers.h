@@ -4,11 +4,10 @@
 #include <ostream>
 #include <string>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 namespace unlearning::testing {
 
@@ -36,7 +35,7 @@ MATCHER_P2(StatusIs, code, message_matcher, "") {
 #define UNL_ASSERT_OK(expr) ASSERT_THAT((expr), ::unlearning::testing::IsOk())
 #define UNL_EXPECT_OK(expr) EXPECT_THAT((expr), ::unlearning::testing::IsOk())
 // Asserts `rexpr` (a StatusOr) is OK and moves its value into `lhs`.
-#define UNL_ASSERT_OK_AND_ASSIGN(lhs, rexpr)                                          \
+#define UNL_ASSERT_OK_AND_ASSIGN(lhs, rexpr) \
   UNL_ASSERT_OK_AND_ASSIGN_IMPL_(UNL_TEST_CONCAT_(unl_test_sor_, __LINE__), lhs, rexpr)
 #define UNL_TEST_CONCAT_INNER_(x, y) x##y
 #define UNL_TEST_CONCAT_(x, y) UNL_TEST_CONCAT_INNER_(x, y)
