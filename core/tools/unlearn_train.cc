@@ -363,6 +363,16 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
   return report.passed;
 }
 
+// Sets LibTorch's intra-op threads; false (with a message) if `threads` < 1.
+bool SetThreads(const char* command, int threads) {
+  if (threads < 1) {
+    std::cerr << "unlearn-train " << command << ": --threads must be >= 1\n";
+    return false;
+  }
+  at::set_num_threads(threads);
+  return true;
+}
+
 int DefaultThreads() {
   const long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? static_cast<int>(n) : 1;
@@ -440,11 +450,7 @@ int Main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (*ul_cmd) {
-    if (ul.threads < 1) {
-      std::cerr << "unlearn-train unlearn: --threads must be >= 1\n";
-      return 1;
-    }
-    at::set_num_threads(ul.threads);
+    if (!SetThreads("unlearn", ul.threads)) return 1;
     absl::StatusOr<bool> passed = RunUnlearn(ul);
     if (!passed.ok()) {
       std::cerr << "unlearn-train unlearn: " << passed.status() << "\n";
@@ -461,11 +467,7 @@ int Main(int argc, char** argv) {
     }
     return 0;
   }
-  if (ft.threads < 1) {
-    std::cerr << "unlearn-train finetune: --threads must be >= 1\n";
-    return 1;
-  }
-  at::set_num_threads(ft.threads);
+  if (!SetThreads("finetune", ft.threads)) return 1;
   absl::StatusOr<double> accuracy = RunFinetune(ft);
   if (!accuracy.ok()) {
     std::cerr << "unlearn-train finetune: " << accuracy.status() << "\n";

@@ -18,6 +18,7 @@
 #include "core/models/causal_lm.h"
 #include "core/train/finetune.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/tiny_lm.h"
 
 namespace unlearning::core {
 namespace {
@@ -26,14 +27,7 @@ using ::testing::HasSubstr;
 using ::unlearning::testing::StatusIs;
 
 std::unique_ptr<CausalLm> TinyLm(uint64_t seed = 7) {
-  LlamaConfig config;
-  config.hidden_size = 32;
-  config.intermediate_size = 64;
-  config.num_hidden_layers = 2;
-  config.num_attention_heads = 4;
-  config.num_key_value_heads = 2;
-  config.max_position_embeddings = 128;
-  return CausalLm::Create(config, std::make_unique<ByteTokenizer>(), torch::kCPU, seed);
+  return ::unlearning::testing::TinyCausalLm(seed);
 }
 
 std::vector<TextExample> ForgetSet() {
@@ -144,15 +138,19 @@ TEST(TextMethodTest, RetainScheduleDrawsOnePerForgetExample) {
   EXPECT_EQ(RetainBatchSchedule(forget, 5, 3), retain);
 }
 
+// A test double of another model family (no weights): only to check that the text methods refuse a
+// model that is not a causal LM. It is never saved or cloned.
 class FakeModel : public Model {
  public:
   ModelFamily family() const override { return ModelFamily::kImageClassifier; }
   std::string architecture() const override { return "Fake"; }
   int64_t num_parameters() const override { return 0; }
   torch::Device device() const override { return torch::kCPU; }
-  absl::Status Save(const std::string&) const override { return absl::OkStatus(); }
+  absl::Status Save(const std::string&) const override {
+    return absl::UnimplementedError("FakeModel has no weights to save");
+  }
   absl::StatusOr<std::unique_ptr<Model>> Clone(torch::Device) const override {
-    return absl::UnimplementedError("fake");
+    return absl::UnimplementedError("FakeModel has no weights to clone");
   }
 };
 

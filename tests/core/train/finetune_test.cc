@@ -11,6 +11,7 @@
 
 #include "core/text/tokenizer.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/tiny_lm.h"
 
 namespace unlearning::core {
 namespace {
@@ -18,19 +19,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::unlearning::testing::StatusIs;
 
-LlamaConfig TinyConfig() {
-  LlamaConfig config;
-  config.hidden_size = 64;
-  config.intermediate_size = 128;
-  config.num_hidden_layers = 2;
-  config.num_attention_heads = 4;
-  config.num_key_value_heads = 2;
-  config.max_position_embeddings = 128;
-  return config;
-}
-
 std::unique_ptr<CausalLm> TinyModel(uint64_t seed = 0) {
-  return CausalLm::Create(TinyConfig(), std::make_unique<ByteTokenizer>(), torch::kCPU, seed);
+  return ::unlearning::testing::TinyCausalLm(seed, /*hidden_size=*/64);
 }
 
 std::vector<TextExample> TenFacts() {

@@ -17,6 +17,7 @@
 #include "core/models/causal_lm.h"
 #include "core/text/tokenizer.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/tiny_lm.h"
 
 namespace unlearning::core {
 namespace {
@@ -24,19 +25,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::unlearning::testing::StatusIs;
 
-LlamaConfig TinyConfig() {
-  LlamaConfig config;
-  config.hidden_size = 32;
-  config.intermediate_size = 64;
-  config.num_hidden_layers = 2;
-  config.num_attention_heads = 4;
-  config.num_key_value_heads = 2;
-  config.max_position_embeddings = 128;
-  return config;
-}
-
 std::unique_ptr<CausalLm> TinyModel(uint64_t seed) {
-  return CausalLm::Create(TinyConfig(), std::make_unique<ByteTokenizer>(), torch::kCPU, seed);
+  return ::unlearning::testing::TinyCausalLm(seed);
 }
 
 TextProbes SmallProbes() {
