@@ -30,7 +30,7 @@ void PrintVersions(const v1::ModelInfo& model, std::ostream& out) {
                   version.parent_version() > 0 ? absl::StrCat(version.parent_version()) : "-",
                   version.serving() ? "*" : "", ArtifactKindName(version.artifact_kind()),
                   version.job_id().empty() ? "-" : version.job_id(),
-                  FormatUnixMs(version.created_unix_ms()), ShortSha(version.weights_sha256()),
+                  FormatUnixMs(version.created_unix_ms()), ShortSha(version.manifest_sha256()),
                   version.note()});
   }
   table.Print(out);

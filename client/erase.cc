@@ -42,16 +42,16 @@ absl::StatusOr<v1::ErasureRequest> BuildRequest(const EraseOptions& options) {
   *request.mutable_method() = *std::move(method);
   auto forget = ReadExamplesJsonl(options.forget_path);
   if (!forget.ok()) return forget.status();
-  for (auto& example : *forget) *request.add_forget_set() = std::move(example);
+  for (auto& example : *forget) *request.mutable_text()->add_forget_set() = std::move(example);
   if (!options.retain_path.empty()) {
     auto retain = ReadExamplesJsonl(options.retain_path);
     if (!retain.ok()) return retain.status();
-    for (auto& example : *retain) *request.add_retain_set() = std::move(example);
+    for (auto& example : *retain) *request.mutable_text()->add_retain_set() = std::move(example);
   }
   if (!options.templates_path.empty()) {
     auto templates = ReadTemplates(options.templates_path);
     if (!templates.ok()) return templates.status();
-    for (auto& text : *templates) request.add_template_answers(std::move(text));
+    for (auto& text : *templates) request.mutable_text()->add_template_answers(std::move(text));
   }
   v1::VerificationThresholds* thresholds = request.mutable_thresholds();
   if (options.max_forget_ratio)

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 
+#include "core/app/erasure_pipeline.h"
 #include "core/common/status_macros.h"
 #include "server/job_runner.h"
 #include "server/services.h"
@@ -156,15 +157,17 @@ absl::StatusOr<AcceptResult> ErasureServiceImpl::Submit(const v1::ErasureRequest
   UNL_RETURN_IF_ERROR(ValidateErasureRequest(request, deps_.limits));
   UNL_ASSIGN_OR_RETURN(auto info, deps_.models->registry().Info(request.model_id()));
   UNL_ASSIGN_OR_RETURN(std::string method_name, MethodName(request.method()));
-  UNL_ASSIGN_OR_RETURN(core::ModelFamily family, deps_.methods->FamilyOf(method_name));
-  if (family != info->family) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "method ", method_name, " applies to ", core::ModelFamilyName(family), " models; model '",
-        request.model_id(), "' is a ", core::ModelFamilyName(info->family), " model"));
+  UNL_ASSIGN_OR_RETURN(std::vector<core::Threshold> thresholds,
+                       ThresholdsFromProto(request.thresholds(), info->family));
+  // Everything the job will need, checked now: a request that cannot run is never accepted.
+  absl::StatusOr<core::ErasurePlan> plan = core::PlanErasure(
+      *deps_.methods, deps_.models->families(), info->family, method_name,
+      MethodParamsToJson(request.method()), ErasureDataFromProto(request), std::move(thresholds));
+  if (!plan.ok()) {
+    return absl::Status(plan.status().code(), absl::StrCat("model '", request.model_id(),
+                                                           "': ", plan.status().message()));
   }
-  UNL_ASSIGN_OR_RETURN(std::unique_ptr<core::UnlearningMethod> method,
-                       deps_.methods->Create(method_name, MethodParamsToJson(request.method())));
-  UNL_RETURN_IF_ERROR(method->CheckData(ErasureDataFromProto(request)));
+  const std::unique_ptr<core::UnlearningMethod>& method = plan->method;
 
   NewJob job;
   job.request_id = request.request_id();

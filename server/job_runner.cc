@@ -7,11 +7,11 @@
 #include "absl/strings/str_join.h"
 #include <google/protobuf/util/json_util.h>
 
+#include "core/app/erasure_pipeline.h"
 #include "core/common/sha256.h"
 #include "core/common/status_macros.h"
 #include "core/common/torch_status.h"
-#include "core/models/causal_lm.h"
-#include "core/verify/text_verification.h"
+#include "server/infra/manifest.h"
 #include "server/proto_convert.h"
 
 namespace unlearning::server {
@@ -75,11 +75,6 @@ std::string ToJson(const google::protobuf::Message& message) {
   return out;
 }
 
-std::vector<core::TextExample> Capped(const std::vector<core::TextExample>& examples, int cap) {
-  if (static_cast<int>(examples.size()) <= cap) return examples;
-  return std::vector<core::TextExample>(examples.begin(), examples.begin() + cap);
-}
-
 std::map<std::string, double> FigureMap(const core::VerificationReport& report, bool after) {
   std::map<std::string, double> out;
   for (const auto& f : report.figures) out[f.name] = after ? f.after : f.before;
@@ -135,7 +130,7 @@ v1::Job JobToProto(const JobRecord& r) {
   job.set_finished_unix_ms(r.finished_unix_ms);
   job.set_published_version(r.published_version);
   v1::ErasureRequest request;
-  if (request.ParseFromString(r.request_blob)) job.set_forget_examples(request.forget_set_size());
+  if (request.ParseFromString(r.request_blob)) job.set_forget_examples(ForgetItemCount(request));
   job.set_compliance_reference(r.compliance_reference);
   if (!r.verification_json.empty()) {
     auto parsed = nlohmann::json::parse(r.verification_json, nullptr, false);
@@ -247,46 +242,21 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
                        models_->Resolve(job.model_id, 0));
   auto params = nlohmann::json::parse(job.params_json, nullptr, false);
   if (params.is_discarded()) params = nlohmann::json::object();
-  UNL_ASSIGN_OR_RETURN(std::unique_ptr<core::UnlearningMethod> method,
-                       methods_->Create(job.method, params));
-  if (method->family() != info->family) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "method ", job.method, " works on ", core::ModelFamilyName(method->family()),
-        " models; model '", job.model_id, "' is a ", core::ModelFamilyName(info->family)));
-  }
   const core::ErasureData data = ErasureDataFromProto(request);
-  UNL_RETURN_IF_ERROR(method->CheckData(data));
-  UNL_ASSIGN_OR_RETURN(core::VerificationThresholds thresholds,
-                       ThresholdsFromProto(request.thresholds()));
+  UNL_ASSIGN_OR_RETURN(std::vector<core::Threshold> thresholds,
+                       ThresholdsFromProto(request.thresholds(), info->family));
+  UNL_ASSIGN_OR_RETURN(core::ErasurePlan plan,
+                       core::PlanErasure(*methods_, models_->families(), info->family, job.method,
+                                         params, data, std::move(thresholds)));
 
-  // 1. Train a private working copy; the serving version keeps answering queries.
-  UNL_ASSIGN_OR_RETURN(std::unique_ptr<core::Model> working,
-                       parent->model->Clone(models_->device()));
+  // 1-2. Method on the parent (never modified: the serving version keeps answering queries),
+  //      then verification against it.
   JobProgressSink sink(job, journal_, events_, metrics_);
-  core::MethodContext ctx;
-  ctx.model = working.get();
-  ctx.reference = parent->model.get();
-  ctx.data = &data;
-  ctx.progress = &sink;
-  ctx.cancel = cancel;
-  UNL_RETURN_IF_ERROR(
-      core::TorchCall("running the method", [&]() -> absl::Status { return method->Run(ctx); }));
+  UNL_ASSIGN_OR_RETURN(
+      core::ErasureOutcome outcome,
+      core::RunErasure(plan, *parent->model, info->probes, data, models_->device(), &sink, cancel));
   if (cancel->cancelled()) return absl::CancelledError("cancelled");
-
-  // 2. Verify against the parent version.
-  sink.OnProgress({0, 0, 0.0, 0.0, "verifying"});
-  const auto* before_lm = dynamic_cast<const core::CausalLm*>(parent->model.get());
-  const auto* after_lm = dynamic_cast<const core::CausalLm*>(working.get());
-  if (before_lm == nullptr || after_lm == nullptr) {
-    return absl::UnimplementedError("verification supports causal language models only");
-  }
-  core::TextProbes probes;
-  probes.forget = data.forget;
-  probes.retain =
-      Capped(data.retain.empty() ? info->retain_probes : data.retain, options_.max_probe_examples);
-  probes.holdout = Capped(info->holdout_probes, options_.max_probe_examples);
-  UNL_ASSIGN_OR_RETURN(core::VerificationReport report,
-                       core::VerifyText(*before_lm, *after_lm, probes, thresholds, cancel));
+  const core::VerificationReport& report = outcome.report;
   const std::string report_json = ReportToJson(report).dump();
   if (!report.passed) {
     Finish(job, JobState::kFailedVerification,
@@ -296,8 +266,8 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
     return absl::OkStatus();
   }
 
-  // 3. Publish: store (atomic), then one journal transaction (version + job + certificate), then
-  //    the pointer swap.
+  // 3. Publish: store the artifact with its manifest (atomic), then one journal transaction
+  //    (version + job + certificate), then the pointer swap.
   sink.OnProgress({0, 0, 0.0, 0.0, "publishing"});
   UNL_ASSIGN_OR_RETURN(auto serving_now, models_->registry().Serving(job.model_id));
   if (serving_now->version != parent->version) {
@@ -305,10 +275,28 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
                                            parent->version, " to ", serving_now->version,
                                            " while the job ran (rollback?); resubmit the request"));
   }
+  core::Candidate& candidate = outcome.candidate;
   UNL_ASSIGN_OR_RETURN(int64_t next, journal_->NextVersion(job.model_id));
-  UNL_ASSIGN_OR_RETURN(std::string dir, store_->Save(job.model_id, next, *working));
-  UNL_ASSIGN_OR_RETURN(std::string sha_after, WeightsSha256(dir));
+  Manifest header;
+  header.kind = core::ArtifactKindName(candidate.kind);
+  header.family = core::ModelFamilyName(info->family);
+  header.parent_version = parent->version;
+  header.facts = candidate.facts;
+  UNL_ASSIGN_OR_RETURN(std::string dir,
+                       store_->SaveWith(job.model_id, next, candidate.write, header));
+  UNL_ASSIGN_OR_RETURN(Manifest manifest, ReadManifest(dir, /*verify=*/false));
+  UNL_ASSIGN_OR_RETURN(std::string sha_after, ManifestSha256(dir));
   UNL_ASSIGN_OR_RETURN(std::string previous_sha, journal_->LatestCertificateSha(job.model_id));
+
+  auto served = std::make_shared<ServedVersion>();
+  served->version = next;
+  served->dir = dir;
+  served->manifest_sha256 = sha_after;
+  served->kind = candidate.kind;
+  served->chain.push_back({next, candidate.kind, sha_after});
+  if (core::NeedsParent(candidate.kind)) {
+    served->chain.insert(served->chain.end(), parent->chain.begin(), parent->chain.end());
+  }
 
   v1::Certificate cert;
   cert.set_certificate_id(absl::StrCat("cert-", job.job_id.substr(job.job_id.find('-') + 1)));
@@ -319,16 +307,30 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
   cert.set_version_before(parent->version);
   cert.set_version_after(next);
   cert.set_method(job.method);
-  cert.set_method_params_json(method->EffectiveParams().dump());
+  cert.set_method_params_json(plan.method->EffectiveParams().dump());
   cert.set_forget_set_sha256(job.forget_sha256);
-  cert.set_weights_before_sha256(parent->weights_sha256);
-  cert.set_weights_after_sha256(sha_after);
+  cert.set_manifest_before_sha256(parent->manifest_sha256);
+  cert.set_manifest_after_sha256(sha_after);
   *cert.mutable_verification() = ToProto(report);
   cert.set_accepted_unix_ms(job.accepted_unix_ms);
   cert.set_started_unix_ms(job.started_unix_ms);
   cert.set_completed_unix_ms(NowUnixMs());
   cert.set_server_version(options_.server_version);
   cert.set_previous_certificate_sha256(previous_sha);
+  cert.set_artifact_kind(ToProto(candidate.kind));
+  for (const ManifestFile& f : manifest.files) {
+    v1::ArtifactFile* file = cert.add_artifact_files();
+    file->set_path(f.path);
+    file->set_bytes(f.bytes);
+    file->set_sha256(f.sha256);
+  }
+  for (const ChainEntry& link : served->chain) {
+    v1::ChainLink* l = cert.add_chain();
+    l->set_version(link.version);
+    l->set_artifact_kind(ToProto(link.kind));
+    l->set_manifest_sha256(link.manifest_sha256);
+  }
+  cert.set_artifact_facts_json(candidate.facts.dump());
 
   CertificateRecord record;
   record.certificate_id = cert.certificate_id();
@@ -343,17 +345,13 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
   version.version = next;
   version.parent_version = parent->version;
   version.job_id = job.job_id;
-  version.artifact_kind = "full";
+  version.artifact_kind = core::ArtifactKindName(candidate.kind);
   version.dir = dir;
-  version.weights_sha256 = sha_after;
+  version.manifest_sha256 = sha_after;
   version.figures_json = report_json;
   UNL_RETURN_IF_ERROR(journal_->CompleteJob(job.job_id, version, record, report_json));
 
-  auto served = std::make_shared<ServedVersion>();
-  served->version = next;
-  served->dir = dir;
-  served->weights_sha256 = sha_after;
-  served->model = std::shared_ptr<const core::Model>(std::move(working));
+  served->model = std::shared_ptr<const core::Model>(std::move(candidate.model));
   UNL_RETURN_IF_ERROR(models_->PublishResident(job.model_id, std::move(served)));
 
   metrics_->SetVerificationFigures(job.model_id, FigureMap(report, false), FigureMap(report, true));

@@ -1,4 +1,5 @@
-// Runs one erasure job end to end: working copy -> method -> verification -> publish ->
+// Runs one erasure job end to end: the core erasure pipeline (method -> candidate ->
+// verification), then publish (artifact + manifest in the store, journal, pointer swap) and the
 // certificate, reporting progress to the event hub, the journal and the metrics. Called by the
 // scheduler's workers, one job per model at a time.
 #pragma once
@@ -27,8 +28,6 @@ v1::ErasureEvent::Kind TerminalKind(JobState state);
 
 struct JobRunnerOptions {
   std::string server_version = "dev";
-  // Cap on retain / holdout probe examples used by verification (keeps it to seconds).
-  int max_probe_examples = 200;
 };
 
 // Thread-safe: Run() is called concurrently for jobs of different models.

@@ -5,7 +5,8 @@
 #include "absl/strings/str_cat.h"
 
 #include "core/common/status_macros.h"
-#include "core/data/text_example.h"
+#include "core/common/torch_status.h"
+#include "server/infra/manifest.h"
 #include "server/proto_convert.h"
 
 namespace unlearning::server {
@@ -13,23 +14,20 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string FamilyKey(core::ModelFamily family) { return core::ModelFamilyName(family); }
-
-// Probe sets shipped with a model directory (optional): <dir>/probes/{retain,holdout}.jsonl.
-std::vector<core::TextExample> ReadProbes(const std::string& dir, const char* name) {
-  const fs::path path = fs::path(dir) / "probes" / (std::string(name) + ".jsonl");
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return {};
-  auto examples = core::ReadJsonl(path.string());
-  if (!examples.ok()) return {};
-  return *std::move(examples);
-}
+// Longest chain a version may resolve through (adapters on adapters on ... a base).
+constexpr int kMaxChainDepth = 64;
 
 }  // namespace
 
 ModelManager::ModelManager(Journal* journal, ModelStore* store, ModelRegistry* registry,
-                           Metrics* metrics, torch::Device device)
-    : journal_(journal), store_(store), registry_(registry), metrics_(metrics), device_(device) {}
+                           Metrics* metrics, const core::FamilyRegistry* families,
+                           torch::Device device)
+    : journal_(journal),
+      store_(store),
+      registry_(registry),
+      metrics_(metrics),
+      families_(families),
+      device_(device) {}
 
 absl::StatusOr<std::shared_ptr<const ServedModelInfo>> ModelManager::MakeInfo(
     const ModelRecord& record, const core::Model& model) {
@@ -39,9 +37,84 @@ absl::StatusOr<std::shared_ptr<const ServedModelInfo>> ModelManager::MakeInfo(
   info->architecture = model.architecture();
   info->source_dir = record.source_dir;
   info->num_parameters = model.num_parameters();
-  info->retain_probes = ReadProbes(record.source_dir, "retain");
-  info->holdout_probes = ReadProbes(record.source_dir, "holdout");
+  UNL_ASSIGN_OR_RETURN(info->family_spec, families_->Find(model.family()));
+  if (info->family_spec->load_probes) {
+    absl::StatusOr<core::ModelProbes> probes = info->family_spec->load_probes(record.source_dir);
+    if (!probes.ok()) {
+      return absl::Status(probes.status().code(), absl::StrCat("model '", record.model_id,
+                                                               "': ", probes.status().message()));
+    }
+    info->probes = *std::move(probes);
+  }
   return info;
+}
+
+absl::StatusOr<std::vector<ChainEntry>> ModelManager::ResolveChain(const std::string& model_id,
+                                                                   int64_t version) {
+  std::vector<ChainEntry> chain;
+  int64_t next = version;
+  while (next > 0) {
+    if (static_cast<int>(chain.size()) >= kMaxChainDepth) {
+      return absl::DataLossError(absl::StrCat("model '", model_id, "' version ", version,
+                                              ": chain longer than ", kMaxChainDepth));
+    }
+    UNL_ASSIGN_OR_RETURN(ModelVersionRecord record, journal_->GetVersion(model_id, next));
+    UNL_ASSIGN_OR_RETURN(Manifest manifest, ReadManifest(record.dir, /*verify=*/false));
+    UNL_ASSIGN_OR_RETURN(core::ArtifactKind kind, core::ParseArtifactKind(manifest.kind));
+    chain.push_back({record.version, kind, record.manifest_sha256});
+    next = core::NeedsParent(kind) ? manifest.parent_version : 0;
+  }
+  return chain;
+}
+
+absl::StatusOr<std::shared_ptr<ServedVersion>> ModelManager::LoadVersion(
+    const std::string& model_id, const ModelVersionRecord& record, int depth) {
+  if (depth > kMaxChainDepth) {
+    return absl::DataLossError(absl::StrCat("model '", model_id, "' version ", record.version,
+                                            ": chain longer than ", kMaxChainDepth));
+  }
+  auto context = [&](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat("model '", model_id, "' version ", record.version,
+                                               " (", record.dir, "): ", s.message()));
+  };
+  absl::StatusOr<Manifest> manifest = ReadManifest(record.dir, /*verify=*/true);
+  if (!manifest.ok()) return context(manifest.status());
+  absl::StatusOr<core::ArtifactKind> kind = core::ParseArtifactKind(manifest->kind);
+  if (!kind.ok()) return context(kind.status());
+  UNL_ASSIGN_OR_RETURN(std::string sha, ManifestSha256(record.dir));
+  if (!record.manifest_sha256.empty() && sha != record.manifest_sha256) {
+    return context(absl::DataLossError("manifest.json does not match the journal's SHA-256"));
+  }
+
+  auto served = std::make_shared<ServedVersion>();
+  served->version = record.version;
+  served->dir = record.dir;
+  served->manifest_sha256 = sha;
+  served->kind = *kind;
+  served->chain.push_back({record.version, *kind, sha});
+  absl::StatusOr<std::unique_ptr<core::Model>> model;
+  if (core::NeedsParent(*kind)) {
+    std::shared_ptr<const ServedVersion> parent =
+        registry_->Resident(model_id, manifest->parent_version);
+    if (parent == nullptr) {
+      UNL_ASSIGN_OR_RETURN(ModelVersionRecord parent_record,
+                           journal_->GetVersion(model_id, manifest->parent_version));
+      UNL_ASSIGN_OR_RETURN(parent, LoadVersion(model_id, parent_record, depth + 1));
+    }
+    served->chain.insert(served->chain.end(), parent->chain.begin(), parent->chain.end());
+    UNL_ASSIGN_OR_RETURN(const core::FamilySpec* family, families_->Find(parent->model->family()));
+    if (!family->load_on_parent) {
+      return context(absl::UnimplementedError(
+          absl::StrCat(core::ModelFamilyName(family->family), " models have no ",
+                       core::ArtifactKindName(*kind), " artifacts in this server version")));
+    }
+    model = family->load_on_parent(*kind, record.dir, parent->model, device_);
+  } else {
+    model = families_->Load(record.dir, device_);
+  }
+  if (!model.ok()) return context(model.status());
+  served->model = *std::move(model);
+  return served;
 }
 
 absl::Status ModelManager::LoadNew(const std::string& model_id, const std::string& dir) {
@@ -57,29 +130,32 @@ absl::Status ModelManager::LoadNew(const std::string& model_id, const std::strin
   const std::string abs_dir = fs::absolute(dir).lexically_normal().string();
   // Load from the user's directory first: a directory that does not load is rejected before
   // anything is written.
-  UNL_ASSIGN_OR_RETURN(std::unique_ptr<core::Model> model, core::LoadModel(abs_dir, device_));
-  UNL_ASSIGN_OR_RETURN(std::string version_dir, store_->Import(model_id, 1, abs_dir));
-  UNL_ASSIGN_OR_RETURN(std::string sha, WeightsSha256(version_dir));
+  UNL_ASSIGN_OR_RETURN(std::unique_ptr<core::Model> model, families_->Load(abs_dir, device_));
+  UNL_ASSIGN_OR_RETURN(
+      std::string version_dir,
+      store_->Import(model_id, 1, abs_dir, core::ModelFamilyName(model->family())));
+  UNL_ASSIGN_OR_RETURN(std::string sha, ManifestSha256(version_dir));
 
   ModelRecord record;
   record.model_id = model_id;
-  record.family = FamilyKey(model->family());
+  record.family = core::ModelFamilyName(model->family());
   record.architecture = model->architecture();
   record.source_dir = abs_dir;
+  UNL_ASSIGN_OR_RETURN(auto info, MakeInfo(record, *model));
   UNL_RETURN_IF_ERROR(journal_->RegisterModel(record));
   ModelVersionRecord version;
   version.model_id = model_id;
   version.version = 1;
-  version.artifact_kind = "full";
+  version.artifact_kind = core::ArtifactKindName(core::ArtifactKind::kFullWeights);
   version.dir = version_dir;
-  version.weights_sha256 = sha;
+  version.manifest_sha256 = sha;
   UNL_RETURN_IF_ERROR(journal_->AddVersion(version, /*make_current=*/true));
 
-  UNL_ASSIGN_OR_RETURN(auto info, MakeInfo(record, *model));
   auto served = std::make_shared<ServedVersion>();
   served->version = 1;
   served->dir = version_dir;
-  served->weights_sha256 = sha;
+  served->manifest_sha256 = sha;
+  served->chain.push_back({1, core::ArtifactKind::kFullWeights, sha});
   served->model = std::move(model);
   UNL_RETURN_IF_ERROR(registry_->Add(std::move(info), std::move(served)));
   metrics_->SetModelVersion(model_id, 1, /*published=*/false);
@@ -93,20 +169,13 @@ absl::Status ModelManager::RestoreAll() {
     if (registry_->Contains(record.model_id) || record.current_version == 0) continue;
     UNL_ASSIGN_OR_RETURN(ModelVersionRecord version,
                          journal_->GetVersion(record.model_id, record.current_version));
-    auto model = core::LoadModel(version.dir, device_);
-    if (!model.ok()) {
-      return absl::Status(
-          model.status().code(),
-          absl::StrCat("restoring model '", record.model_id, "' version ", version.version,
-                       " from ", version.dir, ": ", model.status().message()));
+    absl::StatusOr<std::shared_ptr<ServedVersion>> served = LoadVersion(record.model_id, version);
+    if (!served.ok()) {
+      return absl::Status(served.status().code(),
+                          absl::StrCat("restoring: ", served.status().message()));
     }
-    UNL_ASSIGN_OR_RETURN(auto info, MakeInfo(record, **model));
-    auto served = std::make_shared<ServedVersion>();
-    served->version = version.version;
-    served->dir = version.dir;
-    served->weights_sha256 = version.weights_sha256;
-    served->model = *std::move(model);
-    UNL_RETURN_IF_ERROR(registry_->Add(std::move(info), std::move(served)));
+    UNL_ASSIGN_OR_RETURN(auto info, MakeInfo(record, *(*served)->model));
+    UNL_RETURN_IF_ERROR(registry_->Add(std::move(info), *std::move(served)));
     metrics_->SetModelVersion(record.model_id, version.version, /*published=*/false);
   }
   return absl::OkStatus();
@@ -125,12 +194,7 @@ absl::StatusOr<std::shared_ptr<const ServedVersion>> ModelManager::Resolve(
     return absl::NotFoundError(absl::StrCat("model '", model_id, "' has no version ", version,
                                             " (serving version is ", serving->version, ")"));
   }
-  UNL_ASSIGN_OR_RETURN(std::unique_ptr<core::Model> model, core::LoadModel(record->dir, device_));
-  auto served = std::make_shared<ServedVersion>();
-  served->version = record->version;
-  served->dir = record->dir;
-  served->weights_sha256 = record->weights_sha256;
-  served->model = std::move(model);
+  UNL_ASSIGN_OR_RETURN(std::shared_ptr<ServedVersion> served, LoadVersion(model_id, *record));
   registry_->CacheResident(model_id, served);
   return std::shared_ptr<const ServedVersion>(served);
 }
@@ -150,8 +214,7 @@ absl::StatusOr<v1::ModelInfo> ModelManager::Rollback(const std::string& model_id
       return absl::FailedPreconditionError(
           absl::StrCat("version ", version, " of model '", model_id, "' is already serving"));
     }
-    UNL_ASSIGN_OR_RETURN(std::unique_ptr<core::Model> loaded,
-                         core::LoadModel(target->dir, device_));
+    UNL_ASSIGN_OR_RETURN(std::shared_ptr<ServedVersion> loaded, LoadVersion(model_id, *target));
     UNL_ASSIGN_OR_RETURN(int64_t next, journal_->NextVersion(model_id));
     ModelVersionRecord record;
     record.model_id = model_id;
@@ -159,15 +222,12 @@ absl::StatusOr<v1::ModelInfo> ModelManager::Rollback(const std::string& model_id
     record.parent_version = model.current_version;
     record.artifact_kind = target->artifact_kind;
     record.dir = target->dir;  // versions are immutable: the rollback shares the bytes
-    record.weights_sha256 = target->weights_sha256;
+    record.manifest_sha256 = target->manifest_sha256;
     record.figures_json = absl::StrCat("{\"rollback_to\":", version, "}");
     UNL_RETURN_IF_ERROR(journal_->AddVersion(record, /*make_current=*/true));
-    auto served = std::make_shared<ServedVersion>();
-    served->version = next;
-    served->dir = record.dir;
-    served->weights_sha256 = record.weights_sha256;
-    served->model = std::move(loaded);
-    UNL_RETURN_IF_ERROR(registry_->Publish(model_id, std::move(served)));
+    loaded->version = next;
+    loaded->chain.front().version = next;
+    UNL_RETURN_IF_ERROR(registry_->Publish(model_id, std::move(loaded)));
     metrics_->SetModelVersion(model_id, next, /*published=*/false);
   }
   return Describe(model_id);
@@ -199,11 +259,15 @@ absl::StatusOr<v1::ModelInfo> ModelManager::Describe(const std::string& model_id
     pv->set_version(v.version);
     pv->set_parent_version(v.parent_version);
     pv->set_job_id(v.job_id);
-    pv->set_artifact_kind(v.artifact_kind == "lora"        ? v1::ARTIFACT_KIND_LORA_ADAPTER
-                          : v.artifact_kind == "assistant" ? v1::ARTIFACT_KIND_ASSISTANT
-                          : v.artifact_kind == "generator" ? v1::ARTIFACT_KIND_ONE_STEP_GENERATOR
-                                                           : v1::ARTIFACT_KIND_FULL_WEIGHTS);
-    pv->set_weights_sha256(v.weights_sha256);
+    absl::StatusOr<core::ArtifactKind> kind = core::ParseArtifactKind(v.artifact_kind);
+    pv->set_artifact_kind(kind.ok() ? ToProto(*kind) : v1::ARTIFACT_KIND_UNSPECIFIED);
+    pv->set_manifest_sha256(v.manifest_sha256);
+    absl::StatusOr<std::vector<ChainEntry>> chain = ResolveChain(model_id, v.version);
+    if (chain.ok()) {
+      for (const ChainEntry& link : *chain) pv->add_chain(link.version);
+      // A rollback shares its target's files: its chain starts with itself.
+      if (!chain->empty()) pv->set_chain(0, v.version);
+    }
     pv->set_created_unix_ms(v.created_unix_ms);
     pv->set_serving(v.version == record.current_version);
     if (!v.job_id.empty()) {

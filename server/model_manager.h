@@ -25,11 +25,12 @@ namespace unlearning::server {
 class ModelManager {
  public:
   ModelManager(Journal* journal, ModelStore* store, ModelRegistry* registry, Metrics* metrics,
-               torch::Device device);
+               const core::FamilyRegistry* families, torch::Device device);
 
-  // Imports `dir` as version 1 of a new model `model_id`. kInvalidArgument for a bad id or a
-  // directory that is not a loadable model; kAlreadyExists if the id is taken; kNotFound if the
-  // directory does not exist.
+  // Imports `dir` as version 1 of a new model `model_id` (a full-weights version with its
+  // manifest). kInvalidArgument for a bad id or a directory that is not a loadable model of a
+  // family the server serves; kAlreadyExists if the id is taken; kNotFound if the directory does
+  // not exist.
   absl::Status LoadNew(const std::string& model_id, const std::string& dir);
   // Makes every journaled model resident at its current version (startup).
   absl::Status RestoreAll();
@@ -46,17 +47,31 @@ class ModelManager {
   absl::StatusOr<v1::ModelInfo> Describe(const std::string& model_id);
   absl::StatusOr<std::vector<v1::ModelInfo>> List();
 
+  // The resolved chain of a stored version from the manifests (itself first, then each parent
+  // its artifact needs). kDataLoss if a manifest is missing or malformed, or the chain loops.
+  absl::StatusOr<std::vector<ChainEntry>> ResolveChain(const std::string& model_id,
+                                                       int64_t version);
+
   ModelRegistry& registry() { return *registry_; }
+  const core::FamilyRegistry& families() const { return *families_; }
   torch::Device device() const { return device_; }
 
  private:
   absl::StatusOr<std::shared_ptr<const ServedModelInfo>> MakeInfo(const ModelRecord& record,
                                                                   const core::Model& model);
+  // Loads a stored version: verifies its manifest against its files, loads its parent chain
+  // first when its artifact needs it, and builds the servable model with the family's loader
+  // (the family of a self-contained version is recognised from its files; an adapter or assistant
+  // takes its parent's).
+  absl::StatusOr<std::shared_ptr<ServedVersion>> LoadVersion(const std::string& model_id,
+                                                             const ModelVersionRecord& record,
+                                                             int depth = 0);
 
   Journal* journal_;
   ModelStore* store_;
   ModelRegistry* registry_;
   Metrics* metrics_;
+  const core::FamilyRegistry* families_;
   torch::Device device_;
   absl::Mutex mutate_mu_;  // serialises LoadNew / Rollback / PublishResident
 };

@@ -13,19 +13,28 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 
-#include "core/data/text_example.h"
+#include "core/app/family_registry.h"
+#include "core/methods/method.h"
 #include "core/models/model.h"
 
 namespace unlearning::server {
 
+// One link of a version's resolved chain (the version itself, then each parent its artifact needs).
+struct ChainEntry {
+  int64_t version = 0;
+  core::ArtifactKind kind = core::ArtifactKind::kFullWeights;
+  std::string manifest_sha256;
+};
+
 // One immutable, resident model version.
 struct ServedVersion {
   int64_t version = 0;
-  std::string dir;             // where its weights live
-  std::string weights_sha256;  // of model.safetensors
+  std::string dir;              // where its artifact's files live
+  std::string manifest_sha256;  // of <dir>/manifest.json (which hashes every file)
+  core::ArtifactKind kind = core::ArtifactKind::kFullWeights;
+  std::vector<ChainEntry> chain;  // resolved chain, this version first
+  // The servable model (for adapters and assistants: the composite with its parents).
   std::shared_ptr<const core::Model> model;
-  // Verification figures of this version on the model's probe sets, computed lazily by the job
-  // runner (the "before" side of the next job); guarded by ModelRegistry.
 };
 
 // Static facts of a served model.
@@ -35,10 +44,10 @@ struct ServedModelInfo {
   std::string architecture;
   std::string source_dir;
   int64_t num_parameters = 0;
-  // Probe sets shipped in <source_dir>/probes/{retain,holdout}.jsonl (may be empty): verification
-  // uses them when a request carries no retain set, and for membership-inference figures.
-  std::vector<core::TextExample> retain_probes;
-  std::vector<core::TextExample> holdout_probes;
+  // The family's row (loader, verifier) in the server's family registry.
+  const core::FamilySpec* family_spec = nullptr;
+  // Verification probes shipped in <source_dir>/probes/ (may be empty).
+  core::ModelProbes probes;
 };
 
 // Thread-safe.

@@ -1,7 +1,9 @@
 #include "server/proto_convert.h"
 
+#include <algorithm>
 #include <chrono>
 #include <regex>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -9,6 +11,7 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include "core/common/sha256.h"
+#include "core/common/status_macros.h"
 
 namespace unlearning::server {
 namespace {
@@ -76,6 +79,58 @@ absl::Status CheckExamples(const google::protobuf::RepeatedPtrField<v1::TextExam
   return absl::OkStatus();
 }
 
+absl::Status ValidateText(const v1::TextErasure& text, const RequestLimits& limits) {
+  if (text.forget_set_size() == 0) {
+    return absl::InvalidArgumentError(
+        "text.forget_set is empty: send at least one question/answer record to forget");
+  }
+  if (text.forget_set_size() > limits.max_forget_examples) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "text.forget_set has ", text.forget_set_size(), " records; this server accepts at most ",
+        limits.max_forget_examples, " per request (--max-forget-examples): split the request"));
+  }
+  if (text.retain_set_size() > limits.max_retain_examples) {
+    return absl::ResourceExhaustedError(absl::StrCat("text.retain_set has ", text.retain_set_size(),
+                                                     " records; the limit is ",
+                                                     limits.max_retain_examples));
+  }
+  if (text.template_answers_size() > limits.max_templates) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("text.template_answers has ", text.template_answers_size(),
+                     " entries; the limit is ", limits.max_templates));
+  }
+  UNL_RETURN_IF_ERROR(CheckExamples(text.forget_set(), "text.forget_set", limits.max_text_bytes));
+  UNL_RETURN_IF_ERROR(CheckExamples(text.retain_set(), "text.retain_set", limits.max_text_bytes));
+  for (int i = 0; i < text.template_answers_size(); ++i) {
+    UNL_RETURN_IF_ERROR(CheckText(text.template_answers(i),
+                                  absl::StrCat("text.template_answers[", i, "]"),
+                                  limits.max_text_bytes, true));
+  }
+  return absl::OkStatus();
+}
+
+// Schema checks of a class-id list; whether the ids exist is the model's business (the method's
+// CheckData knows the number of classes).
+absl::Status ValidateClassIds(const google::protobuf::RepeatedField<int64_t>& ids,
+                              const std::string& payload) {
+  if (ids.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(payload, ".forget_classes is empty: name at least one class id to forget"));
+  }
+  std::set<int64_t> seen;
+  for (int64_t id : ids) {
+    if (id < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(payload, ".forget_classes has a negative class id ", id));
+    }
+    if (!seen.insert(id).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(payload, ".forget_classes names class ", id, " twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> MethodName(const v1::MethodParams& params) {
@@ -88,6 +143,19 @@ absl::StatusOr<std::string> MethodName(const v1::MethodParams& params) {
       return std::string("gradient_difference");
     case v1::MethodParams::kNpo:
       return std::string("npo");
+    case v1::MethodParams::kNamed:
+      if (params.named().name().empty()) {
+        return absl::InvalidArgumentError("method.named.name is empty: give a registered method");
+      }
+      if (!params.named().params_json().empty()) {
+        const nlohmann::json parsed =
+            nlohmann::json::parse(params.named().params_json(), nullptr, false);
+        if (parsed.is_discarded() || !parsed.is_object()) {
+          return absl::InvalidArgumentError(
+              "method.named.params_json must be a JSON object, e.g. {\"learning_rate\": 2e-5}");
+        }
+      }
+      return params.named().name();
     case v1::MethodParams::METHOD_NOT_SET:
       break;
   }
@@ -123,6 +191,12 @@ nlohmann::json MethodParamsToJson(const v1::MethodParams& params) {
       if (p.has_retain_weight()) out["retain_weight"] = p.retain_weight();
       break;
     }
+    case v1::MethodParams::kNamed: {
+      if (params.named().params_json().empty()) break;
+      nlohmann::json parsed = nlohmann::json::parse(params.named().params_json(), nullptr, false);
+      if (parsed.is_object()) out = std::move(parsed);
+      break;
+    }
     case v1::MethodParams::METHOD_NOT_SET:
       break;
   }
@@ -151,14 +225,83 @@ v1::TextExample ToProto(const core::TextExample& example) {
 
 core::ErasureData ErasureDataFromProto(const v1::ErasureRequest& request) {
   core::ErasureData data;
-  for (const auto& e : request.forget_set()) data.forget.push_back(FromProto(e));
-  for (const auto& e : request.retain_set()) data.retain.push_back(FromProto(e));
-  data.templates.assign(request.template_answers().begin(), request.template_answers().end());
+  switch (request.payload_case()) {
+    case v1::ErasureRequest::kClasses:
+      data.family = core::ModelFamily::kImageClassifier;
+      data.classes.forget_classes.assign(request.classes().forget_classes().begin(),
+                                         request.classes().forget_classes().end());
+      data.classes.replay_per_class = request.classes().replay_per_class();
+      break;
+    case v1::ErasureRequest::kGeneration:
+      data.family = core::ModelFamily::kDiffusion;
+      data.generation.forget_classes.assign(request.generation().forget_classes().begin(),
+                                            request.generation().forget_classes().end());
+      data.generation.override_class =
+          request.generation().has_override_class() ? request.generation().override_class() : -1;
+      break;
+    default: {
+      data.family = core::ModelFamily::kCausalLm;
+      const v1::TextErasure& text = request.text();
+      for (const auto& e : text.forget_set()) data.forget.push_back(FromProto(e));
+      for (const auto& e : text.retain_set()) data.retain.push_back(FromProto(e));
+      data.templates.assign(text.template_answers().begin(), text.template_answers().end());
+    }
+  }
   return data;
 }
 
-absl::StatusOr<core::VerificationThresholds> ThresholdsFromProto(
-    const v1::VerificationThresholds& t) {
+absl::StatusOr<core::Comparison> FromProto(v1::Comparison comparison) {
+  switch (comparison) {
+    case v1::COMPARISON_RATIO_AT_MOST:
+      return core::Comparison::kRatioAtMost;
+    case v1::COMPARISON_RATIO_AT_LEAST:
+      return core::Comparison::kRatioAtLeast;
+    case v1::COMPARISON_AT_MOST:
+      return core::Comparison::kAtMost;
+    case v1::COMPARISON_AT_LEAST:
+      return core::Comparison::kAtLeast;
+    default:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      "comparison is not set: choose COMPARISON_RATIO_AT_MOST, COMPARISON_RATIO_AT_LEAST, "
+      "COMPARISON_AT_MOST or COMPARISON_AT_LEAST");
+}
+
+absl::StatusOr<std::vector<core::Threshold>> ThresholdsFromProto(
+    const v1::VerificationThresholds& t, core::ModelFamily family) {
+  const bool shorthand = t.has_max_forget_probability_ratio() ||
+                         t.has_min_retain_probability_ratio() || t.has_max_mia_auc();
+  if (shorthand && t.checks_size() > 0) {
+    return absl::InvalidArgumentError(
+        "thresholds: give either checks or the text shorthands (max_forget_probability_ratio, "
+        "min_retain_probability_ratio, max_mia_auc), not both");
+  }
+  if (t.checks_size() > 0) {
+    std::vector<core::Threshold> out;
+    for (int i = 0; i < t.checks_size(); ++i) {
+      const v1::Threshold& c = t.checks(i);
+      core::Threshold threshold;
+      threshold.figure = c.figure();
+      absl::StatusOr<core::Comparison> comparison = FromProto(c.comparison());
+      if (!comparison.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("thresholds.checks[", i, "]: ", comparison.status().message()));
+      }
+      threshold.comparison = *comparison;
+      threshold.bound = c.bound();
+      threshold.required = true;
+      out.push_back(std::move(threshold));
+    }
+    return out;  // figure names are checked against the family's verifier by PlanErasure
+  }
+  if (!shorthand) return std::vector<core::Threshold>{};  // the family's defaults
+  if (family != core::ModelFamily::kCausalLm) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "thresholds: max_forget_probability_ratio, min_retain_probability_ratio and max_mia_auc "
+        "apply to language models; this model is a ",
+        core::ModelFamilyName(family), " model: use thresholds.checks"));
+  }
   core::VerificationThresholds out;
   if (t.has_max_forget_probability_ratio()) {
     const double v = t.max_forget_probability_ratio();
@@ -184,7 +327,7 @@ absl::StatusOr<core::VerificationThresholds> ThresholdsFromProto(
     }
     out.max_mia_auc = v;
   }
-  return out;
+  return out.List();
 }
 
 v1::VerificationReport ToProto(const core::VerificationReport& report) {
@@ -262,51 +405,90 @@ absl::Status ValidateErasureRequest(const v1::ErasureRequest& request,
     return absl::InvalidArgumentError("model_id is required");
   }
   if (auto name = MethodName(request.method()); !name.ok()) return name.status();
-  if (request.forget_set_size() == 0) {
-    return absl::InvalidArgumentError(
-        "forget_set is empty: send at least one question/answer record to forget");
-  }
-  if (request.forget_set_size() > limits.max_forget_examples) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "forget_set has ", request.forget_set_size(), " records; this server accepts at most ",
-        limits.max_forget_examples, " per request (--max-forget-examples): split the request"));
-  }
-  if (request.retain_set_size() > limits.max_retain_examples) {
-    return absl::ResourceExhaustedError(absl::StrCat("retain_set has ", request.retain_set_size(),
-                                                     " records; the limit is ",
-                                                     limits.max_retain_examples));
-  }
-  if (request.template_answers_size() > limits.max_templates) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("template_answers has ", request.template_answers_size(),
-                     " entries; the limit is ", limits.max_templates));
-  }
-  if (auto s = CheckExamples(request.forget_set(), "forget_set", limits.max_text_bytes); !s.ok()) {
-    return s;
-  }
-  if (auto s = CheckExamples(request.retain_set(), "retain_set", limits.max_text_bytes); !s.ok()) {
-    return s;
-  }
-  for (int i = 0; i < request.template_answers_size(); ++i) {
-    if (auto s = CheckText(request.template_answers(i), absl::StrCat("template_answers[", i, "]"),
-                           limits.max_text_bytes, true);
-        !s.ok()) {
-      return s;
-    }
+  switch (request.payload_case()) {
+    case v1::ErasureRequest::kText:
+      UNL_RETURN_IF_ERROR(ValidateText(request.text(), limits));
+      break;
+    case v1::ErasureRequest::kClasses:
+      UNL_RETURN_IF_ERROR(ValidateClassIds(request.classes().forget_classes(), "classes"));
+      if (request.classes().replay_per_class() < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "classes.replay_per_class must be >= 0, got ", request.classes().replay_per_class()));
+      }
+      break;
+    case v1::ErasureRequest::kGeneration:
+      UNL_RETURN_IF_ERROR(ValidateClassIds(request.generation().forget_classes(), "generation"));
+      if (request.generation().has_override_class()) {
+        const int64_t o = request.generation().override_class();
+        for (int64_t c : request.generation().forget_classes()) {
+          if (c == o) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "generation.override_class ", o,
+                " is also a forget class: choose a class the model keeps, or leave it unset"));
+          }
+        }
+      }
+      break;
+    case v1::ErasureRequest::PAYLOAD_NOT_SET:
+      return absl::InvalidArgumentError(
+          "the request has no payload: set text (language models), classes (image classifiers) "
+          "or generation (diffusion models)");
   }
   if (request.compliance_reference().size() > 1024) {
     return absl::InvalidArgumentError("compliance_reference is longer than 1024 bytes");
   }
-  if (auto t = ThresholdsFromProto(request.thresholds()); !t.ok()) return t.status();
   return absl::OkStatus();
 }
 
 std::string ForgetSetSha256(const v1::ErasureRequest& request) {
-  nlohmann::json arr = nlohmann::json::array();
-  for (const auto& e : request.forget_set()) {
-    arr.push_back({{"answer", e.answer()}, {"question", e.question()}});
+  nlohmann::json canonical;
+  switch (request.payload_case()) {
+    case v1::ErasureRequest::kClasses:
+    case v1::ErasureRequest::kGeneration: {
+      const auto& ids = request.payload_case() == v1::ErasureRequest::kClasses
+                            ? request.classes().forget_classes()
+                            : request.generation().forget_classes();
+      std::vector<int64_t> sorted(ids.begin(), ids.end());
+      std::sort(sorted.begin(), sorted.end());
+      canonical = {{"forget_classes", sorted}};
+      break;
+    }
+    default:
+      canonical = nlohmann::json::array();
+      for (const auto& e : request.text().forget_set()) {
+        canonical.push_back({{"answer", e.answer()}, {"question", e.question()}});
+      }
   }
-  return core::Sha256Hex(arr.dump());
+  return core::Sha256Hex(canonical.dump());
+}
+
+int ForgetItemCount(const v1::ErasureRequest& request) {
+  switch (request.payload_case()) {
+    case v1::ErasureRequest::kClasses:
+      return request.classes().forget_classes_size();
+    case v1::ErasureRequest::kGeneration:
+      return request.generation().forget_classes_size();
+    default:
+      return request.text().forget_set_size();
+  }
+}
+
+absl::StatusOr<core::ArtifactKind> ArtifactKindFromName(const std::string& name) {
+  return core::ParseArtifactKind(name);
+}
+
+v1::ArtifactKind ToProto(core::ArtifactKind kind) {
+  switch (kind) {
+    case core::ArtifactKind::kFullWeights:
+      return v1::ARTIFACT_KIND_FULL_WEIGHTS;
+    case core::ArtifactKind::kLoraAdapter:
+      return v1::ARTIFACT_KIND_LORA_ADAPTER;
+    case core::ArtifactKind::kAssistant:
+      return v1::ARTIFACT_KIND_ASSISTANT;
+    case core::ArtifactKind::kOneStepGenerator:
+      return v1::ARTIFACT_KIND_ONE_STEP_GENERATOR;
+  }
+  return v1::ARTIFACT_KIND_UNSPECIFIED;
 }
 
 std::string RequestFingerprint(const v1::ErasureRequest& request) {

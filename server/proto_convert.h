@@ -13,6 +13,7 @@
 #include "core/methods/method.h"
 #include "core/models/model.h"
 #include "core/verify/text_verification.h"
+#include "core/verify/thresholds.h"
 #include "unlearning/v1/erasure.pb.h"
 #include "unlearning/v1/methods.pb.h"
 #include "unlearning/v1/models.pb.h"
@@ -30,11 +31,24 @@ nlohmann::json MethodParamsToJson(const v1::MethodParams& params);
 
 core::TextExample FromProto(const v1::TextExample& example);
 v1::TextExample ToProto(const core::TextExample& example);
+// The request's payload as core data (ErasureData::family says which payload was set).
 core::ErasureData ErasureDataFromProto(const v1::ErasureRequest& request);
+// kInvalidArgument for COMPARISON_UNSPECIFIED.
+absl::StatusOr<core::Comparison> FromProto(v1::Comparison comparison);
 
-// Thresholds with documented defaults filled in; kInvalidArgument when out of range.
-absl::StatusOr<core::VerificationThresholds> ThresholdsFromProto(
-    const v1::VerificationThresholds& thresholds);
+// The request's thresholds as a list for a model of `family`: `checks` as given (figure names are
+// checked against the family by core::PlanErasure), the text shorthands applied to the text
+// defaults, or empty (= the family's defaults). kInvalidArgument when out of range, when both
+// forms are given, or when shorthands are given for a model that is not a language model.
+absl::StatusOr<std::vector<core::Threshold>> ThresholdsFromProto(
+    const v1::VerificationThresholds& thresholds, core::ModelFamily family);
+
+// Number of forget items of the request (text records or class ids).
+int ForgetItemCount(const v1::ErasureRequest& request);
+
+v1::ArtifactKind ToProto(core::ArtifactKind kind);
+// core::ParseArtifactKind (journal names).
+absl::StatusOr<core::ArtifactKind> ArtifactKindFromName(const std::string& name);
 
 v1::VerificationReport ToProto(const core::VerificationReport& report);
 nlohmann::json ReportToJson(const core::VerificationReport& report);
@@ -50,12 +64,14 @@ struct RequestLimits {
   int max_text_bytes = 16 * 1024;  // per question / answer / template
 };
 
-// Schema validation of an erasure request (ids, sizes, UTF-8, thresholds). kInvalidArgument with
-// what to fix; kResourceExhausted when a set exceeds a limit.
+// Schema validation of an erasure request (ids, payload, sizes, UTF-8). Thresholds and whether
+// the payload fits the model are checked at submit time with the model's family. kInvalidArgument
+// with what to fix; kResourceExhausted when a set exceeds a limit.
 absl::Status ValidateErasureRequest(const v1::ErasureRequest& request, const RequestLimits& limits);
 
-// SHA-256 (hex) of the forget set in canonical form: the JSON array of {"question","answer"}
-// objects in request order. Certificates carry it so a data subject's records can be matched.
+// SHA-256 (hex) of the forget payload in canonical form: for text the JSON array of
+// {"question","answer"} objects in request order; for classes {"forget_classes": sorted ids}.
+// Certificates carry it so a data subject's records can be matched.
 std::string ForgetSetSha256(const v1::ErasureRequest& request);
 
 // SHA-256 (hex) of the request's canonical serialisation (deterministic protobuf bytes): two

@@ -32,6 +32,9 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
     const ServerOptions& options) {
   std::unique_ptr<UnlearningServer> s(new UnlearningServer());
   s->options_ = options;
+  if (options.methods == nullptr || options.families == nullptr) {
+    return absl::InvalidArgumentError("server options need a method and a family registry");
+  }
   if (options.workers < 1 || options.queue_capacity < 1 || options.max_message_bytes < 1024) {
     return absl::InvalidArgumentError(
         "--workers and --queue-capacity must be >= 1 and --max-message-bytes >= 1024");
@@ -58,7 +61,7 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   }
 
   s->models_ = std::make_unique<ModelManager>(s->journal_.get(), s->store_.get(), &s->registry_,
-                                              s->metrics_.get(), device);
+                                              s->metrics_.get(), options.families, device);
   UNL_RETURN_IF_ERROR(s->models_->RestoreAll());
   for (const auto& [id, dir] : options.models) {
     if (s->registry_.Contains(id)) continue;  // already journaled: its published versions win
@@ -72,10 +75,9 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   UnlearningServer* raw = s.get();
   JobRunnerOptions runner_options;
   runner_options.server_version = options.server_version;
-  s->runner_ = std::make_unique<JobRunner>(s->journal_.get(), s->store_.get(), s->models_.get(),
-                                           &s->events_, s->metrics_.get(),
-                                           &core::MethodRegistry::Builtin(), runner_options,
-                                           [raw] { return raw->scheduler_->shutting_down(); });
+  s->runner_ = std::make_unique<JobRunner>(
+      s->journal_.get(), s->store_.get(), s->models_.get(), &s->events_, s->metrics_.get(),
+      options.methods, runner_options, [raw] { return raw->scheduler_->shutting_down(); });
   s->scheduler_ = std::make_unique<Scheduler>(
       options.workers, options.queue_capacity,
       [raw](const std::string& job_id, const std::string& model_id,
@@ -92,7 +94,7 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   deps.scheduler = s->scheduler_.get();
   deps.events = &s->events_;
   deps.metrics = s->metrics_.get();
-  deps.methods = &core::MethodRegistry::Builtin();
+  deps.methods = options.methods;
   deps.limits = options.limits;
   s->model_service_ = std::make_unique<ModelServiceImpl>(s->models_.get());
   s->erasure_service_ = std::make_unique<ErasureServiceImpl>(deps);

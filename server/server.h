@@ -12,6 +12,8 @@
 #include "absl/time/time.h"
 #include <grpcpp/grpcpp.h>
 
+#include "core/app/family_registry.h"
+#include "core/methods/method_registry.h"
 #include "server/event_hub.h"
 #include "server/infra/journal.h"
 #include "server/infra/metrics.h"
@@ -37,6 +39,10 @@ struct ServerOptions {
   // model id -> directory, loaded at startup unless the journal already has the id.
   std::vector<std::pair<std::string, std::string>> models;
   std::string server_version = "dev";
+  // The methods and model families this server offers (tests inject their own). Borrowed; must
+  // outlive the server.
+  const core::MethodRegistry* methods = &core::MethodRegistry::Builtin();
+  const core::FamilyRegistry* families = &core::FamilyRegistry::Builtin();
 };
 
 class UnlearningServer {

@@ -1,59 +1,95 @@
-// The unlearning-method interface: every method (FLAT, GA, GD, NPO now; ULD,
-// GS-LoRA, SFD later) is one folder under core/methods/ implementing
-// UnlearningMethod, registered by name in method_registry.cc. The server knows
-// methods only through the registry.
+// The unlearning-method interface: every method (FLAT, GA, GD, NPO now; ULD, GS-LoRA, SFD next) is
+// one folder under core/methods/ implementing UnlearningMethod, registered by name in
+// method_registry.cc. The server and the offline tool know methods only through the registry and
+// run them through the erasure pipeline (core/app/erasure_pipeline.h).
+//
+// A method never modifies the version it is given: it returns a Candidate (an artifact of one of
+// four kinds plus the servable model it makes), which the pipeline verifies and, if it passes, the
+// server stores as a new version whose manifest lists the artifact's files.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include <nlohmann/json.hpp>
+#include <torch/types.h>
 
 #include "core/common/cancellation.h"
 #include "core/common/progress.h"
-#include "core/data/text_example.h"
+#include "core/data/erasure_data.h"
 #include "core/models/model.h"
 
 namespace unlearning::core {
 
-// The data of one erasure request.
-struct ErasureData {
-  std::vector<TextExample> forget;
-  std::vector<TextExample> retain;     // may be empty
-  std::vector<std::string> templates;  // template answers (FLAT); may be empty
+// What a version's files are, relative to its parent version.
+enum class ArtifactKind {
+  kFullWeights,       // a self-contained model directory (config.json + weights)
+  kLoraAdapter,       // adapters applied on top of the parent version (GS-LoRA)
+  kAssistant,         // a model combined with the parent at inference (ULD)
+  kOneStepGenerator,  // a self-contained distilled generator of another architecture (SFD)
+};
+
+// "full_weights", "lora_adapter", "assistant", "one_step_generator" (manifest and journal names).
+const char* ArtifactKindName(ArtifactKind kind);
+// kInvalidArgument for an unknown name.
+absl::StatusOr<ArtifactKind> ParseArtifactKind(std::string_view name);
+// True for the kinds whose directory needs its parent version to load (adapters, assistants).
+bool NeedsParent(ArtifactKind kind);
+
+// What a method run produces.
+struct Candidate {
+  ArtifactKind kind = ArtifactKind::kFullWeights;
+  // The servable model (for adapters and assistants: the composite users will query). It is what
+  // verification judges and what the server publishes.
+  std::unique_ptr<Model> model;
+  // Writes the artifact's files into an existing empty directory. For self-contained kinds this
+  // is model->Save(dir); for adapters and assistants only the files that sit beside the parent.
+  std::function<absl::Status(const std::string& dir)> write;
+  // Facts about the artifact recorded in the version's manifest and the certificate (e.g. adapter
+  // sizes, zero-group ratio, sampling steps). A JSON object; may be empty.
+  nlohmann::json facts = nlohmann::json::object();
+
+  // A self-contained candidate of `kind` whose files are model->Save(dir).
+  static Candidate SelfContained(ArtifactKind kind, std::unique_ptr<Model> model);
 };
 
 // What a method run gets. Pointers are borrowed for the duration of Run().
 struct MethodContext {
-  Model* model = nullptr;            // the working copy; trained in place
-  const Model* reference = nullptr;  // frozen parent version (for NPO / KL terms); never null
-  const ErasureData* data = nullptr;
+  const Model* parent = nullptr;  // the version the request applies to; never modified, never null
+  torch::Device device = torch::kCPU;         // where the candidate is built
+  const ErasureData* data = nullptr;          // never null
   ProgressSink* progress = nullptr;           // never null
   const CancellationToken* cancel = nullptr;  // never null
 };
 
-// One configured run of a method. Created by MethodRegistry::Create with
-// validated parameters. Not thread-safe; one instance per job.
+// One configured run of a method. Created by MethodRegistry::Create with validated parameters.
+// Not thread-safe; one instance per job.
 class UnlearningMethod {
  public:
   virtual ~UnlearningMethod() = default;
   // Registry name, e.g. "flat".
   virtual std::string name() const = 0;
+  // The family of models the method works on (checked at submit time).
   virtual ModelFamily family() const = 0;
-  // The parameters in effect (defaults filled in), as canonical JSON for the
-  // certificate.
+  // The kind of artifact Run() produces.
+  virtual ArtifactKind artifact_kind() const { return ArtifactKind::kFullWeights; }
+  // The parameters in effect (defaults filled in), as canonical JSON for the certificate.
   virtual nlohmann::json EffectiveParams() const = 0;
-  // Checks that the request's data suits the method (e.g. gradient difference
-  // needs a retain set). kInvalidArgument with what to fix.
+  // Checks that the request's data suits the method (e.g. gradient difference needs a retain set).
+  // kInvalidArgument with what to fix.
   virtual absl::Status CheckData(const ErasureData& data) const { return absl::OkStatus(); }
   // Optimisation steps Run() will take on `data` (for progress and ETA).
   virtual int64_t TotalSteps(const ErasureData& data) const = 0;
-  // Runs the method on ctx.model. kCancelled if ctx.cancel fired (the model is
-  // then undefined and must be discarded); other errors for failures.
-  virtual absl::Status Run(const MethodContext& ctx) = 0;
+  // Runs the method against ctx.parent and returns the candidate. kCancelled if ctx.cancel fired;
+  // kInvalidArgument if the parent is not of the method's family or the data does not fit; other
+  // errors for failures.
+  virtual absl::StatusOr<Candidate> Run(const MethodContext& ctx) = 0;
 };
 
 }  // namespace unlearning::core

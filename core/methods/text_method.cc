@@ -274,18 +274,20 @@ OptimizerOptions TextMethod::Schedule(int64_t /*total_steps*/, int64_t /*steps_p
   return OptimizerOptions{};
 }
 
-absl::Status TextMethod::Run(const MethodContext& ctx) {
-  if (ctx.model == nullptr || ctx.data == nullptr || ctx.progress == nullptr ||
+absl::StatusOr<Candidate> TextMethod::Run(const MethodContext& ctx) {
+  if (ctx.parent == nullptr || ctx.data == nullptr || ctx.progress == nullptr ||
       ctx.cancel == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat(name(), ": the method context needs a model, data, progress and cancel"));
+        absl::StrCat(name(), ": the method context needs a parent, data, progress and cancel"));
   }
-  auto* model = dynamic_cast<CausalLm*>(ctx.model);
-  if (model == nullptr) {
+  const auto* reference = dynamic_cast<const CausalLm*>(ctx.parent);
+  if (reference == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(name(), " needs a causal language model, got ",
-                                                   ModelFamilyName(ctx.model->family())));
+                                                   ModelFamilyName(ctx.parent->family())));
   }
-  const auto* reference = dynamic_cast<const CausalLm*>(ctx.reference);
+  // The candidate: a private copy of the parent, trained in place (full weights).
+  std::unique_ptr<CausalLm> working = reference->CloneLm(ctx.device);
+  CausalLm* model = working.get();
   const ErasureData& data = *ctx.data;
   UNL_RETURN_IF_ERROR(CheckData(data));
 
@@ -326,7 +328,7 @@ absl::Status TextMethod::Run(const MethodContext& ctx) {
       RunTrainingLoop(params, loop, step_fn, ctx.progress, ctx.cancel);
   model->module()->eval();
   if (!result.ok()) return result.status();
-  return absl::OkStatus();
+  return Candidate::SelfContained(ArtifactKind::kFullWeights, std::move(working));
 }
 
 }  // namespace unlearning::core

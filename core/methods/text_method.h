@@ -106,10 +106,10 @@ std::vector<EncodedExample> EncodeExamples(const Tokenizer& tokenizer,
 TokenBatch CollateSelected(const CausalLm& model, const std::vector<EncodedExample>& encoded,
                            const std::vector<int64_t>& indices);
 
-// Base class of the text methods. Run() validates the context, casts the model
-// to CausalLm, checks the data, lets the method prepare (encode, pair
-// templates, precompute reference figures), builds the seeded forget-batch
-// schedule and runs RunTrainingLoop over all model parameters with the method's
+// Base class of the text methods. Run() validates the context, casts the parent
+// to CausalLm, trains a private copy of it (the full-weights candidate), checks the data, lets the
+// method prepare (encode, pair templates, precompute reference figures), builds the seeded
+// forget-batch schedule and runs RunTrainingLoop over all model parameters with the method's
 // per-step loss.
 class TextMethod : public UnlearningMethod {
  public:
@@ -118,17 +118,16 @@ class TextMethod : public UnlearningMethod {
   // answer; subclasses extend it.
   absl::Status CheckData(const ErasureData& data) const override;
   int64_t TotalSteps(const ErasureData& data) const override;
-  absl::Status Run(const MethodContext& ctx) override;
+  absl::StatusOr<Candidate> Run(const MethodContext& ctx) override;
 
   const TextTrainingOptions& training() const { return training_; }
 
  protected:
   explicit TextMethod(TextTrainingOptions training) : training_(training) {}
 
-  // Called once per Run() before training, outside autograd. `reference` is
-  // ctx.reference cast to CausalLm (nullptr if it is not one; methods that need
-  // it return kInvalidArgument). `schedule` holds the forget indices of every
-  // step (ForgetBatchSchedule).
+  // Called once per Run() before training, outside autograd. `model` is the
+  // working copy; `reference` is the frozen parent (never null). `schedule` holds the forget
+  // indices of every step (ForgetBatchSchedule).
   virtual absl::Status Prepare(const CausalLm& model, const CausalLm* reference,
                                const ErasureData& data,
                                const std::vector<std::vector<int64_t>>& schedule) = 0;

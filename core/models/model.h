@@ -1,5 +1,6 @@
 // Family-neutral view of a model held by the server: what the registry, the model store and the
-// scheduler need, whatever the family (causal LM now; ViT classifier and diffusion later).
+// scheduler need, whatever the family. What a model can do is asked through its capabilities
+// (capabilities.h); loading a directory of any family goes through core/app/family_registry.h.
 #pragma once
 
 #include <memory>
@@ -9,11 +10,10 @@
 #include "absl/status/statusor.h"
 #include <torch/types.h>
 
+#include "core/common/family.h"
+#include "core/models/capabilities.h"
+
 namespace unlearning::core {
-
-enum class ModelFamily { kCausalLm, kImageClassifier, kDiffusion };
-
-const char* ModelFamilyName(ModelFamily family);
 
 // A loaded model. Implementations are thread-compatible: const methods (inference) may run
 // concurrently; training runs on a private Clone().
@@ -31,11 +31,10 @@ class Model {
   virtual absl::Status Save(const std::string& dir) const = 0;
   // A deep copy (own parameters) on `device`, e.g. the working copy a job trains.
   virtual absl::StatusOr<std::unique_ptr<Model>> Clone(torch::Device device) const = 0;
-};
 
-// Loads a model directory, dispatching on config.json ("architectures" / "model_type").
-// kNotFound if files are missing; kInvalidArgument if the config or weights are malformed or the
-// architecture is unsupported.
-absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir, torch::Device device);
+  // Capabilities (capabilities.h): the interface, or nullptr when the model lacks it.
+  virtual const ImageClassifier* AsImageClassifier() const { return nullptr; }
+  virtual const ImageSampler* AsImageSampler() const { return nullptr; }
+};
 
 }  // namespace unlearning::core

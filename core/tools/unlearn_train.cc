@@ -5,10 +5,12 @@
 //       --batch-size B --seed S --threads N --min-accuracy A --report FILE]
 //   unlearn-train unlearn --model DIR --method NAME --forget forget.jsonl [--retain r.jsonl
 //       --holdout h.jsonl --templates t.txt --param KEY=VALUE ... --out DIR2 --report FILE]
+//   unlearn-train unlearn --model DIR --method NAME --forget-class C [--override-class O
+//       --threshold FIGURE:COMPARISON:BOUND ...]   (image classifiers, diffusion models)
 //
-// `unlearn` runs one method offline, exactly as the server's job runner does (same registry,
-// same verification), without a server: for research sweeps and for checking settings before a
-// request is sent.
+// `unlearn` runs one method offline through the server's own erasure pipeline
+// (core/app/erasure_pipeline.h: same family and method registries, same verification), without a
+// server: for research sweeps and for checking settings before a request is sent.
 //
 // Exit status: 0 on success, 1 on an error, 2 if the final answer-token accuracy is below
 // --min-accuracy (finetune; the model is still written) or verification failed (unlearn).
@@ -19,6 +21,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -32,6 +35,8 @@
 #include <CLI/CLI.hpp>
 #include <torch/types.h>
 
+#include "core/app/erasure_pipeline.h"
+#include "core/app/family_registry.h"
 #include "core/common/cancellation.h"
 #include "core/common/progress.h"
 #include "core/common/status_macros.h"
@@ -207,8 +212,12 @@ struct UnlearnArgs {
   std::string out;
   std::string report;
   int threads = 0;
-  int show = 0;  // greedy answers before/after printed per probe set
-  VerificationThresholds thresholds;
+  int show = 0;                              // greedy answers before/after printed per probe set
+  VerificationThresholds thresholds;         // text shorthand
+  std::vector<std::string> threshold_specs;  // FIGURE:COMPARISON:BOUND, replaces the defaults
+  std::vector<int64_t> forget_classes;       // image classifier / diffusion payloads
+  int64_t override_class = -1;
+  int64_t replay_per_class = 0;
 };
 
 // KEY=VALUE pairs as a JSON object. VALUE is read as JSON when it parses (numbers, true/false,
@@ -269,39 +278,91 @@ void ShowAnswers(const char* split, const std::vector<TextExample>& examples, in
   }
 }
 
+// "FIGURE:COMPARISON:BOUND" (e.g. "acc_r:ratio_at_least:0.9") as a Threshold.
+absl::StatusOr<Threshold> ParseThreshold(const std::string& text) {
+  const size_t a = text.find(':');
+  const size_t b = a == std::string::npos ? a : text.find(':', a + 1);
+  if (b == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--threshold '%s': expected FIGURE:COMPARISON:BOUND, e.g. "
+                        "forget.answer_probability:ratio_at_most:0.25",
+                        text));
+  }
+  Threshold t;
+  t.figure = text.substr(0, a);
+  UNL_ASSIGN_OR_RETURN(t.comparison, ParseComparison(text.substr(a + 1, b - a - 1)));
+  char* end = nullptr;
+  const std::string bound = text.substr(b + 1);
+  t.bound = std::strtod(bound.c_str(), &end);
+  if (bound.empty() || end == nullptr || *end != '\0') {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--threshold '%s': bound '%s' is not a number", text, bound));
+  }
+  t.required = true;
+  return t;
+}
+
+// The request's payload for the model's family, from the command line's files and lists.
+absl::StatusOr<ErasureData> ReadErasureData(const UnlearnArgs& args, ModelFamily family) {
+  ErasureData data;
+  data.family = family;
+  if (family == ModelFamily::kCausalLm) {
+    if (args.forget.empty()) {
+      return absl::InvalidArgumentError("--forget FILE is required for a causal LM");
+    }
+    UNL_ASSIGN_OR_RETURN(data.forget, ReadJsonl(args.forget));
+    if (!args.retain.empty()) {
+      UNL_ASSIGN_OR_RETURN(data.retain, ReadJsonl(args.retain));
+    }
+    if (!args.templates.empty()) {
+      UNL_ASSIGN_OR_RETURN(data.templates, ReadLines(args.templates));
+    }
+  } else if (family == ModelFamily::kImageClassifier) {
+    data.classes.forget_classes = args.forget_classes;
+    data.classes.replay_per_class = args.replay_per_class;
+  } else {
+    data.generation.forget_classes = args.forget_classes;
+    data.generation.override_class = args.override_class;
+  }
+  return data;
+}
+
 // Returns whether verification passed.
 absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
   UNL_ASSIGN_OR_RETURN(nlohmann::json params, ParseParams(args.params));
-  UNL_ASSIGN_OR_RETURN(std::unique_ptr<UnlearningMethod> method,
-                       MethodRegistry::Builtin().Create(args.method, params));
-  if (method->family() != ModelFamily::kCausalLm) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "method '%s' does not work on causal LMs; unlearn-train runs text methods", args.method));
+  const FamilyRegistry& families = FamilyRegistry::Builtin();
+  UNL_ASSIGN_OR_RETURN(const FamilySpec* family, families.Recognise(args.model));
+  UNL_ASSIGN_OR_RETURN(ErasureData data, ReadErasureData(args, family->family));
+  std::vector<Threshold> thresholds;
+  for (const std::string& t : args.threshold_specs) {
+    UNL_ASSIGN_OR_RETURN(Threshold parsed, ParseThreshold(t));
+    thresholds.push_back(parsed);
   }
-  UNL_ASSIGN_OR_RETURN(std::unique_ptr<CausalLm> reference,
-                       CausalLm::Load(args.model, torch::kCPU));
-  ErasureData data;
-  UNL_ASSIGN_OR_RETURN(data.forget, ReadJsonl(args.forget));
-  if (!args.retain.empty()) {
-    UNL_ASSIGN_OR_RETURN(data.retain, ReadJsonl(args.retain));
+  if (thresholds.empty() && family->family == ModelFamily::kCausalLm) {
+    thresholds = args.thresholds.List();
   }
-  if (!args.templates.empty()) {
-    UNL_ASSIGN_OR_RETURN(data.templates, ReadLines(args.templates));
+  UNL_ASSIGN_OR_RETURN(ErasurePlan plan,
+                       PlanErasure(MethodRegistry::Builtin(), families, family->family, args.method,
+                                   params, data, std::move(thresholds)));
+  UNL_ASSIGN_OR_RETURN(std::unique_ptr<Model> parent, family->load(args.model, torch::kCPU));
+  ModelProbes probes;
+  if (family->load_probes) {
+    UNL_ASSIGN_OR_RETURN(probes, family->load_probes(args.model));
   }
-  TextProbes probes;
-  probes.forget = data.forget;
-  probes.retain = data.retain;
-  if (!args.holdout.empty()) {
-    UNL_ASSIGN_OR_RETURN(probes.holdout, ReadJsonl(args.holdout));
+  if (family->family == ModelFamily::kCausalLm) {
+    // Offline, the probe sets are the command line's: the retain set (if any) and --holdout.
+    probes.text_retain.clear();
+    probes.text_holdout.clear();
+    if (!args.holdout.empty()) {
+      UNL_ASSIGN_OR_RETURN(probes.text_holdout, ReadJsonl(args.holdout));
+    }
   }
-  UNL_RETURN_IF_ERROR(method->CheckData(data));
 
-  std::unique_ptr<CausalLm> model = reference->CloneLm(torch::kCPU);
-  const int64_t total_steps = method->TotalSteps(data);
-  std::printf("%s on %s: %zu forget, %zu retain examples, %lld steps, %d threads\nparams %s\n",
-              args.method.c_str(), args.model.c_str(), data.forget.size(), data.retain.size(),
-              static_cast<long long>(total_steps), at::get_num_threads(),
-              method->EffectiveParams().dump().c_str());
+  std::printf("%s on %s (%s): %zu forget, %zu retain examples, %lld steps, %d threads\nparams %s\n",
+              args.method.c_str(), args.model.c_str(), ModelFamilyName(family->family),
+              data.forget.size(), data.retain.size(),
+              static_cast<long long>(plan.method->TotalSteps(data)), at::get_num_threads(),
+              plan.method->EffectiveParams().dump().c_str());
   std::fflush(stdout);
 
   CancellationToken cancel;
@@ -309,20 +370,10 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
   std::signal(SIGINT, HandleSigint);
   std::signal(SIGTERM, HandleSigint);
   PrintingSink sink;
-  MethodContext ctx;
-  ctx.model = model.get();
-  ctx.reference = reference.get();
-  ctx.data = &data;
-  ctx.progress = &sink;
-  ctx.cancel = &cancel;
-  const auto start = std::chrono::steady_clock::now();
-  absl::Status run = method->Run(ctx);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  UNL_RETURN_IF_ERROR(run);
-  UNL_ASSIGN_OR_RETURN(VerificationReport report,
-                       VerifyText(*reference, *model, probes, args.thresholds, &cancel));
+  UNL_ASSIGN_OR_RETURN(ErasureOutcome outcome,
+                       RunErasure(plan, *parent, probes, data, torch::kCPU, &sink, &cancel));
   g_cancel = nullptr;
+  const VerificationReport& report = outcome.report;
 
   std::printf("\n%-38s %10s %10s %9s\n", "figure", "before", "after", "ratio");
   for (const FigureValue& f : report.figures) {
@@ -331,29 +382,38 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
     std::printf("%-38s %10.4f %10.4f %s\n", f.name.c_str(), f.before, f.after, ratio.c_str());
   }
   for (const std::string& check : report.checks) std::printf("check: %s\n", check.c_str());
-  if (args.show > 0) {
+  const auto* before_lm = dynamic_cast<const CausalLm*>(parent.get());
+  const auto* after_lm = dynamic_cast<const CausalLm*>(outcome.candidate.model.get());
+  if (args.show > 0 && before_lm != nullptr && after_lm != nullptr) {
     std::printf("\n");
-    ShowAnswers("forget", probes.forget, args.show, *reference, *model);
-    ShowAnswers("retain", probes.retain, args.show, *reference, *model);
-    ShowAnswers("holdout", probes.holdout, args.show, *reference, *model);
+    ShowAnswers("forget", data.forget, args.show, *before_lm, *after_lm);
+    ShowAnswers("retain", data.retain, args.show, *before_lm, *after_lm);
+    ShowAnswers("holdout", probes.text_holdout, args.show, *before_lm, *after_lm);
   }
-  std::printf("verification %s; method ran %s\n", report.passed ? "PASSED" : "FAILED",
-              FormatSeconds(seconds).c_str());
+  std::printf("verification %s; method ran %s, verification %s\n",
+              report.passed ? "PASSED" : "FAILED", FormatSeconds(outcome.method_seconds).c_str(),
+              FormatSeconds(outcome.verify_seconds).c_str());
   if (!args.out.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(args.out, ec);
     if (ec) return absl::InternalError(absl::StrFormat("mkdir %s: %s", args.out, ec.message()));
-    UNL_RETURN_IF_ERROR(model->Save(args.out));
-    std::printf("saved %s\n", args.out.c_str());
+    UNL_RETURN_IF_ERROR(outcome.candidate.write(args.out));
+    std::printf("saved %s (%s)\n", args.out.c_str(), ArtifactKindName(outcome.candidate.kind));
   }
   if (!args.report.empty()) {
     nlohmann::json figures = nlohmann::json::object();
     for (const FigureValue& f : report.figures) {
       figures[f.name] = {{"before", f.before}, {"after", f.after}};
     }
-    nlohmann::json out = {{"method", args.method},   {"params", method->EffectiveParams()},
-                          {"steps", total_steps},    {"method_seconds", seconds},
-                          {"passed", report.passed}, {"checks", report.checks},
+    nlohmann::json out = {{"method", args.method},
+                          {"family", ModelFamilyName(family->family)},
+                          {"artifact_kind", ArtifactKindName(outcome.candidate.kind)},
+                          {"params", plan.method->EffectiveParams()},
+                          {"steps", outcome.steps},
+                          {"method_seconds", outcome.method_seconds},
+                          {"verify_seconds", outcome.verify_seconds},
+                          {"passed", report.passed},
+                          {"checks", report.checks},
                           {"figures", figures}};
     std::ofstream f(args.report);
     f << out.dump(2) << "\n";
@@ -427,7 +487,19 @@ int Main(int argc, char** argv) {
   ul_cmd->add_option("--model", ul.model, "input model directory")->required();
   ul_cmd->add_option("--method", ul.method, "method name, e.g. flat, gradient_difference")
       ->required();
-  ul_cmd->add_option("--forget", ul.forget, "forget set JSONL (question/answer)")->required();
+  ul_cmd->add_option("--forget", ul.forget, "forget set JSONL (question/answer; causal LMs)");
+  ul_cmd->add_option("--forget-class", ul.forget_classes,
+                     "class id to forget (image classifiers, diffusion; repeatable)");
+  ul_cmd
+      ->add_option("--override-class", ul.override_class,
+                   "diffusion: class the forget class should produce (-1: any other)")
+      ->capture_default_str();
+  ul_cmd
+      ->add_option("--replay-per-class", ul.replay_per_class,
+                   "image classifiers: replay samples per retained class (0: method default)")
+      ->capture_default_str();
+  ul_cmd->add_option("--threshold", ul.threshold_specs,
+                     "FIGURE:COMPARISON:BOUND (repeatable; replaces the family's defaults)");
   ul_cmd->add_option("--retain", ul.retain, "retain set JSONL (also the retain probes)");
   ul_cmd->add_option("--holdout", ul.holdout, "holdout JSONL (membership-inference probes)");
   ul_cmd->add_option("--templates", ul.templates, "template answers, one per line (FLAT)");

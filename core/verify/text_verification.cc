@@ -217,26 +217,7 @@ std::vector<double> Negated(const std::vector<double>& v) {
   return out;
 }
 
-// after / before with the conventions documented on DecideThresholds.
-double Ratio(double after, double before) {
-  if (std::isnan(after) || std::isnan(before)) return std::numeric_limits<double>::quiet_NaN();
-  if (before > 0.0) return after / before;
-  return after == 0.0 ? 1.0 : std::numeric_limits<double>::infinity();
-}
-
-const double* Lookup(const std::map<std::string, double>& m, const std::string& key) {
-  auto it = m.find(key);
-  return it == m.end() ? nullptr : &it->second;
-}
-
 }  // namespace
-
-const FigureValue* VerificationReport::Find(const std::string& name) const {
-  for (const FigureValue& f : figures) {
-    if (f.name == name) return &f;
-  }
-  return nullptr;
-}
 
 absl::StatusOr<ExampleScores> ScoreExamples(const CausalLm& model,
                                             const std::vector<TextExample>& examples,
@@ -345,63 +326,27 @@ absl::StatusOr<double> CollateralKl(const CausalLm& before, const CausalLm& afte
   return kl_sum / static_cast<double>(positions);
 }
 
-ThresholdDecision DecideThresholds(const std::map<std::string, double>& before,
-                                   const std::map<std::string, double>& after,
-                                   const VerificationThresholds& thresholds) {
-  ThresholdDecision decision;
-  decision.passed = true;
-  auto add = [&decision](std::string line, bool ok) {
-    decision.checks.push_back(absl::StrCat(line, ok ? ": ok" : ": FAILED"));
-    decision.passed = decision.passed && ok;
-  };
-
-  const std::string forget_key = "forget.answer_probability";
-  const double* fb = Lookup(before, forget_key);
-  const double* fa = Lookup(after, forget_key);
-  if (fb == nullptr || fa == nullptr) {
-    add(absl::StrCat(forget_key, " missing"), false);
-  } else {
-    const double ratio = Ratio(*fa, *fb);
-    add(absl::StrFormat("%s ratio %.3f <= %.2f", forget_key, ratio,
-                        thresholds.max_forget_probability_ratio),
-        ratio <= thresholds.max_forget_probability_ratio);
+std::vector<Threshold> VerificationThresholds::List() const {
+  std::vector<Threshold> out;
+  out.push_back({"forget.answer_probability", Comparison::kRatioAtMost,
+                 max_forget_probability_ratio, /*required=*/true});
+  if (min_retain_probability_ratio > 0.0) {
+    out.push_back({"retain.answer_probability", Comparison::kRatioAtLeast,
+                   min_retain_probability_ratio, /*required=*/false});
   }
-
-  const std::string retain_key = "retain.answer_probability";
-  if (thresholds.min_retain_probability_ratio > 0.0) {
-    const double* rb = Lookup(before, retain_key);
-    const double* ra = Lookup(after, retain_key);
-    if (rb == nullptr || ra == nullptr) {
-      decision.checks.push_back(absl::StrCat(retain_key, ": skipped (no retain probes)"));
-    } else {
-      const double ratio = Ratio(*ra, *rb);
-      add(absl::StrFormat("%s ratio %.3f >= %.2f", retain_key, ratio,
-                          thresholds.min_retain_probability_ratio),
-          ratio >= thresholds.min_retain_probability_ratio);
-    }
-  }
-
-  const std::string mia_key = "mia.loss_auc";
-  const double* mia = Lookup(after, mia_key);
-  if (mia == nullptr) {
-    decision.checks.push_back(absl::StrCat(mia_key, ": skipped (no holdout probes)"));
-  } else {
-    add(absl::StrFormat("%s %.3f <= %.2f", mia_key, *mia, thresholds.max_mia_auc),
-        *mia <= thresholds.max_mia_auc);
-  }
-  return decision;
+  out.push_back({"mia.loss_auc", Comparison::kAtMost, max_mia_auc, /*required=*/false});
+  return out;
 }
 
 absl::StatusOr<VerificationReport> VerifyText(const CausalLm& before, const CausalLm& after,
                                               const TextProbes& probes,
-                                              const VerificationThresholds& thresholds,
+                                              const std::vector<Threshold>& thresholds,
                                               const CancellationToken* cancel,
                                               const std::map<std::string, double>* before_figures) {
-  for (double t : {thresholds.max_forget_probability_ratio, thresholds.min_retain_probability_ratio,
-                   thresholds.max_mia_auc}) {
-    if (!(t >= 0.0) || std::isinf(t)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("verification thresholds must be finite and >= 0, got ", t));
+  for (const Threshold& t : thresholds) {
+    if (!(t.bound >= 0.0) || std::isinf(t.bound)) {
+      return absl::InvalidArgumentError(absl::StrCat("verification threshold ", t.figure,
+                                                     " must be finite and >= 0, got ", t.bound));
     }
   }
   std::map<std::string, double> before_map;
@@ -416,20 +361,54 @@ absl::StatusOr<VerificationReport> VerifyText(const CausalLm& before, const Caus
                          CollateralKl(before, after, probes.retain, cancel));
     before_map["retain.collateral_kl"] = 0.0;
   }
-
-  VerificationReport report;
-  for (const auto& [name, value] : after_map) {  // std::map: sorted by name
-    const double* b = Lookup(before_map, name);
-    report.figures.push_back(
-        {name, b != nullptr ? *b : std::numeric_limits<double>::quiet_NaN(), value});
-  }
-  ThresholdDecision decision = DecideThresholds(before_map, after_map, thresholds);
-  report.passed = decision.passed;
-  report.checks = std::move(decision.checks);
+  VerificationReport report = MakeReport(before_map, after_map, thresholds);
   report.forget_examples = static_cast<int>(probes.forget.size());
   report.retain_examples = static_cast<int>(probes.retain.size());
   report.holdout_examples = static_cast<int>(probes.holdout.size());
   return report;
+}
+
+namespace {
+
+std::vector<TextExample> Capped(const std::vector<TextExample>& examples, int cap) {
+  if (cap <= 0 || static_cast<int>(examples.size()) <= cap) return examples;
+  return std::vector<TextExample>(examples.begin(), examples.begin() + cap);
+}
+
+}  // namespace
+
+std::vector<std::string> TextVerifier::FigureNames() const {
+  std::vector<std::string> names;
+  for (const char* split : {"forget", "retain", "holdout"}) {
+    for (const char* figure : {"answer_probability", "rouge_l_recall", "truth_ratio"}) {
+      names.push_back(absl::StrCat(split, ".", figure));
+    }
+  }
+  for (const char* extra : {"forget.paraphrase_answer_probability", "retain.collateral_kl",
+                            "mia.loss_auc", "mia.min_k_auc"}) {
+    names.push_back(extra);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<Threshold> TextVerifier::DefaultThresholds() const {
+  return VerificationThresholds{}.List();
+}
+
+absl::StatusOr<VerificationReport> TextVerifier::Verify(const VerificationInputs& in) const {
+  const auto* before = dynamic_cast<const CausalLm*>(in.before);
+  const auto* after = dynamic_cast<const CausalLm*>(in.after);
+  if (before == nullptr || after == nullptr || in.data == nullptr || in.probes == nullptr) {
+    return absl::InvalidArgumentError(
+        "text verification needs two causal language models, the erasure data and the probes");
+  }
+  TextProbes probes;
+  probes.forget = in.data->forget;
+  probes.retain = Capped(in.data->retain.empty() ? in.probes->text_retain : in.data->retain,
+                         max_probe_examples_);
+  probes.holdout = Capped(in.probes->text_holdout, max_probe_examples_);
+  return VerifyText(*before, *after, probes, in.thresholds, in.cancel, in.before_figures);
 }
 
 }  // namespace unlearning::core

@@ -13,6 +13,8 @@
 #include "core/common/cancellation.h"
 #include "core/data/text_example.h"
 #include "core/models/causal_lm.h"
+#include "core/verify/thresholds.h"
+#include "core/verify/verifier.h"
 
 namespace unlearning::core {
 
@@ -22,47 +24,19 @@ struct TextProbes {
   std::vector<TextExample> holdout;  // may be empty: MIA figures are then omitted
 };
 
+// The text family's default thresholds as three numbers (the request's and unlearn-train's
+// shorthand; the general form is a list of Threshold):
+//   forget.answer_probability after / before <= max_forget_probability_ratio (required);
+//   retain.answer_probability after / before >= min_retain_probability_ratio (0 omits the check;
+//     skipped when there are no retain probes);
+//   mia.loss_auc after <= max_mia_auc (skipped when there are no holdout probes).
 struct VerificationThresholds {
-  double max_forget_probability_ratio = 0.5;  // forget prob after / before <= this
-  double min_retain_probability_ratio = 0.5;  // retain prob after / before >= this (0 disables)
-  double max_mia_auc = 1.0;                   // mia.loss_auc after <= this
+  double max_forget_probability_ratio = 0.5;
+  double min_retain_probability_ratio = 0.5;
+  double max_mia_auc = 1.0;
+
+  std::vector<Threshold> List() const;
 };
-
-struct FigureValue {
-  std::string name;
-  double before = 0.0;
-  double after = 0.0;
-};
-
-struct VerificationReport {
-  std::vector<FigureValue> figures;  // sorted by name
-  bool passed = false;
-  std::vector<std::string> checks;  // one line per threshold check
-  int forget_examples = 0;
-  int retain_examples = 0;
-  int holdout_examples = 0;
-
-  // The figure named `name`, or nullptr.
-  const FigureValue* Find(const std::string& name) const;
-};
-
-// Outcome of the threshold checks: one line per check, e.g.
-// "forget.answer_probability ratio 0.040 <= 0.50: ok".
-struct ThresholdDecision {
-  bool passed = false;
-  std::vector<std::string> checks;
-};
-
-// The pure decision VerifyText applies to the before/after figure maps:
-//   - forget.answer_probability after / before <= max_forget_probability_ratio (required: a
-//     missing forget figure fails);
-//   - retain.answer_probability after / before >= min_retain_probability_ratio (skipped when the
-//     ratio is 0 or there are no retain figures);
-//   - mia.loss_auc after <= max_mia_auc (skipped when there are no holdout figures).
-// A ratio with before = 0 is 1 if after = 0 and +inf otherwise; NaN never passes.
-ThresholdDecision DecideThresholds(const std::map<std::string, double>& before,
-                                   const std::map<std::string, double>& after,
-                                   const VerificationThresholds& thresholds);
 
 // Scoring constants (pinned: part of the evaluation suite's definition).
 inline constexpr double kMinKFraction = 0.2;     // Min-K%: the 20% lowest token log-probs
@@ -121,7 +95,21 @@ absl::StatusOr<double> CollateralKl(const CausalLm& before, const CausalLm& afte
 // `before_figures` may be passed in when already known (cached per model version).
 absl::StatusOr<VerificationReport> VerifyText(
     const CausalLm& before, const CausalLm& after, const TextProbes& probes,
-    const VerificationThresholds& thresholds, const CancellationToken* cancel,
+    const std::vector<Threshold>& thresholds, const CancellationToken* cancel,
     const std::map<std::string, double>* before_figures = nullptr);
+
+// The causal-LM family's verifier: VerifyText on the request's forget set, its retain set (or the
+// model's retain probes when the request has none) and the model's holdout probes, each capped at
+// `max_probe_examples` (the forget set is never capped).
+class TextVerifier : public Verifier {
+ public:
+  explicit TextVerifier(int max_probe_examples = 200) : max_probe_examples_(max_probe_examples) {}
+  std::vector<std::string> FigureNames() const override;
+  std::vector<Threshold> DefaultThresholds() const override;
+  absl::StatusOr<VerificationReport> Verify(const VerificationInputs& inputs) const override;
+
+ private:
+  int max_probe_examples_;
+};
 
 }  // namespace unlearning::core

@@ -249,7 +249,7 @@ ModelVersionRecord ReadVersion(const Stmt& st) {
   v.job_id = st.Text(3);
   v.artifact_kind = st.Text(4);
   v.dir = st.Text(5);
-  v.weights_sha256 = st.Text(6);
+  v.manifest_sha256 = st.Text(6);
   v.created_unix_ms = st.Int(7);
   v.figures_json = st.Text(8);
   return v;
@@ -310,7 +310,7 @@ absl::Status InsertVersion(sqlite3* db, const ModelVersionRecord& v) {
       .Bind(4, v.job_id)
       .Bind(5, v.artifact_kind)
       .Bind(6, v.dir)
-      .Bind(7, v.weights_sha256)
+      .Bind(7, v.manifest_sha256)
       .Bind(8, NowMs())
       .Bind(9, v.figures_json);
   return st.Run();

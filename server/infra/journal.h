@@ -121,12 +121,12 @@ struct ModelRecord {
 
 struct ModelVersionRecord {
   std::string model_id;
-  int64_t version = 0;         // >= 1, unique per model
-  int64_t parent_version = 0;  // 0 = none (the imported base)
-  std::string job_id;          // "" for imports / rollbacks not produced by a job
-  std::string artifact_kind;   // "full", "lora", "assistant", "generator"
-  std::string dir;             // absolute directory in the model store
-  std::string weights_sha256;
+  int64_t version = 0;          // >= 1, unique per model
+  int64_t parent_version = 0;   // 0 = none (the imported base)
+  std::string job_id;           // "" for imports / rollbacks not produced by a job
+  std::string artifact_kind;    // core::ArtifactKindName ("full_weights", "lora_adapter", ...)
+  std::string dir;              // absolute directory in the model store
+  std::string manifest_sha256;  // of the version's manifest.json (SQL column weights_sha256)
   int64_t created_unix_ms = 0;  // filled by the journal
   std::string figures_json;     // verification figures of the job that produced it
                                 // ("" if none)

@@ -18,6 +18,7 @@
 
 #include "core/common/sha256.h"
 #include "core/common/status_macros.h"
+#include "server/infra/manifest.h"
 
 namespace unlearning::server {
 namespace {
@@ -95,15 +96,6 @@ absl::Status ValidateModelId(std::string_view model_id) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> WeightsSha256(const std::string& dir) {
-  const std::string path = (fs::path(dir) / "model.safetensors").string();
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) {
-    return absl::NotFoundError(absl::StrCat("model store: no weights file ", path));
-  }
-  return core::Sha256File(path);
-}
-
 absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& data_dir) {
   if (data_dir.empty()) return absl::InvalidArgumentError("model store: empty data dir");
   const std::string root = (fs::path(data_dir) / "models").string();
@@ -121,11 +113,14 @@ std::string ModelStore::VersionDir(const std::string& model_id, int64_t version)
 
 absl::StatusOr<std::string> ModelStore::Save(const std::string& model_id, int64_t version,
                                              const core::Model& model) {
-  return SaveWith(model_id, version, [&model](const std::string& dir) { return model.Save(dir); });
+  Manifest header;
+  header.family = core::ModelFamilyName(model.family());
+  return SaveWith(
+      model_id, version, [&model](const std::string& dir) { return model.Save(dir); }, header);
 }
 
 absl::StatusOr<std::string> ModelStore::SaveWith(const std::string& model_id, int64_t version,
-                                                 const DirWriter& writer) {
+                                                 const DirWriter& writer, const Manifest& header) {
   UNL_RETURN_IF_ERROR(ValidateModelId(model_id));
   if (version < 1) {
     return absl::InvalidArgumentError(absl::StrCat("model store: bad version ", version));
@@ -144,6 +139,7 @@ absl::StatusOr<std::string> ModelStore::SaveWith(const std::string& model_id, in
 
   const std::string final_dir = VersionDir(model_id, version);
   absl::Status s = writer(tmp);
+  if (s.ok()) s = WriteManifest(tmp, header).status();
   if (s.ok()) s = FsyncTree(tmp);
   if (s.ok() && fs::exists(final_dir, ec)) {
     // An unpublished leftover (crash between Save and the journal commit):
@@ -165,22 +161,36 @@ absl::StatusOr<std::string> ModelStore::SaveWith(const std::string& model_id, in
 }
 
 absl::StatusOr<std::string> ModelStore::Import(const std::string& model_id, int64_t version,
-                                               const std::string& source_dir) {
+                                               const std::string& source_dir,
+                                               const std::string& family) {
   std::error_code ec;
   if (!fs::is_directory(source_dir, ec)) {
     return absl::NotFoundError(absl::StrCat("model store: no directory ", source_dir));
   }
-  return SaveWith(model_id, version, [&source_dir](const std::string& dir) -> absl::Status {
-    std::error_code ec2;
-    for (fs::directory_iterator it(source_dir, ec2), end; !ec2 && it != end; it.increment(ec2)) {
-      if (!it->is_regular_file(ec2)) continue;
-      const fs::path target = fs::path(dir) / it->path().filename();
-      fs::copy_file(it->path(), target, ec2);
-      if (ec2) return FsError("copy", it->path().string(), ec2);
-    }
-    if (ec2) return FsError("list", source_dir, ec2);
-    return absl::OkStatus();
-  });
+  Manifest header;
+  header.family = family;
+  return SaveWith(
+      model_id, version,
+      [&source_dir](const std::string& dir) -> absl::Status {
+        // Regular files and sub-directories (diffusers layout: unet/, scheduler/), not symlinks
+        // to elsewhere; a user's own manifest.json is replaced by the store's.
+        std::error_code ec2;
+        for (fs::recursive_directory_iterator it(source_dir, ec2), end; !ec2 && it != end;
+             it.increment(ec2)) {
+          const fs::path rel = fs::relative(it->path(), source_dir, ec2);
+          if (ec2) break;
+          const fs::path target = fs::path(dir) / rel;
+          if (it->is_directory(ec2)) {
+            fs::create_directories(target, ec2);
+          } else if (it->is_regular_file(ec2) && rel != kManifestFileName) {
+            fs::copy_file(it->path(), target, ec2);
+          }
+          if (ec2) return FsError("copy", it->path().string(), ec2);
+        }
+        if (ec2) return FsError("list", source_dir, ec2);
+        return absl::OkStatus();
+      },
+      header);
 }
 
 absl::StatusOr<std::unique_ptr<core::Model>> ModelStore::Load(const std::string& model_id,

@@ -1,6 +1,7 @@
 // On-disk model store: one directory per published version,
-//   <data_dir>/models/<model_id>/v<N>/   (Hugging Face layout: config.json,
-//   model.safetensors, ...)
+//   <data_dir>/models/<model_id>/v<N>/   (the artifact's files, e.g. Hugging Face
+//   layout config.json + model.safetensors, and manifest.json listing every file
+//   with its SHA-256: manifest.h)
 // Versions are written atomically: into
 // <data_dir>/models/<model_id>/.tmp-v<N>-<random>/, every file and the
 // directory fsync'd, renamed to v<N>, the parent directory fsync'd. A reader
@@ -30,6 +31,7 @@
 #include <torch/types.h>
 
 #include "core/models/model.h"
+#include "server/infra/manifest.h"
 
 namespace unlearning::server {
 
@@ -37,12 +39,9 @@ namespace unlearning::server {
 // otherwise.
 absl::Status ValidateModelId(std::string_view model_id);
 
-// sha256 (hex) of <dir>/model.safetensors. kNotFound if it is missing.
-absl::StatusOr<std::string> WeightsSha256(const std::string& dir);
-
 // Writes a model's files into an existing (empty) directory.
 using DirWriter = std::function<absl::Status(const std::string& dir)>;
-// Loads a model directory (the default is core::LoadModel).
+// Loads a model directory (e.g. core::FamilyRegistry::Load).
 using ModelLoader = std::function<absl::StatusOr<std::unique_ptr<core::Model>>(
     const std::string& dir, torch::Device device)>;
 
@@ -58,26 +57,24 @@ class ModelStore {
   // validation.
   std::string VersionDir(const std::string& model_id, int64_t version) const;
 
-  // Atomically writes `model` (core::Model::Save) as version `version` (>= 1);
-  // returns the final directory. An existing v<version> directory (an orphan of
-  // a crash) is replaced. kInvalidArgument for a bad model id or version.
+  // Atomically writes `model` (core::Model::Save) as a full-weights version
+  // `version` (>= 1) with its manifest; returns the final directory. An existing
+  // v<version> directory (an orphan of a crash) is replaced. kInvalidArgument
+  // for a bad model id or version.
   absl::StatusOr<std::string> Save(const std::string& model_id, int64_t version,
                                    const core::Model& model);
-  // Same, with any writer (adapters, assistant models, generated files).
+  // Same, with any writer (adapters, assistant models, generated files). The
+  // manifest (manifest.h) is `header` with the files the writer wrote.
   absl::StatusOr<std::string> SaveWith(const std::string& model_id, int64_t version,
-                                       const DirWriter& writer);
-  // Same, copying the regular files of `source_dir` (not recursive), e.g.
-  // importing a base model in the Hugging Face layout. kNotFound if source_dir
-  // does not exist.
+                                       const DirWriter& writer, const Manifest& header = {});
+  // Same, copying `source_dir` recursively (regular files and directories), e.g.
+  // importing a base model in the Hugging Face or diffusers layout, as a
+  // full-weights version of `family`. kNotFound if source_dir does not exist.
   absl::StatusOr<std::string> Import(const std::string& model_id, int64_t version,
-                                     const std::string& source_dir);
+                                     const std::string& source_dir, const std::string& family = "");
 
-  // Loads v<version> with core::LoadModel. kNotFound if the version directory
-  // is missing. (Defined in model_store_load.cc so the rest of the store links
-  // without the model families.)
-  absl::StatusOr<std::unique_ptr<core::Model>> Load(const std::string& model_id, int64_t version,
-                                                    torch::Device device) const;
-  // Same with an explicit loader (tests, custom families).
+  // Loads v<version> with `loader` (the server passes its family registry).
+  // kNotFound if the version directory is missing.
   absl::StatusOr<std::unique_ptr<core::Model>> Load(const std::string& model_id, int64_t version,
                                                     torch::Device device,
                                                     const ModelLoader& loader) const;

@@ -129,7 +129,6 @@ class TextUnlearningBehaviourTest : public ::testing::Test {
                         MethodOutcome* outcome) {
     outcome->method = method;
     outcome->before = *before_;
-    std::unique_ptr<CausalLm> model = base_->CloneLm(torch::kCPU);
     UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> m,
                              MethodRegistry::Builtin().Create(method, params));
     outcome->params = m->EffectiveParams().dump();
@@ -140,13 +139,14 @@ class TextUnlearningBehaviourTest : public ::testing::Test {
     NullProgressSink progress;
     CancellationToken cancel;
     MethodContext ctx;
-    ctx.model = model.get();
-    ctx.reference = base_;
+    ctx.parent = base_;
     ctx.data = &data;
     ctx.progress = &progress;
     ctx.cancel = &cancel;
     const auto start = std::chrono::steady_clock::now();
-    UNL_ASSERT_OK(m->Run(ctx));
+    UNL_ASSERT_OK_AND_ASSIGN(Candidate candidate, m->Run(ctx));
+    const auto* model = dynamic_cast<const CausalLm*>(candidate.model.get());
+    ASSERT_NE(model, nullptr);
     outcome->seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     UNL_ASSERT_OK_AND_ASSIGN(outcome->after, Measure(*model));

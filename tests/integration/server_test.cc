@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -75,13 +76,14 @@ class ServerTest : public ::testing::Test {
     r.set_request_id(id);
     r.set_model_id("demo");
     r.mutable_method()->mutable_flat();
+    r.mutable_text();  // the text payload, even when empty
     for (int i = 0; i < n && i < static_cast<int>(forget_.size()); ++i) {
-      v1::TextExample* e = r.add_forget_set();
+      v1::TextExample* e = r.mutable_text()->add_forget_set();
       e->set_question(forget_[i].question);
       e->set_answer(forget_[i].answer);
     }
     for (size_t i = 0; i < retain_.size() && i < 40; ++i) {
-      v1::TextExample* e = r.add_retain_set();
+      v1::TextExample* e = r.mutable_text()->add_retain_set();
       e->set_question(retain_[i].question);
       e->set_answer(retain_[i].answer);
     }
@@ -176,10 +178,23 @@ TEST_F(ServerTest, EraseStreamsAcceptedProgressCompletedAndServesTheNewVersion) 
   EXPECT_EQ(cert.version_before(), 1);
   EXPECT_EQ(cert.version_after(), 2);
   EXPECT_EQ(cert.forget_set_sha256().size(), 64u);
-  EXPECT_NE(cert.weights_before_sha256(), cert.weights_after_sha256());
+  EXPECT_NE(cert.manifest_before_sha256(), cert.manifest_after_sha256());
   EXPECT_EQ(cert.certificate_sha256().size(), 64u);
   EXPECT_TRUE(cert.verification().passed());
   EXPECT_EQ(cert.previous_certificate_sha256(), "");
+  // It hashes every file of the full-weights artifact, and its chain is the new version alone.
+  EXPECT_EQ(cert.artifact_kind(), v1::ARTIFACT_KIND_FULL_WEIGHTS);
+  std::set<std::string> paths;
+  for (const auto& f : cert.artifact_files()) {
+    paths.insert(f.path());
+    EXPECT_EQ(f.sha256().size(), 64u) << f.path();
+  }
+  EXPECT_TRUE(paths.count("model.safetensors"));
+  EXPECT_TRUE(paths.count("config.json"));
+  EXPECT_FALSE(paths.count("manifest.json"));
+  ASSERT_EQ(cert.chain_size(), 1);
+  EXPECT_EQ(cert.chain(0).version(), 2);
+  EXPECT_EQ(cert.chain(0).manifest_sha256(), cert.manifest_after_sha256());
 
   // Queries now answer from version 2, where the forgotten answer is much less likely; version 1
   // still answers when named.
@@ -260,7 +275,10 @@ TEST_F(ServerTest, EraseStreamsAcceptedProgressCompletedAndServesTheNewVersion) 
     EXPECT_EQ(info.serving_version(), 3);
     ASSERT_EQ(info.versions_size(), 3);
     EXPECT_EQ(info.versions(2).parent_version(), 2);
-    EXPECT_EQ(info.versions(2).weights_sha256(), info.versions(0).weights_sha256());
+    EXPECT_EQ(info.versions(2).manifest_sha256(), info.versions(0).manifest_sha256());
+    EXPECT_EQ(info.versions(1).artifact_kind(), v1::ARTIFACT_KIND_FULL_WEIGHTS);
+    ASSERT_EQ(info.versions(2).chain_size(), 1);
+    EXPECT_EQ(info.versions(2).chain(0), 3);
     EXPECT_NEAR(AnswerProbability(forget_[0], 0), before, 1e-6);
   }
 }
@@ -306,7 +324,7 @@ TEST_F(ServerTest, BadRequestsAreRejectedWithTheRightCodeAndChangeNothing) {
   }
   {
     auto r = FlatRequest("bad-too-many", 2);
-    for (int i = 0; i < 70; ++i) *r.add_forget_set() = r.forget_set(0);
+    for (int i = 0; i < 70; ++i) *r.mutable_text()->add_forget_set() = r.text().forget_set(0);
     cases.push_back({"forget set over the limit", r, grpc::StatusCode::RESOURCE_EXHAUSTED,
                      "max-forget-examples"});
   }
@@ -317,9 +335,39 @@ TEST_F(ServerTest, BadRequestsAreRejectedWithTheRightCodeAndChangeNothing) {
   {
     auto r = FlatRequest("bad-gd", 2);
     r.mutable_method()->mutable_gradient_difference();
-    r.clear_retain_set();
+    r.mutable_text()->clear_retain_set();
     cases.push_back({"gradient difference without retain set", r,
                      grpc::StatusCode::INVALID_ARGUMENT, "retain"});
+  }
+  {
+    auto r = FlatRequest("bad-payload", 2);
+    r.mutable_classes()->add_forget_classes(3);
+    cases.push_back({"class payload on a language model", r, grpc::StatusCode::INVALID_ARGUMENT,
+                     "image_classifier payload but the model is a causal_lm model"});
+  }
+  {
+    auto r = FlatRequest("bad-no-payload", 2);
+    r.clear_payload();
+    cases.push_back({"no payload", r, grpc::StatusCode::INVALID_ARGUMENT, "no payload"});
+  }
+  {
+    auto r = FlatRequest("bad-figure", 2);
+    v1::Threshold* t = r.mutable_thresholds()->add_checks();
+    t->set_figure("acc_f");
+    t->set_comparison(v1::COMPARISON_AT_MOST);
+    t->set_bound(0.1);
+    cases.push_back({"threshold on a figure of another family", r,
+                     grpc::StatusCode::INVALID_ARGUMENT,
+                     "'acc_f' is not a figure of causal_lm models"});
+  }
+  {
+    auto r = FlatRequest("bad-both-forms", 2);
+    r.mutable_thresholds()->set_max_mia_auc(0.9);
+    v1::Threshold* t = r.mutable_thresholds()->add_checks();
+    t->set_figure("mia.loss_auc");
+    t->set_comparison(v1::COMPARISON_AT_MOST);
+    t->set_bound(0.9);
+    cases.push_back({"both threshold forms", r, grpc::StatusCode::INVALID_ARGUMENT, "not both"});
   }
   std::vector<v1::ErasureRequest> requests;
   for (const auto& c : cases) requests.push_back(c.request);
@@ -340,7 +388,7 @@ TEST_F(ServerTest, BadRequestsAreRejectedWithTheRightCodeAndChangeNothing) {
   {
     auto r = FlatRequest("too-big", 2);
     r.set_compliance_reference("x");
-    r.mutable_forget_set(0)->set_answer(std::string(2 << 20, 'a'));
+    r.mutable_text()->mutable_forget_set(0)->set_answer(std::string(2 << 20, 'a'));
     Stream({r}, &status);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
   }
@@ -350,7 +398,7 @@ TEST_F(ServerTest, BadRequestsAreRejectedWithTheRightCodeAndChangeNothing) {
   // that our own checks refuse is covered by the cases above.
   {
     auto r = FlatRequest("bad-utf8", 2);
-    r.mutable_forget_set(0)->set_answer("caf\xc3");
+    r.mutable_text()->mutable_forget_set(0)->set_answer("caf\xc3");
     auto bad = Stream({r}, &status);
     for (const auto& e : bad) EXPECT_NE(e.kind(), v1::ErasureEvent::KIND_ACCEPTED);
   }

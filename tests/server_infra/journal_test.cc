@@ -80,7 +80,7 @@ ModelVersionRecord MakeVersion(int64_t version, int64_t parent) {
   v.parent_version = parent;
   v.artifact_kind = "full";
   v.dir = absl::StrCat("/data/models/tiny-lm/v", version);
-  v.weights_sha256 = core::Sha256Hex(absl::StrCat("weights", version));
+  v.manifest_sha256 = core::Sha256Hex(absl::StrCat("weights", version));
   v.figures_json = R"({"forget_quality":0.9})";
   return v;
 }
@@ -244,7 +244,7 @@ TEST_F(JournalTest, CompleteJobPublishesVersionAndChainsCertificates) {
   UNL_ASSERT_OK_AND_ASSIGN(ModelVersionRecord v2, journal_->GetVersion("tiny-lm", 2));
   EXPECT_EQ(v2.job_id, a);
   EXPECT_EQ(v2.parent_version, 1);
-  EXPECT_EQ(v2.weights_sha256, MakeVersion(2, 1).weights_sha256);
+  EXPECT_EQ(v2.manifest_sha256, MakeVersion(2, 1).manifest_sha256);
   UNL_ASSERT_OK_AND_ASSIGN(CertificateRecord got_a, journal_->GetCertificateByJob(a));
   EXPECT_EQ(got_a.certificate_id, "cert-a");
   EXPECT_EQ(got_a.model_id, "tiny-lm");

@@ -127,15 +127,20 @@ TEST_F(ModelStoreTest, SaveWritesVersionDirectoryAtomically) {
   UNL_ASSERT_OK_AND_ASSIGN(std::string dir, store_->Save("tiny-lm", 1, model));
   EXPECT_EQ(dir, dir_.path() + "/models/tiny-lm/v1");
   EXPECT_EQ(dir, store_->VersionDir("tiny-lm", 1));
-  EXPECT_THAT(ListNames(dir), ElementsAre("config.json", "model.safetensors"));
+  EXPECT_THAT(ListNames(dir), ElementsAre("config.json", "manifest.json", "model.safetensors"));
   // No temporary directory is left next to the version.
   EXPECT_THAT(ListNames(dir_.path() + "/models/tiny-lm"), ElementsAre("v1"));
 
-  UNL_ASSERT_OK_AND_ASSIGN(std::string sha, WeightsSha256(dir));
-  EXPECT_EQ(sha, core::Sha256Hex(TinySafetensors({1.f, 2.f, 3.f})));
-  EXPECT_EQ(sha.size(), 64u);
-  EXPECT_THAT(WeightsSha256(dir_.path()).status(),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("model.safetensors")));
+  // The manifest lists every file with its SHA-256, and verifies.
+  UNL_ASSERT_OK_AND_ASSIGN(Manifest manifest, ReadManifest(dir, /*verify=*/true));
+  EXPECT_EQ(manifest.kind, "full_weights");
+  ASSERT_EQ(manifest.files.size(), 2u);
+  EXPECT_EQ(manifest.files[1].path, "model.safetensors");
+  EXPECT_EQ(manifest.files[1].sha256, core::Sha256Hex(TinySafetensors({1.f, 2.f, 3.f})));
+  UNL_ASSERT_OK_AND_ASSIGN(std::string sha, ManifestSha256(dir));
+  EXPECT_EQ(sha, core::Sha256Hex(ReadFile(dir + "/manifest.json")));
+  EXPECT_THAT(ManifestSha256(dir_.path()).status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("manifest.json")));
 
   UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<core::Model> loaded,
                            store_->Load("tiny-lm", 1, torch::Device(torch::kCPU), LoadFake));
@@ -180,21 +185,69 @@ TEST_F(ModelStoreTest, FailedWriterLeavesNothingBehind) {
 TEST_F(ModelStoreTest, SaveReplacesAnUnpublishedOrphanVersion) {
   UNL_ASSERT_OK(store_->Save("m", 2, FakeModel({1.f, 1.f})).status());
   UNL_ASSERT_OK_AND_ASSIGN(std::string dir, store_->Save("m", 2, FakeModel({7.f})));
-  UNL_ASSERT_OK_AND_ASSIGN(std::string sha, WeightsSha256(dir));
-  EXPECT_EQ(sha, core::Sha256Hex(TinySafetensors({7.f})));
+  UNL_ASSERT_OK_AND_ASSIGN(Manifest manifest, ReadManifest(dir, /*verify=*/true));
+  EXPECT_EQ(manifest.files[1].sha256, core::Sha256Hex(TinySafetensors({7.f})));
   EXPECT_THAT(ListNames(dir_.path() + "/models/m"), ElementsAre("v2"));
 }
 
-TEST_F(ModelStoreTest, ImportCopiesRegularFiles) {
+TEST_F(ModelStoreTest, ImportCopiesTheTreeWithAManifest) {
   const std::string src = dir_.Join("hf_checkpoint");
-  fs::create_directories(src + "/subdir");
+  fs::create_directories(src + "/unet");
   UNL_ASSERT_OK(FakeModel({4.f, 5.f}).Save(src));
   UNL_ASSERT_OK(WriteFile(src + "/tokenizer.json", R"({"model":{}})"));
-  UNL_ASSERT_OK_AND_ASSIGN(std::string dir, store_->Import("base", 1, src));
-  EXPECT_THAT(ListNames(dir), ElementsAre("config.json", "model.safetensors", "tokenizer.json"));
+  UNL_ASSERT_OK(WriteFile(src + "/unet/config.json", R"({"x":1})"));
+  UNL_ASSERT_OK(WriteFile(src + "/manifest.json", "a user's own file: replaced"));
+  UNL_ASSERT_OK_AND_ASSIGN(std::string dir, store_->Import("base", 1, src, "diffusion"));
+  EXPECT_THAT(ListNames(dir), ElementsAre("config.json", "manifest.json", "model.safetensors",
+                                          "tokenizer.json", "unet"));
   EXPECT_EQ(ReadFile(dir + "/tokenizer.json"), R"({"model":{}})");
+  EXPECT_EQ(ReadFile(dir + "/unet/config.json"), R"({"x":1})");
+  UNL_ASSERT_OK_AND_ASSIGN(Manifest manifest, ReadManifest(dir, /*verify=*/true));
+  EXPECT_EQ(manifest.family, "diffusion");
+  std::vector<std::string> paths;
+  for (const ManifestFile& f : manifest.files) paths.push_back(f.path);
+  EXPECT_THAT(
+      paths, ElementsAre("config.json", "model.safetensors", "tokenizer.json", "unet/config.json"));
   EXPECT_THAT(store_->Import("base", 2, dir_.Join("missing")).status(),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing")));
+}
+
+TEST_F(ModelStoreTest, ManifestVerificationNamesAChangedMissingOrExtraFile) {
+  Manifest header;
+  header.kind = "lora_adapter";
+  header.parent_version = 1;
+  header.facts = {{"rank", 8}};
+  UNL_ASSERT_OK_AND_ASSIGN(std::string dir, store_->SaveWith(
+                                                "m", 2,
+                                                [](const std::string& d) {
+                                                  fs::create_directories(d + "/adapters");
+                                                  return WriteFile(
+                                                      d + "/adapters/block0.safetensors", "abc");
+                                                },
+                                                header));
+  UNL_ASSERT_OK_AND_ASSIGN(Manifest read, ReadManifest(dir, /*verify=*/true));
+  EXPECT_EQ(read.kind, "lora_adapter");
+  EXPECT_EQ(read.parent_version, 1);
+  EXPECT_EQ(read.facts["rank"], 8);
+  ASSERT_EQ(read.files.size(), 1u);
+  EXPECT_EQ(read.files[0].path, "adapters/block0.safetensors");
+  EXPECT_EQ(read.files[0].bytes, 3);
+
+  UNL_ASSERT_OK(WriteFile(dir + "/adapters/block0.safetensors", "abd"));
+  EXPECT_THAT(ReadManifest(dir, /*verify=*/true).status(),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr("adapters/block0.safetensors does not match")));
+  UNL_ASSERT_OK(ReadManifest(dir, /*verify=*/false).status());
+  fs::remove(dir + "/adapters/block0.safetensors");
+  EXPECT_THAT(ReadManifest(dir, /*verify=*/true).status(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("is missing")));
+  UNL_ASSERT_OK(WriteFile(dir + "/adapters/block0.safetensors", "abc"));
+  UNL_ASSERT_OK(WriteFile(dir + "/extra.bin", "x"));
+  EXPECT_THAT(ReadManifest(dir, /*verify=*/true).status(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("extra.bin is not in the manifest")));
+  UNL_ASSERT_OK(WriteFile(dir + "/manifest.json", "{\"format\":\"other\"}"));
+  EXPECT_THAT(ReadManifest(dir, /*verify=*/false).status(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("format")));
 }
 
 TEST_F(ModelStoreTest, OpenRemovesStaleTemporaryDirectories) {

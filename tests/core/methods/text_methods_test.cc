@@ -1,6 +1,7 @@
 // The text methods on a tiny random-initialised causal LM: gradient direction of FLAT, schedules,
 // template pairing, and short runs through the shared training loop.
 #include <algorithm>
+#include <filesystem>
 #include <memory>
 #include <set>
 #include <string>
@@ -155,15 +156,13 @@ class FakeModel : public Model {
 };
 
 struct RunFixture {
-  std::unique_ptr<CausalLm> model = TinyLm();
-  std::unique_ptr<CausalLm> reference = model->CloneLm(torch::kCPU);
+  std::unique_ptr<CausalLm> parent = TinyLm();
   ErasureData data;
   NullProgressSink progress;
   CancellationToken cancel;
   MethodContext Context() {
     MethodContext ctx;
-    ctx.model = model.get();
-    ctx.reference = reference.get();
+    ctx.parent = parent.get();
     ctx.data = &data;
     ctx.progress = &progress;
     ctx.cancel = &cancel;
@@ -176,7 +175,7 @@ TEST(TextMethodTest, RunRejectsNonCausalLm) {
   f.data.forget = ForgetSet();
   FakeModel fake;
   MethodContext ctx = f.Context();
-  ctx.model = &fake;
+  ctx.parent = &fake;
   UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> method,
                            MethodRegistry::Builtin().Create("flat", nlohmann::json::object()));
   EXPECT_THAT(method->Run(ctx),
@@ -211,7 +210,7 @@ TEST(FlatMethodTest, PairsTemplatesFromThePoolDeterministically) {
   f.data.forget = ForgetSet();
   f.data.templates = {"No comment.", "Unknown."};
   FlatMethod a(p);
-  UNL_ASSERT_OK(a.Run(f.Context()));
+  UNL_ASSERT_OK(a.Run(f.Context()).status());
   ASSERT_EQ(a.paired_templates().size(), 4u);
   for (const std::string& t : a.paired_templates()) {
     EXPECT_TRUE(t == "No comment." || t == "Unknown.") << t;
@@ -219,7 +218,7 @@ TEST(FlatMethodTest, PairsTemplatesFromThePoolDeterministically) {
   FlatMethod b(p);
   RunFixture g;
   g.data = f.data;
-  UNL_ASSERT_OK(b.Run(g.Context()));
+  UNL_ASSERT_OK(b.Run(g.Context()).status());
   EXPECT_EQ(a.paired_templates(), b.paired_templates());
 
   // Without request templates the built-in pool is used even if use_builtin_templates is false.
@@ -256,16 +255,25 @@ TEST(TextMethodRunTest, EveryMethodLowersForgetProbability) {
     ft.epochs = 40;
     ft.batch_size = 6;
     ft.learning_rate = 1e-2;
-    UNL_ASSERT_OK(FinetuneQa(*f.model, train, ft, nullptr, nullptr));
-    f.reference = f.model->CloneLm(torch::kCPU);
-    const double before = MeanProb(*f.model, f.data.forget).mean().item<double>();
+    UNL_ASSERT_OK(FinetuneQa(*f.parent, train, ft, nullptr, nullptr));
+    const double before = MeanProb(*f.parent, f.data.forget).mean().item<double>();
     UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> method,
                              MethodRegistry::Builtin().Create(name, params));
-    UNL_ASSERT_OK(method->Run(f.Context()));
-    const double after = MeanProb(*f.model, f.data.forget).mean().item<double>();
+    UNL_ASSERT_OK_AND_ASSIGN(Candidate candidate, method->Run(f.Context()));
+    EXPECT_EQ(candidate.kind, ArtifactKind::kFullWeights);
+    const auto* after_lm = dynamic_cast<const CausalLm*>(candidate.model.get());
+    ASSERT_NE(after_lm, nullptr);
+    const double after = MeanProb(*after_lm, f.data.forget).mean().item<double>();
     EXPECT_LT(after, before);
-    // The reference is untouched.
-    EXPECT_DOUBLE_EQ(MeanProb(*f.reference, f.data.forget).mean().item<double>(), before);
+    // The parent is untouched: the method trained its own copy.
+    EXPECT_DOUBLE_EQ(MeanProb(*f.parent, f.data.forget).mean().item<double>(), before);
+    // The candidate writes a loadable full-weights directory.
+    const std::string dir = ::testing::TempDir() + "/candidate_" + name;
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    UNL_ASSERT_OK(candidate.write(dir));
+    UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<CausalLm> reloaded, CausalLm::Load(dir, torch::kCPU));
+    EXPECT_NEAR(MeanProb(*reloaded, f.data.forget).mean().item<double>(), after, 1e-6);
   }
 }
 

@@ -167,26 +167,6 @@ TEST_F(CausalLmTest, ParameterNamesAreExactlyHuggingFaces) {
   EXPECT_STREQ(ModelFamilyName(lm->family()), "causal_lm");
 }
 
-TEST_F(CausalLmTest, LoadModelDispatchesOnArchitecture) {
-  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Model> model, LoadModel(Variant("f32"), torch::kCPU));
-  EXPECT_EQ(model->family(), ModelFamily::kCausalLm);
-  ASSERT_NE(dynamic_cast<CausalLm*>(model.get()), nullptr);
-
-  const std::string dir = CopyDir(Variant("f32"), "arch");
-  nlohmann::json config = ReadJson(dir + "/config.json");
-  config["architectures"] = {"MistralForCausalLM"};
-  config["model_type"] = "mistral";
-  WriteJson(dir + "/config.json", config);
-  EXPECT_THAT(LoadModel(dir, torch::kCPU),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("MistralForCausalLM")));
-  config.erase("architectures");
-  config["model_type"] = "llama";
-  WriteJson(dir + "/config.json", config);
-  UNL_EXPECT_OK(LoadModel(dir, torch::kCPU));
-  EXPECT_THAT(LoadModel(dir + "/nope", torch::kCPU),
-              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
-}
-
 TEST_F(CausalLmTest, KvCacheMatchesFullRecompute) {
   std::unique_ptr<CausalLm> lm = LoadOrDie(Variant("f32"));
   ASSERT_NE(lm, nullptr);

@@ -110,7 +110,7 @@ TEST(TextVerificationTest, TrainingOnForgetSetRaisesForgetFigures) {
 
   VerificationThresholds thresholds;  // forget ratio <= 0.5: a model that learned must fail
   UNL_ASSERT_OK_AND_ASSIGN(VerificationReport report,
-                           VerifyText(*before, *after, probes, thresholds, nullptr));
+                           VerifyText(*before, *after, probes, thresholds.List(), nullptr));
   const FigureValue* forget = report.Find("forget.answer_probability");
   ASSERT_NE(forget, nullptr);
   EXPECT_GT(forget->after, 2.0 * forget->before);
@@ -133,7 +133,7 @@ TEST(TextVerificationTest, TrainingOnForgetSetRaisesForgetFigures) {
 
   // Swapping roles (the trained model "unlearned" back to random) passes the forget check.
   UNL_ASSERT_OK_AND_ASSIGN(VerificationReport reverse,
-                           VerifyText(*after, *before, probes, thresholds, nullptr));
+                           VerifyText(*after, *before, probes, thresholds.List(), nullptr));
   EXPECT_THAT(reverse.checks[0], HasSubstr(": ok"));
 }
 
@@ -179,7 +179,7 @@ TEST(TextVerificationTest, UsesCachedBeforeFigures) {
   const std::map<std::string, double> cached = {{"forget.answer_probability", 1.0}};
   UNL_ASSERT_OK_AND_ASSIGN(
       VerificationReport report,
-      VerifyText(*model, *model, probes, VerificationThresholds{}, nullptr, &cached));
+      VerifyText(*model, *model, probes, VerificationThresholds{}.List(), nullptr, &cached));
   const FigureValue* forget = report.Find("forget.answer_probability");
   ASSERT_NE(forget, nullptr);
   EXPECT_EQ(forget->before, 1.0);  // taken from the cache, not recomputed
@@ -196,7 +196,8 @@ std::map<std::string, double> Figures(double forget, double retain, double mia) 
 
 TEST(DecideThresholdsTest, PassesWhenEveryCheckHolds) {
   VerificationThresholds t{0.5, 0.8, 0.7};
-  ThresholdDecision d = DecideThresholds(Figures(0.5, 0.6, 0.9), Figures(0.02, 0.57, 0.55), t);
+  ThresholdDecision d =
+      DecideThresholds(Figures(0.5, 0.6, 0.9), Figures(0.02, 0.57, 0.55), t.List());
   EXPECT_TRUE(d.passed);
   ASSERT_EQ(d.checks.size(), 3u);
   EXPECT_EQ(d.checks[0], "forget.answer_probability ratio 0.040 <= 0.50: ok");
@@ -207,36 +208,37 @@ TEST(DecideThresholdsTest, PassesWhenEveryCheckHolds) {
 TEST(DecideThresholdsTest, EachCheckCanFailAlone) {
   VerificationThresholds t{0.5, 0.8, 0.7};
   const auto before = Figures(0.5, 0.6, 0.9);
-  ThresholdDecision forget = DecideThresholds(before, Figures(0.3, 0.6, 0.5), t);
+  ThresholdDecision forget = DecideThresholds(before, Figures(0.3, 0.6, 0.5), t.List());
   EXPECT_FALSE(forget.passed);
   EXPECT_THAT(forget.checks[0], HasSubstr("0.600 <= 0.50: FAILED"));
-  ThresholdDecision retain = DecideThresholds(before, Figures(0.1, 0.3, 0.5), t);
+  ThresholdDecision retain = DecideThresholds(before, Figures(0.1, 0.3, 0.5), t.List());
   EXPECT_FALSE(retain.passed);
   EXPECT_THAT(retain.checks[1], HasSubstr("0.500 >= 0.80: FAILED"));
-  ThresholdDecision mia = DecideThresholds(before, Figures(0.1, 0.6, 0.71), t);
+  ThresholdDecision mia = DecideThresholds(before, Figures(0.1, 0.6, 0.71), t.List());
   EXPECT_FALSE(mia.passed);
   EXPECT_THAT(mia.checks[2], HasSubstr("FAILED"));
   // Boundaries are inclusive.
-  EXPECT_TRUE(DecideThresholds(before, Figures(0.25, 0.48, 0.7), t).passed);
+  EXPECT_TRUE(DecideThresholds(before, Figures(0.25, 0.48, 0.7), t.List()).passed);
 }
 
 TEST(DecideThresholdsTest, MissingAndDegenerateFigures) {
   VerificationThresholds t{0.5, 0.8, 0.7};
   // No forget figure: fails.
-  EXPECT_FALSE(DecideThresholds({}, {}, t).passed);
+  EXPECT_FALSE(DecideThresholds({}, {}, t.List()).passed);
   // No retain / holdout figures: those checks are skipped, not failed.
   const std::map<std::string, double> only_forget_before = {{"forget.answer_probability", 0.4}};
   const std::map<std::string, double> only_forget_after = {{"forget.answer_probability", 0.1}};
-  ThresholdDecision d = DecideThresholds(only_forget_before, only_forget_after, t);
+  ThresholdDecision d = DecideThresholds(only_forget_before, only_forget_after, t.List());
   EXPECT_TRUE(d.passed);
   EXPECT_THAT(d.checks[1], HasSubstr("skipped"));
   EXPECT_THAT(d.checks[2], HasSubstr("skipped"));
   // A disabled retain check (ratio 0) emits no line.
   t.min_retain_probability_ratio = 0.0;
-  EXPECT_EQ(DecideThresholds(only_forget_before, only_forget_after, t).checks.size(), 2u);
+  EXPECT_EQ(DecideThresholds(only_forget_before, only_forget_after, t.List()).checks.size(), 2u);
   // NaN never passes; before = 0 with after > 0 is an infinite ratio.
-  EXPECT_FALSE(DecideThresholds(Figures(0.4, 0.5, 0.5), Figures(std::nan(""), 0.5, 0.5), t).passed);
-  EXPECT_FALSE(DecideThresholds(Figures(0.0, 0.5, 0.5), Figures(0.1, 0.5, 0.5), t).passed);
+  EXPECT_FALSE(
+      DecideThresholds(Figures(0.4, 0.5, 0.5), Figures(std::nan(""), 0.5, 0.5), t.List()).passed);
+  EXPECT_FALSE(DecideThresholds(Figures(0.0, 0.5, 0.5), Figures(0.1, 0.5, 0.5), t.List()).passed);
 }
 
 }  // namespace

@@ -1,0 +1,99 @@
+#include "core/app/erasure_pipeline.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+#include "core/common/status_macros.h"
+#include "core/common/torch_status.h"
+
+namespace unlearning::core {
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+absl::StatusOr<ErasurePlan> PlanErasure(const MethodRegistry& methods,
+                                        const FamilyRegistry& families, ModelFamily model_family,
+                                        const std::string& method_name,
+                                        const nlohmann::json& params, const ErasureData& data,
+                                        std::vector<Threshold> thresholds) {
+  UNL_ASSIGN_OR_RETURN(ModelFamily method_family, methods.FamilyOf(method_name));
+  if (method_family != model_family) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("method ", method_name, " applies to ", ModelFamilyName(method_family),
+                     " models; this model is a ", ModelFamilyName(model_family), " model"));
+  }
+  ErasurePlan plan;
+  UNL_ASSIGN_OR_RETURN(plan.method, methods.Create(method_name, params));
+  UNL_ASSIGN_OR_RETURN(plan.family, families.Find(model_family));
+  if (data.family != model_family) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request carries a ", ModelFamilyName(data.family),
+                     " payload but the model is a ", ModelFamilyName(model_family),
+                     " model: send the ", ModelFamilyName(model_family), " payload"));
+  }
+  UNL_RETURN_IF_ERROR(plan.method->CheckData(data));
+  if (thresholds.empty()) {
+    plan.thresholds = plan.family->verifier->DefaultThresholds();
+  } else {
+    UNL_RETURN_IF_ERROR(ValidateThresholds(thresholds, plan.family->verifier->FigureNames(),
+                                           ModelFamilyName(model_family)));
+    plan.thresholds = std::move(thresholds);
+  }
+  return plan;
+}
+
+absl::StatusOr<ErasureOutcome> RunErasure(ErasurePlan& plan, const Model& parent,
+                                          const ModelProbes& probes, const ErasureData& data,
+                                          torch::Device device, ProgressSink* progress,
+                                          const CancellationToken* cancel,
+                                          const std::map<std::string, double>* before_figures) {
+  if (plan.method == nullptr || plan.family == nullptr || progress == nullptr ||
+      cancel == nullptr) {
+    return absl::InvalidArgumentError("RunErasure needs a planned method, progress and cancel");
+  }
+  ErasureOutcome outcome;
+  outcome.steps = plan.method->TotalSteps(data);
+
+  MethodContext ctx;
+  ctx.parent = &parent;
+  ctx.device = device;
+  ctx.data = &data;
+  ctx.progress = progress;
+  ctx.cancel = cancel;
+  const auto method_start = std::chrono::steady_clock::now();
+  UNL_ASSIGN_OR_RETURN(outcome.candidate,
+                       TorchCall("running the method", [&]() -> absl::StatusOr<Candidate> {
+                         return plan.method->Run(ctx);
+                       }));
+  outcome.method_seconds = SecondsSince(method_start);
+  if (cancel->cancelled()) return absl::CancelledError("cancelled");
+  if (outcome.candidate.model == nullptr || !outcome.candidate.write) {
+    return absl::InternalError(
+        absl::StrCat("method ", plan.method->name(), " returned an incomplete candidate"));
+  }
+
+  progress->OnProgress({0, 0, 0.0, 0.0, "verifying"});
+  VerificationInputs inputs;
+  inputs.before = &parent;
+  inputs.after = outcome.candidate.model.get();
+  inputs.data = &data;
+  inputs.probes = &probes;
+  inputs.thresholds = plan.thresholds;
+  inputs.cancel = cancel;
+  inputs.before_figures = before_figures;
+  const auto verify_start = std::chrono::steady_clock::now();
+  UNL_ASSIGN_OR_RETURN(outcome.report,
+                       TorchCall("verifying", [&]() -> absl::StatusOr<VerificationReport> {
+                         return plan.family->verifier->Verify(inputs);
+                       }));
+  outcome.verify_seconds = SecondsSince(verify_start);
+  return outcome;
+}
+
+}  // namespace unlearning::core

@@ -1,0 +1,62 @@
+// The one erasure pipeline, shared by the server's job runner and the offline tool
+// (unlearn-train unlearn): plan (method + family + thresholds, checked together), then run
+// (method -> candidate -> verification -> report). Publishing is the caller's: the server stores
+// the candidate as a version and issues a certificate; the offline tool writes it to a directory.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include <nlohmann/json.hpp>
+#include <torch/types.h>
+
+#include "core/app/family_registry.h"
+#include "core/methods/method.h"
+#include "core/methods/method_registry.h"
+#include "core/verify/thresholds.h"
+#include "core/verify/verifier.h"
+
+namespace unlearning::core {
+
+// A checked erasure: the configured method, the model's family row and the thresholds to apply.
+struct ErasurePlan {
+  std::unique_ptr<UnlearningMethod> method;
+  const FamilySpec* family = nullptr;
+  std::vector<Threshold> thresholds;
+};
+
+// Checks everything that can be checked before any work, in the order a user fixes them:
+//   - the method exists (kNotFound listing the known ones) and its parameters are valid
+//     (kInvalidArgument naming the key);
+//   - it applies to `model_family` (kFailedPrecondition naming both families);
+//   - the server serves that family (kNotFound);
+//   - `data` is the payload of that family and suits the method (kInvalidArgument);
+//   - every threshold names a figure of the family, with a sane bound (kInvalidArgument); an
+//     empty `thresholds` takes the family's defaults.
+absl::StatusOr<ErasurePlan> PlanErasure(const MethodRegistry& methods,
+                                        const FamilyRegistry& families, ModelFamily model_family,
+                                        const std::string& method_name,
+                                        const nlohmann::json& params, const ErasureData& data,
+                                        std::vector<Threshold> thresholds);
+
+struct ErasureOutcome {
+  Candidate candidate;
+  VerificationReport report;
+  int64_t steps = 0;
+  double method_seconds = 0.0;
+  double verify_seconds = 0.0;
+};
+
+// Runs a plan against `parent` (never modified): the method makes a candidate on `device`, then
+// the family's verifier compares it with the parent on the request's data and the model's probes.
+// Progress phases: "training" (from the method), then "verifying". kCancelled if `cancel` fires.
+// A report that misses its thresholds is an OK outcome with report.passed = false.
+absl::StatusOr<ErasureOutcome> RunErasure(
+    ErasurePlan& plan, const Model& parent, const ModelProbes& probes, const ErasureData& data,
+    torch::Device device, ProgressSink* progress, const CancellationToken* cancel,
+    const std::map<std::string, double>* before_figures = nullptr);
+
+}  // namespace unlearning::core

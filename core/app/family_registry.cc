@@ -1,0 +1,141 @@
+#include "core/app/family_registry.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include <nlohmann/json.hpp>
+
+#include "core/common/status_macros.h"
+#include "core/data/text_example.h"
+#include "core/models/causal_lm.h"
+#include "core/verify/text_verification.h"
+
+namespace unlearning::core {
+namespace fs = std::filesystem;
+namespace {
+
+// config.json as JSON, or a discarded value when missing or malformed.
+nlohmann::json ReadConfig(const std::string& dir) {
+  std::ifstream in(fs::path(dir) / "config.json");
+  if (!in) return nlohmann::json(nlohmann::json::value_t::discarded);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return nlohmann::json::parse(buffer.str(), nullptr, /*allow_exceptions=*/false);
+}
+
+std::string StringKey(const nlohmann::json& config, const char* key) {
+  auto it = config.find(key);
+  return it != config.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+std::string Architecture(const nlohmann::json& config) {
+  auto arch = config.find("architectures");
+  if (arch != config.end() && arch->is_array() && !arch->empty() && (*arch)[0].is_string()) {
+    return (*arch)[0].get<std::string>();
+  }
+  return "";
+}
+
+absl::StatusOr<std::vector<TextExample>> ReadProbeFile(const std::string& dir, const char* name) {
+  const fs::path path = fs::path(dir) / "probes" / (std::string(name) + ".jsonl");
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return std::vector<TextExample>{};
+  absl::StatusOr<std::vector<TextExample>> examples = ReadJsonl(path.string());
+  if (!examples.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "probe set ", path.string(), " does not parse: ", examples.status().message()));
+  }
+  return examples;
+}
+
+}  // namespace
+
+FamilySpec CausalLmFamily() {
+  FamilySpec spec;
+  spec.family = ModelFamily::kCausalLm;
+  spec.architectures = {"LlamaForCausalLM"};
+  spec.recognises = [](const std::string& dir) {
+    const nlohmann::json config = ReadConfig(dir);
+    if (!config.is_object()) return false;
+    const std::string arch = Architecture(config);
+    return arch == "LlamaForCausalLM" ||
+           (arch.empty() && StringKey(config, "model_type") == "llama");
+  };
+  spec.load = [](const std::string& dir,
+                 torch::Device device) -> absl::StatusOr<std::unique_ptr<Model>> {
+    UNL_ASSIGN_OR_RETURN(std::unique_ptr<CausalLm> lm, CausalLm::Load(dir, device));
+    return std::unique_ptr<Model>(std::move(lm));
+  };
+  spec.load_probes = [](const std::string& dir) -> absl::StatusOr<ModelProbes> {
+    ModelProbes probes;
+    UNL_ASSIGN_OR_RETURN(probes.text_retain, ReadProbeFile(dir, "retain"));
+    UNL_ASSIGN_OR_RETURN(probes.text_holdout, ReadProbeFile(dir, "holdout"));
+    return probes;
+  };
+  spec.verifier = std::make_shared<TextVerifier>();
+  return spec;
+}
+
+const FamilyRegistry& FamilyRegistry::Builtin() {
+  static const FamilyRegistry* const kBuiltin = [] {
+    auto* registry = new FamilyRegistry();
+    registry->Register(CausalLmFamily());
+    return registry;
+  }();
+  return *kBuiltin;
+}
+
+void FamilyRegistry::Register(FamilySpec spec) {
+  const ModelFamily family = spec.family;
+  rows_[family] = std::move(spec);
+}
+
+absl::StatusOr<const FamilySpec*> FamilyRegistry::Find(ModelFamily family) const {
+  auto it = rows_.find(family);
+  if (it == rows_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("this server does not serve ", ModelFamilyName(family), " models"));
+  }
+  return &it->second;
+}
+
+absl::StatusOr<const FamilySpec*> FamilyRegistry::Recognise(const std::string& dir) const {
+  std::error_code ec;
+  if (!fs::exists(fs::path(dir) / "config.json", ec) &&
+      !fs::exists(fs::path(dir) / "model_index.json", ec)) {
+    return absl::NotFoundError(
+        absl::StrCat("no model config in ", dir, " (expected config.json or model_index.json)"));
+  }
+  std::vector<std::string> supported;
+  for (const auto& [family, spec] : rows_) {
+    if (spec.recognises && spec.recognises(dir)) return &spec;
+    supported.insert(supported.end(), spec.architectures.begin(), spec.architectures.end());
+  }
+  const nlohmann::json config = ReadConfig(dir);
+  std::string named;
+  if (config.is_object()) {
+    named = Architecture(config);
+    if (named.empty()) named = StringKey(config, "model_type");
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      named.empty() ? absl::StrCat("the model config in ", dir, " names no known architecture")
+                    : absl::StrCat("unsupported model architecture '", named, "' in ", dir),
+      " (supported: ", absl::StrJoin(supported, ", "), ")"));
+}
+
+absl::StatusOr<std::unique_ptr<Model>> FamilyRegistry::Load(const std::string& dir,
+                                                            torch::Device device) const {
+  UNL_ASSIGN_OR_RETURN(const FamilySpec* spec, Recognise(dir));
+  return spec->load(dir, device);
+}
+
+std::vector<ModelFamily> FamilyRegistry::families() const {
+  std::vector<ModelFamily> out;
+  for (const auto& [family, spec] : rows_) out.push_back(family);
+  return out;
+}
+
+}  // namespace unlearning::core
