@@ -21,6 +21,7 @@ struct OptimizerOptions {
   double max_grad_norm = 1.0;  // 0 disables clipping
   int64_t warmup_steps = 0;    // linear warm-up from 0 to learning_rate
   bool linear_decay = false;   // after warm-up, decay linearly to 0 at the last step
+  bool cosine_decay = false;   // after warm-up, half-cosine decay to 0 (wins over linear_decay)
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
