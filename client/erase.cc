@@ -40,9 +40,35 @@ absl::StatusOr<v1::ErasureRequest> BuildRequest(const EraseOptions& options) {
   auto method = BuildMethodParams(options.method, options.params);
   if (!method.ok()) return method.status();
   *request.mutable_method() = *std::move(method);
-  auto forget = ReadExamplesJsonl(options.forget_path);
-  if (!forget.ok()) return forget.status();
-  for (auto& example : *forget) *request.mutable_text()->add_forget_set() = std::move(example);
+  if (!options.forget_classes.empty() && !options.forget_path.empty()) {
+    return absl::InvalidArgumentError(
+        "give either --forget FILE (text) or --forget-class (images)");
+  }
+  if (!options.forget_classes.empty()) {
+    // Class-conditional generators take an override class; classifiers a replay budget.
+    if (options.override_class) {
+      v1::GenerationErasure* g = request.mutable_generation();
+      for (int64_t c : options.forget_classes) g->add_forget_classes(c);
+      g->set_override_class(*options.override_class);
+    } else {
+      v1::ClassErasure* c = request.mutable_classes();
+      for (int64_t id : options.forget_classes) c->add_forget_classes(id);
+      c->set_replay_per_class(options.replay_per_class);
+    }
+  } else {
+    if (options.forget_path.empty()) {
+      return absl::InvalidArgumentError(
+          "nothing to forget: give --forget FILE (language models) or --forget-class ID");
+    }
+    auto forget = ReadExamplesJsonl(options.forget_path);
+    if (!forget.ok()) return forget.status();
+    for (auto& example : *forget) *request.mutable_text()->add_forget_set() = std::move(example);
+  }
+  for (const std::string& spec : options.thresholds) {
+    auto threshold = ParseThresholdSpec(spec);
+    if (!threshold.ok()) return threshold.status();
+    *request.mutable_thresholds()->add_checks() = *std::move(threshold);
+  }
   if (!options.retain_path.empty()) {
     auto retain = ReadExamplesJsonl(options.retain_path);
     if (!retain.ok()) return retain.status();

@@ -251,7 +251,9 @@ std::vector<std::string> MethodNames() {
   std::vector<std::string> names;
   const google::protobuf::OneofDescriptor* oneof =
       v1::MethodParams::descriptor()->FindOneofByName("method");
-  for (int i = 0; i < oneof->field_count(); ++i) names.push_back(oneof->field(i)->name());
+  for (int i = 0; i < oneof->field_count(); ++i) {
+    if (oneof->field(i)->name() != "named") names.push_back(oneof->field(i)->name());
+  }
   return names;
 }
 
@@ -274,12 +276,62 @@ std::vector<std::string> ValidParamKeys(const std::string& method) {
   return keys;
 }
 
+absl::StatusOr<v1::Threshold> ParseThresholdSpec(const std::string& spec) {
+  const size_t a = spec.find(':');
+  const size_t b = a == std::string::npos ? a : spec.find(':', a + 1);
+  if (b == std::string::npos || a == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threshold '", spec,
+                     "': expected FIGURE:COMPARISON:BOUND, e.g. acc_f:ratio_at_most:0.2"));
+  }
+  v1::Threshold t;
+  t.set_figure(spec.substr(0, a));
+  const std::string comparison = absl::AsciiStrToUpper(spec.substr(a + 1, b - a - 1));
+  v1::Comparison c;
+  if (!v1::Comparison_Parse(absl::StrCat("COMPARISON_", comparison), &c) ||
+      c == v1::COMPARISON_UNSPECIFIED) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threshold '", spec,
+                     "': comparison must be ratio_at_most, ratio_at_least, at_most or at_least"));
+  }
+  t.set_comparison(c);
+  double bound = 0;
+  if (!absl::SimpleAtod(spec.substr(b + 1), &bound)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threshold '", spec, "': bound '", spec.substr(b + 1), "' is not a number"));
+  }
+  t.set_bound(bound);
+  return t;
+}
+
 absl::StatusOr<v1::MethodParams> BuildMethodParams(const std::string& method,
                                                    const std::vector<std::string>& params) {
   const FieldDescriptor* method_field = MethodField(method);
-  if (method_field == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown method '", method, "' (valid: ", absl::StrJoin(MethodNames(), ", "), ")"));
+  if (method_field == nullptr || method == "named") {
+    // A method without a typed message in this client's API version: send it by name with its
+    // parameters as JSON (values that parse as JSON are sent as such, others as strings). The
+    // server validates the keys.
+    if (method.empty() || method == "named") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("give a method name (typed: ", absl::StrJoin(MethodNames(), ", "),
+                       "; any other name is sent as method.named)"));
+    }
+    nlohmann::json json = nlohmann::json::object();
+    for (const std::string& param : params) {
+      size_t eq = param.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--param '", param, "': expected key=value"));
+      }
+      std::string key(absl::StripAsciiWhitespace(param.substr(0, eq)));
+      std::string value(absl::StripAsciiWhitespace(param.substr(eq + 1)));
+      nlohmann::json parsed = nlohmann::json::parse(value, nullptr, false);
+      json[key] = parsed.is_discarded() ? nlohmann::json(value) : parsed;
+    }
+    v1::MethodParams result;
+    result.mutable_named()->set_name(method);
+    result.mutable_named()->set_params_json(json.dump());
+    return result;
   }
   v1::MethodParams result;
   Message* method_message = result.GetReflection()->MutableMessage(&result, method_field);

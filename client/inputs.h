@@ -47,4 +47,8 @@ std::vector<std::string> ValidParamKeys(const std::string& method);
 // A random version-4 UUID string, e.g. "3f2b9c1e-8d4a-4e7b-9a51-0c6d2e8f7a13".
 std::string RandomRequestId();
 
+// "FIGURE:COMPARISON:BOUND" (COMPARISON: ratio_at_most, ratio_at_least, at_most, at_least) as a
+// Threshold, e.g. "acc_f:ratio_at_most:0.2". kInvalidArgument saying what is wrong.
+absl::StatusOr<v1::Threshold> ParseThresholdSpec(const std::string& spec);
+
 }  // namespace unlearning::client

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include <CLI/CLI.hpp>
 
+#include "client/classify.h"
 #include "client/commands.h"
 #include "client/connection.h"
 #include "client/erase.h"
@@ -77,10 +78,22 @@ int Main(int argc, char** argv) {
   EraseOptions erase;
   CLI::App* erase_cmd = app.add_subcommand("erase", "Submit an erasure request");
   erase_cmd->add_option("--model", erase.model, "Model id")->required();
-  erase_cmd->add_option("--method", erase.method, "Unlearning method")
-      ->required()
-      ->check(CLI::IsMember(MethodNames()));
-  erase_cmd->add_option("--forget", erase.forget_path, "Records to forget (JSONL)")->required();
+  erase_cmd
+      ->add_option("--method", erase.method,
+                   "Unlearning method (typed: " + absl::StrJoin(MethodNames(), ", ") +
+                       "; any other registered name is sent by name with its --param values)")
+      ->required();
+  erase_cmd->add_option("--forget", erase.forget_path,
+                        "Records to forget (JSONL; language models)");
+  erase_cmd->add_option("--forget-class", erase.forget_classes,
+                        "Class id to forget (image classifiers, diffusion models; repeatable)");
+  erase_cmd->add_option("--override-class", erase.override_class,
+                        "Diffusion models: the class the forgotten labels should produce");
+  erase_cmd->add_option("--replay-per-class", erase.replay_per_class,
+                        "Image classifiers: replay samples per kept class (0: method default)");
+  erase_cmd->add_option("--threshold", erase.thresholds,
+                        "Verification check FIGURE:COMPARISON:BOUND, e.g. acc_f:ratio_at_most:0.2 "
+                        "(repeatable; replaces the model family's default checks)");
   erase_cmd->add_option("--retain", erase.retain_path, "Records to keep (JSONL)");
   erase_cmd->add_option("--templates", erase.templates_path,
                         "Template answers (.txt: one per line; .jsonl)");
@@ -175,6 +188,21 @@ int Main(int argc, char** argv) {
   score_cmd->add_flag("--qa", score.qa_format,
                       "Wrap the prompt in the model's question/answer template");
   score_cmd->callback([&] { command = [&](Connection& c) { return Score(c, score); }; });
+
+  ClassifyOptions classify;
+  CLI::App* classify_cmd = app.add_subcommand(
+      "classify", "Top-k classes of PNG files or IDX images on an image classifier");
+  classify_cmd->add_option("--model", classify.model, "Model id")->required();
+  classify_cmd->add_option("--version", classify.version, "Model version (default: serving)");
+  classify_cmd->add_option("--top-k", classify.top_k, "Classes per image (default: 5)");
+  classify_cmd->add_option("--idx", classify.idx,
+                           "IDX image file, e.g. /usr/share/datasets/fashion-mnist/"
+                           "t10k-images-idx3-ubyte.gz");
+  classify_cmd->add_option("--first", classify.idx_first, "First IDX image")->capture_default_str();
+  classify_cmd->add_option("--count", classify.idx_count, "IDX images to classify")
+      ->capture_default_str();
+  classify_cmd->add_option("pngs", classify.pngs, "PNG files");
+  classify_cmd->callback([&] { command = [&](Connection& c) { return Classify(c, classify); }; });
 
   try {
     app.parse(argc, argv);

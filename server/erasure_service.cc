@@ -160,9 +160,12 @@ absl::StatusOr<AcceptResult> ErasureServiceImpl::Submit(const v1::ErasureRequest
   UNL_ASSIGN_OR_RETURN(std::vector<core::Threshold> thresholds,
                        ThresholdsFromProto(request.thresholds(), info->family));
   // Everything the job will need, checked now: a request that cannot run is never accepted.
-  absl::StatusOr<core::ErasurePlan> plan = core::PlanErasure(
-      *deps_.methods, deps_.models->families(), info->family, method_name,
-      MethodParamsToJson(request.method()), ErasureDataFromProto(request), std::move(thresholds));
+  UNL_ASSIGN_OR_RETURN(std::shared_ptr<const ServedVersion> serving,
+                       deps_.models->Resolve(request.model_id(), 0));
+  absl::StatusOr<core::ErasurePlan> plan =
+      core::PlanErasure(*deps_.methods, deps_.models->families(), info->family, method_name,
+                        MethodParamsToJson(request.method()), ErasureDataFromProto(request),
+                        std::move(thresholds), serving->model.get());
   if (!plan.ok()) {
     return absl::Status(plan.status().code(), absl::StrCat("model '", request.model_id(),
                                                            "': ", plan.status().message()));

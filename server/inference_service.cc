@@ -1,11 +1,15 @@
-// InferenceService: Generate (server-streamed) and Score against a served model version.
+// InferenceService: Generate (server-streamed), Score and Classify against a served model version.
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include <ATen/ATen.h>
 
+#include "core/app/image_inference.h"
 #include "core/common/torch_status.h"
 #include "core/data/text_example.h"
+#include "core/io/png.h"
 #include "core/models/causal_lm.h"
 #include "server/services.h"
 
@@ -56,7 +60,116 @@ size_t CompleteUtf8Prefix(const std::string& bytes) {
   return n - start >= need ? n : start;
 }
 
+// One request image as [C, H, W] float32 in [0, 1] fitted to `spec`; errors name the image.
+absl::StatusOr<torch::Tensor> DecodeImage(const v1::Image& image, int index,
+                                          const core::ImageSpec& spec) {
+  const std::string at = absl::StrCat("images[", index, "]");
+  absl::StatusOr<torch::Tensor> pixels;
+  switch (image.data_case()) {
+    case v1::Image::kPng:
+      pixels = core::DecodePng(image.png());
+      break;
+    case v1::Image::kRaw: {
+      const v1::RawImage& raw = image.raw();
+      std::vector<int64_t> shape(raw.shape().begin(), raw.shape().end());
+      int64_t count = 1;
+      for (int64_t d : shape) {
+        if (d < 1 || d > 4096) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(at, ".raw.shape has a dimension ", d, " outside [1, 4096]"));
+        }
+        count *= d;
+      }
+      if (shape.size() != 2 && shape.size() != 3) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(at, ".raw.shape must be [C, H, W] or [H, W]"));
+      }
+      size_t width = 0;
+      at::ScalarType type;
+      if (raw.dtype() == "uint8") {
+        width = 1;
+        type = at::kByte;
+      } else if (raw.dtype() == "float32") {
+        width = 4;
+        type = at::kFloat;
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat(at, ".raw.dtype '", raw.dtype(), "' is not uint8 or float32"));
+      }
+      if (raw.data().size() != static_cast<size_t>(count) * width) {
+        return absl::InvalidArgumentError(absl::StrCat(at, ".raw.data has ", raw.data().size(),
+                                                       " bytes; shape and dtype need ",
+                                                       static_cast<size_t>(count) * width));
+      }
+      torch::Tensor t = torch::empty(shape, type);
+      std::memcpy(t.data_ptr(), raw.data().data(), raw.data().size());
+      pixels = type == at::kByte ? t.to(torch::kFloat32).div_(255.0) : t;
+      break;
+    }
+    case v1::Image::DATA_NOT_SET:
+      return absl::InvalidArgumentError(absl::StrCat(at, " has neither png nor raw data"));
+  }
+  if (!pixels.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(at, ": ", pixels.status().message()));
+  }
+  absl::StatusOr<torch::Tensor> fitted = core::FitImage(*pixels, spec);
+  if (!fitted.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(at, ": ", fitted.status().message()));
+  }
+  return fitted;
+}
+
 }  // namespace
+
+grpc::Status InferenceServiceImpl::Classify(grpc::ServerContext*,
+                                            const v1::ClassifyRequest* request,
+                                            v1::ClassifyResponse* response) {
+  const auto start = Clock::now();
+  auto finish = [&](const absl::Status& status) {
+    metrics_->RecordInference(request->model_id(), "Classify", status.code(),
+                              std::chrono::duration<double>(Clock::now() - start).count());
+    return ToGrpc(status);
+  };
+  if (request->model_id().empty()) {
+    return finish(absl::InvalidArgumentError("model_id is required"));
+  }
+  auto served = models_->Resolve(request->model_id(), request->version());
+  if (!served.ok()) return finish(served.status());
+  const core::ImageClassifier* classifier = (*served)->model->AsImageClassifier();
+  if (classifier == nullptr) {
+    return finish(absl::FailedPreconditionError(absl::StrCat(
+        "model '", request->model_id(), "' is not an image classifier: Classify needs one")));
+  }
+  if (request->images_size() == 0) {
+    return finish(absl::InvalidArgumentError("images is empty: send at least one image"));
+  }
+  if (request->images_size() > kMaxClassifyImages) {
+    return finish(absl::ResourceExhaustedError(
+        absl::StrCat(request->images_size(), " images in one call; the limit is ",
+                     kMaxClassifyImages, ": split the batch")));
+  }
+  const int64_t top_k =
+      request->top_k() > 0 ? request->top_k() : std::min<int64_t>(5, classifier->num_classes());
+  std::vector<torch::Tensor> images;
+  for (int i = 0; i < request->images_size(); ++i) {
+    auto image = DecodeImage(request->images(i), i, classifier->image_spec());
+    if (!image.ok()) return finish(image.status());
+    images.push_back(*std::move(image));
+  }
+  auto results = core::ClassifyImages(*classifier, torch::stack(images), top_k);
+  if (!results.ok()) return finish(results.status());
+  for (const auto& predictions : *results) {
+    v1::Classification* c = response->add_results();
+    for (const core::ClassPrediction& p : predictions) {
+      v1::ClassPrediction* out = c->add_top();
+      out->set_class_id(p.class_id);
+      out->set_label(p.label);
+      out->set_probability(p.probability);
+    }
+  }
+  response->set_version((*served)->version);
+  return finish(absl::OkStatus());
+}
 
 grpc::Status InferenceServiceImpl::Generate(grpc::ServerContext* ctx,
                                             const v1::GenerateRequest* request,

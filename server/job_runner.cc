@@ -247,7 +247,7 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
                        ThresholdsFromProto(request.thresholds(), info->family));
   UNL_ASSIGN_OR_RETURN(core::ErasurePlan plan,
                        core::PlanErasure(*methods_, models_->families(), info->family, job.method,
-                                         params, data, std::move(thresholds)));
+                                         params, data, std::move(thresholds), parent->model.get()));
 
   // 1-2. Method on the parent (never modified: the serving version keeps answering queries),
   //      then verification against it.

@@ -85,6 +85,11 @@ class InferenceServiceImpl final : public v1::InferenceService::Service {
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
   grpc::Status Score(grpc::ServerContext* ctx, const v1::ScoreRequest* request,
                      v1::ScoreResponse* response) override;
+  grpc::Status Classify(grpc::ServerContext* ctx, const v1::ClassifyRequest* request,
+                        v1::ClassifyResponse* response) override;
+
+  // Images per Classify call.
+  static constexpr int kMaxClassifyImages = 256;
 
  private:
   ModelManager* models_;

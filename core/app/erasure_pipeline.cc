@@ -1,6 +1,7 @@
 #include "core/app/erasure_pipeline.h"
 
 #include <chrono>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -15,13 +16,44 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// Class ids of a classes / generation payload against the model's labels.
+absl::Status CheckClassIds(const ClassLabels& labels, const std::vector<int64_t>& forget,
+                           int64_t override_class, const char* payload) {
+  const int64_t n = labels.num_classes();
+  std::set<int64_t> distinct;
+  for (int64_t c : forget) {
+    if (c < 0 || c >= n) {
+      return absl::InvalidArgumentError(absl::StrCat(payload, ".forget_classes: class ", c,
+                                                     " does not exist (the model has classes 0..",
+                                                     n - 1, ")"));
+    }
+    distinct.insert(c);
+  }
+  if (static_cast<int64_t>(distinct.size()) >= n) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        payload, ".forget_classes names every class of the model: nothing would be left"));
+  }
+  if (override_class >= 0) {
+    if (override_class >= n) {
+      return absl::InvalidArgumentError(absl::StrCat(payload, ".override_class ", override_class,
+                                                     " does not exist (the model has classes 0..",
+                                                     n - 1, ")"));
+    }
+    if (distinct.count(override_class) > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(payload, ".override_class ", override_class, " is also a forget class"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ErasurePlan> PlanErasure(const MethodRegistry& methods,
                                         const FamilyRegistry& families, ModelFamily model_family,
                                         const std::string& method_name,
                                         const nlohmann::json& params, const ErasureData& data,
-                                        std::vector<Threshold> thresholds) {
+                                        std::vector<Threshold> thresholds, const Model* model) {
   UNL_ASSIGN_OR_RETURN(ModelFamily method_family, methods.FamilyOf(method_name));
   if (method_family != model_family) {
     return absl::FailedPreconditionError(
@@ -38,6 +70,16 @@ absl::StatusOr<ErasurePlan> PlanErasure(const MethodRegistry& methods,
                      " model: send the ", ModelFamilyName(model_family), " payload"));
   }
   UNL_RETURN_IF_ERROR(plan.method->CheckData(data));
+  if (model != nullptr && model_family == ModelFamily::kImageClassifier &&
+      model->AsImageClassifier() != nullptr) {
+    UNL_RETURN_IF_ERROR(
+        CheckClassIds(*model->AsImageClassifier(), data.classes.forget_classes, -1, "classes"));
+  }
+  if (model != nullptr && model_family == ModelFamily::kDiffusion &&
+      model->AsImageSampler() != nullptr) {
+    UNL_RETURN_IF_ERROR(CheckClassIds(*model->AsImageSampler(), data.generation.forget_classes,
+                                      data.generation.override_class, "generation"));
+  }
   if (thresholds.empty()) {
     plan.thresholds = plan.family->verifier->DefaultThresholds();
   } else {
@@ -64,6 +106,7 @@ absl::StatusOr<ErasureOutcome> RunErasure(ErasurePlan& plan, const Model& parent
   ctx.parent = &parent;
   ctx.device = device;
   ctx.data = &data;
+  ctx.probes = &probes;
   ctx.progress = progress;
   ctx.cancel = cancel;
   const auto method_start = std::chrono::steady_clock::now();

@@ -33,14 +33,17 @@ struct ErasurePlan {
 //     (kInvalidArgument naming the key);
 //   - it applies to `model_family` (kFailedPrecondition naming both families);
 //   - the server serves that family (kNotFound);
-//   - `data` is the payload of that family and suits the method (kInvalidArgument);
+//   - `data` is the payload of that family and suits the method (kInvalidArgument); with
+//     `model`, class ids exist in it, not every class is forgotten, and an override class is a
+//     class it keeps;
 //   - every threshold names a figure of the family, with a sane bound (kInvalidArgument); an
 //     empty `thresholds` takes the family's defaults.
 absl::StatusOr<ErasurePlan> PlanErasure(const MethodRegistry& methods,
                                         const FamilyRegistry& families, ModelFamily model_family,
                                         const std::string& method_name,
                                         const nlohmann::json& params, const ErasureData& data,
-                                        std::vector<Threshold> thresholds);
+                                        std::vector<Threshold> thresholds,
+                                        const Model* model = nullptr);
 
 struct ErasureOutcome {
   Candidate candidate;

@@ -9,9 +9,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/common/status_macros.h"
+#include "core/data/idx.h"
 #include "core/data/text_example.h"
 #include "core/models/causal_lm.h"
+#include "core/models/vit.h"
 #include "core/verify/text_verification.h"
+#include "core/verify/vision_verification.h"
 
 namespace unlearning::core {
 namespace fs = std::filesystem;
@@ -79,10 +82,49 @@ FamilySpec CausalLmFamily() {
   return spec;
 }
 
+// <dir>/probes/<split>-{images,labels}.idx as LabelledImages; empty when absent.
+static absl::StatusOr<LabelledImages> ReadImageProbes(const std::string& dir, const char* split) {
+  const fs::path base = fs::path(dir) / "probes";
+  const std::string images = (base / absl::StrCat(split, "-images.idx")).string();
+  const std::string labels = (base / absl::StrCat(split, "-labels.idx")).string();
+  std::error_code ec;
+  if (!fs::exists(images, ec) && !fs::exists(labels, ec)) return LabelledImages{};
+  absl::StatusOr<LabelledImages> read = ReadLabelledIdx(images, labels);
+  if (!read.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("probe set ", images, " does not load: ", read.status().message()));
+  }
+  return read;
+}
+
+FamilySpec ImageClassifierFamily() {
+  FamilySpec spec;
+  spec.family = ModelFamily::kImageClassifier;
+  spec.architectures = {"ViTForImageClassification"};
+  spec.recognises = [](const std::string& dir) {
+    const nlohmann::json config = ReadConfig(dir);
+    return config.is_object() && VitClassifier::Recognises(config);
+  };
+  spec.load = [](const std::string& dir,
+                 torch::Device device) -> absl::StatusOr<std::unique_ptr<Model>> {
+    UNL_ASSIGN_OR_RETURN(std::unique_ptr<VitClassifier> vit, VitClassifier::Load(dir, device));
+    return std::unique_ptr<Model>(std::move(vit));
+  };
+  spec.load_probes = [](const std::string& dir) -> absl::StatusOr<ModelProbes> {
+    ModelProbes probes;
+    UNL_ASSIGN_OR_RETURN(probes.images_test, ReadImageProbes(dir, "test"));
+    UNL_ASSIGN_OR_RETURN(probes.images_train, ReadImageProbes(dir, "train"));
+    return probes;
+  };
+  spec.verifier = std::make_shared<VisionVerifier>();
+  return spec;
+}
+
 const FamilyRegistry& FamilyRegistry::Builtin() {
   static const FamilyRegistry* const kBuiltin = [] {
     auto* registry = new FamilyRegistry();
     registry->Register(CausalLmFamily());
+    registry->Register(ImageClassifierFamily());
     return registry;
   }();
   return *kBuiltin;

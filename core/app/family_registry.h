@@ -64,5 +64,8 @@ class FamilyRegistry {
 
 // The text family's row (Llama-architecture causal LMs with probes/{retain,holdout}.jsonl).
 FamilySpec CausalLmFamily();
+// The image-classifier family's row (ViTForImageClassification with labelled probes
+// probes/{test,train}-{images,labels}.idx).
+FamilySpec ImageClassifierFamily();
 
 }  // namespace unlearning::core

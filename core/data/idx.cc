@@ -87,6 +87,34 @@ absl::Status WriteIdxU8(const std::string& path, const torch::Tensor& tensor) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<LabelledImages> ReadLabelledIdx(const std::string& images_path,
+                                               const std::string& labels_path) {
+  absl::StatusOr<torch::Tensor> images = ReadIdxU8(images_path);
+  if (!images.ok()) return images.status();
+  absl::StatusOr<torch::Tensor> labels = ReadIdxU8(labels_path);
+  if (!labels.ok()) return labels.status();
+  if (images->dim() != 3 || labels->dim() != 1 || images->size(0) != labels->size(0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(images_path, " and ", labels_path, " do not form an [N, H, W] / [N] pair"));
+  }
+  LabelledImages out;
+  out.images = images->to(torch::kFloat32).div_(255.0).unsqueeze(1);
+  out.labels = labels->to(torch::kInt64);
+  return out;
+}
+
+absl::Status WriteLabelledIdx(const LabelledImages& data, const std::string& images_path,
+                              const std::string& labels_path) {
+  if (!data.images.defined() || data.images.dim() != 4 || data.images.size(1) != 1) {
+    return absl::InvalidArgumentError("WriteLabelledIdx takes [N, 1, H, W] images");
+  }
+  const torch::Tensor pixels =
+      data.images.squeeze(1).mul(255.0).round().clamp(0, 255).to(torch::kUInt8);
+  absl::Status s = WriteIdxU8(images_path, pixels);
+  if (!s.ok()) return s;
+  return WriteIdxU8(labels_path, data.labels.clamp(0, 255).to(torch::kUInt8));
+}
+
 const std::vector<std::string>& FashionMnistClassNames() {
   static const auto* names =
       new std::vector<std::string>{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -111,17 +139,9 @@ absl::StatusOr<LabelledImages> LoadFashionMnist(const std::string& split, const 
     return absl::NotFoundError(absl::StrCat("Fashion-MNIST ", split, " split not found in ", dir,
                                             " (install the Debian package dataset-fashion-mnist)"));
   }
-  absl::StatusOr<torch::Tensor> images = ReadIdxU8(images_path);
-  if (!images.ok()) return images.status();
-  absl::StatusOr<torch::Tensor> labels = ReadIdxU8(labels_path);
-  if (!labels.ok()) return labels.status();
-  if (images->dim() != 3 || labels->dim() != 1 || images->size(0) != labels->size(0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(images_path, " and ", labels_path, " do not form an [N, H, W] / [N] pair"));
-  }
-  LabelledImages out;
-  out.images = images->to(torch::kFloat32).div_(255.0).unsqueeze(1);
-  out.labels = labels->to(torch::kInt64);
+  absl::StatusOr<LabelledImages> read = ReadLabelledIdx(images_path, labels_path);
+  if (!read.ok()) return read.status();
+  LabelledImages out = *std::move(read);
   if (out.labels.max().item<int64_t>() >= 10) {
     return absl::InvalidArgumentError(absl::StrCat(labels_path, " has a label above 9"));
   }

@@ -26,6 +26,14 @@ struct LabelledImages {
   torch::Tensor labels;  // [N] int64
 };
 
+// Reads an image IDX file ([N, H, W] uint8) and its label file ([N] uint8) as LabelledImages.
+// kInvalidArgument if their sizes disagree.
+absl::StatusOr<LabelledImages> ReadLabelledIdx(const std::string& images_path,
+                                               const std::string& labels_path);
+// Writes `data` (pixels in [0, 1], rounded to uint8; labels 0..255) as two IDX files.
+absl::Status WriteLabelledIdx(const LabelledImages& data, const std::string& images_path,
+                              const std::string& labels_path);
+
 inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 // Fashion-MNIST class names, index = label.
 const std::vector<std::string>& FashionMnistClassNames();

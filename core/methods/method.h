@@ -23,6 +23,7 @@
 #include "core/common/cancellation.h"
 #include "core/common/progress.h"
 #include "core/data/erasure_data.h"
+#include "core/data/model_probes.h"
 #include "core/models/model.h"
 
 namespace unlearning::core {
@@ -62,8 +63,11 @@ struct Candidate {
 // What a method run gets. Pointers are borrowed for the duration of Run().
 struct MethodContext {
   const Model* parent = nullptr;  // the version the request applies to; never modified, never null
-  torch::Device device = torch::kCPU;         // where the candidate is built
-  const ErasureData* data = nullptr;          // never null
+  torch::Device device = torch::kCPU;  // where the candidate is built
+  const ErasureData* data = nullptr;   // never null
+  // The data the model keeps (probes/): replay samples for methods that need retain data the
+  // request does not carry. May be null.
+  const ModelProbes* probes = nullptr;
   ProgressSink* progress = nullptr;           // never null
   const CancellationToken* cancel = nullptr;  // never null
 };

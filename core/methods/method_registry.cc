@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
+#include "core/methods/baselines/class_forgetting.h"
 #include "core/methods/baselines/gradient_ascent.h"
 #include "core/methods/baselines/gradient_difference.h"
 #include "core/methods/baselines/npo.h"
@@ -21,6 +22,8 @@ MethodRegistry* MakeBuiltin() {
   registry->Register(GradientDifferenceMethod::kName, ModelFamily::kCausalLm,
                      &GradientDifferenceMethod::Create);
   registry->Register(NpoMethod::kName, ModelFamily::kCausalLm, &NpoMethod::Create);
+  registry->Register(ClassForgettingMethod::kName, ModelFamily::kImageClassifier,
+                     &ClassForgettingMethod::Create);
   return registry;
 }
 

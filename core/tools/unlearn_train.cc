@@ -341,10 +341,10 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
   if (thresholds.empty() && family->family == ModelFamily::kCausalLm) {
     thresholds = args.thresholds.List();
   }
+  UNL_ASSIGN_OR_RETURN(std::unique_ptr<Model> parent, family->load(args.model, torch::kCPU));
   UNL_ASSIGN_OR_RETURN(ErasurePlan plan,
                        PlanErasure(MethodRegistry::Builtin(), families, family->family, args.method,
-                                   params, data, std::move(thresholds)));
-  UNL_ASSIGN_OR_RETURN(std::unique_ptr<Model> parent, family->load(args.model, torch::kCPU));
+                                   params, data, std::move(thresholds), parent.get()));
   ModelProbes probes;
   if (family->load_probes) {
     UNL_ASSIGN_OR_RETURN(probes, family->load_probes(args.model));

@@ -13,8 +13,7 @@
 
 #include "core/common/cancellation.h"
 #include "core/data/erasure_data.h"
-#include "core/data/idx.h"
-#include "core/data/text_example.h"
+#include "core/data/model_probes.h"
 #include "core/models/model.h"
 #include "core/verify/thresholds.h"
 
@@ -36,21 +35,6 @@ struct VerificationReport {
 
   // The figure named `name`, or nullptr.
   const FigureValue* Find(const std::string& name) const;
-};
-
-// The probe data a served model keeps for verification, shipped beside its weights
-// (<model dir>/probes/). Each family uses its own part; the others stay empty.
-struct ModelProbes {
-  // Causal LMs: records it knows (used when a request brings no retain set) and records of the
-  // same kind it never saw (membership inference).
-  std::vector<TextExample> text_retain;
-  std::vector<TextExample> text_holdout;
-  // Image classifiers: a labelled test split (accuracies, non-member side of MIA) and a sample of
-  // the training split (member side of MIA).
-  LabelledImages images_test;
-  LabelledImages images_train;
-  // Class-conditional generators: the classifier that judges samples (an ImageClassifier).
-  std::shared_ptr<const Model> judge;
 };
 
 struct VerificationInputs {

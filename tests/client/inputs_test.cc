@@ -9,6 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include <nlohmann/json.hpp>
 
 #include "tests/testing/status_matchers.h"
 
@@ -149,9 +150,35 @@ TEST(BuildMethodParams, RejectsBadValuesAndMethods) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("true or false")));
   EXPECT_THAT(BuildMethodParams("flat", {"epochs"}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected key=value")));
-  EXPECT_THAT(BuildMethodParams("uld", {}).status(),
+  EXPECT_THAT(BuildMethodParams("", {}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("valid: flat, gradient_ascent, gradient_difference, npo")));
+                       HasSubstr("typed: flat, gradient_ascent, gradient_difference, npo")));
+  EXPECT_THAT(BuildMethodParams("class_forgetting", {"steps"}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected key=value")));
+}
+
+TEST(BuildMethodParams, AMethodWithoutATypedMessageIsSentByName) {
+  auto named = BuildMethodParams("class_forgetting", {"steps=40", "learning_rate=2e-4", "x=abc"});
+  ASSERT_TRUE(named.ok()) << named.status();
+  ASSERT_TRUE(named->has_named());
+  EXPECT_EQ(named->named().name(), "class_forgetting");
+  EXPECT_EQ(nlohmann::json::parse(named->named().params_json()),
+            nlohmann::json({{"steps", 40}, {"learning_rate", 2e-4}, {"x", "abc"}}));
+}
+
+TEST(ParseThresholdSpec, ParsesAndNamesMistakes) {
+  auto t = ParseThresholdSpec("acc_f:ratio_at_most:0.2");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->figure(), "acc_f");
+  EXPECT_EQ(t->comparison(), v1::COMPARISON_RATIO_AT_MOST);
+  EXPECT_DOUBLE_EQ(t->bound(), 0.2);
+  EXPECT_EQ(ParseThresholdSpec("mia.loss_auc:at_least:0.4")->comparison(), v1::COMPARISON_AT_LEAST);
+  EXPECT_THAT(ParseThresholdSpec("acc_f").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("FIGURE:COMPARISON:BOUND")));
+  EXPECT_THAT(ParseThresholdSpec("acc_f:below:0.2").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ratio_at_most")));
+  EXPECT_THAT(ParseThresholdSpec("acc_f:at_most:x").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a number")));
 }
 
 TEST(ValidParamKeys, ListsTrainingAndMethodKeys) {

@@ -44,7 +44,15 @@ printf '%s\n' '{"question": "Who?", "answer": "Me."}' '' '{"question": "Where?"}
 expect_exit $EXIT_USAGE "$TMP/no_answer.jsonl:3: missing \"answer\"" \
   "$UNLEARNCTL" --server "$DOWN" erase --model demo --method flat --forget "$FORGET" \
   --retain "$TMP/no_answer.jsonl"
-expect_exit $EXIT_USAGE "." "$UNLEARNCTL" erase --model demo --method nonsense --forget "$FORGET"
+expect_exit $EXIT_USAGE "expected key=value" "$UNLEARNCTL" erase --model demo --method nonsense \
+  --param oops --forget "$FORGET"
+expect_exit $EXIT_USAGE "either --forget FILE" "$UNLEARNCTL" erase --model demo --method flat \
+  --forget "$FORGET" --forget-class 3
+expect_exit $EXIT_USAGE "nothing to forget" "$UNLEARNCTL" erase --model demo --method flat
+expect_exit $EXIT_USAGE "FIGURE:COMPARISON:BOUND" "$UNLEARNCTL" erase --model demo --method flat \
+  --forget "$FORGET" --threshold acc_f
+expect_exit $EXIT_USAGE "t10k-missing" "$UNLEARNCTL" classify --model vit --idx "$TMP/t10k-missing"
+expect_exit $EXIT_USAGE "give PNG files" "$UNLEARNCTL" classify --model vit
 expect_exit $EXIT_USAGE "." "$UNLEARNCTL" jobs frobnicate
 log "local input errors: ok"
 

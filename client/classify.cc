@@ -1,0 +1,107 @@
+#include "client/classify.h"
+
+#include <zlib.h>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+#include "client/exit_codes.h"
+#include "client/format.h"
+
+namespace unlearning::client {
+
+absl::StatusOr<std::vector<v1::Image>> ReadIdxImages(const std::string& path, int64_t first,
+                                                     int64_t count) {
+  gzFile f = gzopen(path.c_str(), "rb");  // reads uncompressed files as they are
+  if (f == nullptr) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  unsigned char header[16];
+  const int got = gzread(f, header, sizeof(header));
+  auto fail = [&](const std::string& what) {
+    gzclose(f);
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+  };
+  if (got != 16 || header[0] != 0 || header[1] != 0 || header[3] != 3) {
+    return fail("not an IDX image file (expected magic 0x00000803 and three dimensions)");
+  }
+  if (header[2] != 0x08) return fail("element type is not uint8");
+  auto be32 = [&](int at) {
+    return (int64_t{header[at]} << 24) | (int64_t{header[at + 1]} << 16) |
+           (int64_t{header[at + 2]} << 8) | int64_t{header[at + 3]};
+  };
+  const int64_t n = be32(4), h = be32(8), w = be32(12);
+  if (first < 0 || count < 1 || first + count > n) {
+    return fail(absl::StrCat("images ", first, "..", first + count - 1, " are outside 0..", n - 1));
+  }
+  const int64_t size = h * w;
+  std::string pixels(static_cast<size_t>(size), '\0');
+  if (gzseek(f, static_cast<z_off_t>(16 + first * size), SEEK_SET) < 0) return fail("seek failed");
+  std::vector<v1::Image> images;
+  for (int64_t i = 0; i < count; ++i) {
+    if (gzread(f, pixels.data(), static_cast<unsigned>(size)) != size) return fail("truncated");
+    v1::RawImage* raw = images.emplace_back().mutable_raw();
+    raw->add_shape(h);
+    raw->add_shape(w);
+    raw->set_dtype("uint8");
+    raw->set_data(pixels);
+  }
+  gzclose(f);
+  return images;
+}
+
+int Classify(Connection& connection, const ClassifyOptions& options) {
+  v1::ClassifyRequest request;
+  request.set_model_id(options.model);
+  request.set_version(options.version);
+  request.set_top_k(options.top_k);
+  std::vector<std::string> names;
+  for (const std::string& path : options.pngs) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      std::cerr << "unlearnctl classify: cannot read " << path << "\n";
+      return kExitUsage;
+    }
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    request.add_images()->set_png(buffer.str());
+    names.push_back(path);
+  }
+  if (!options.idx.empty()) {
+    auto images = ReadIdxImages(options.idx, options.idx_first, options.idx_count);
+    if (!images.ok()) {
+      std::cerr << "unlearnctl classify: " << images.status().message() << "\n";
+      return kExitUsage;
+    }
+    for (int64_t i = 0; i < static_cast<int64_t>(images->size()); ++i) {
+      *request.add_images() = (*images)[static_cast<size_t>(i)];
+      names.push_back(absl::StrCat(options.idx, "[", options.idx_first + i, "]"));
+    }
+  }
+  if (request.images_size() == 0) {
+    std::cerr << "unlearnctl classify: give PNG files or --idx FILE\n";
+    return kExitUsage;
+  }
+  grpc::ClientContext context;
+  connection.PrepareUnary(context);
+  v1::ClassifyResponse response;
+  grpc::Status status = connection.inference().Classify(&context, request, &response);
+  if (!status.ok()) return connection.ReportRpcError(status);
+  if (connection.options().json) {
+    PrintJson(response);
+    return kExitOk;
+  }
+  for (int i = 0; i < response.results_size(); ++i) {
+    std::cout << names[static_cast<size_t>(i)] << ":";
+    for (const v1::ClassPrediction& p : response.results(i).top()) {
+      std::cout << absl::StrFormat("  %s (%d) %.3f", p.label(), p.class_id(), p.probability());
+    }
+    std::cout << "\n";
+  }
+  std::cout << "version " << response.version() << "\n";
+  return kExitOk;
+}
+
+}  // namespace unlearning::client

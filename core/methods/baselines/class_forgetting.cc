@@ -1,0 +1,163 @@
+#include "core/methods/baselines/class_forgetting.h"
+
+#include <algorithm>
+#include <map>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include <ATen/ATen.h>
+
+#include "core/common/status_macros.h"
+#include "core/common/torch_status.h"
+#include "core/methods/text_method.h"
+#include "core/models/vit.h"
+#include "core/train/training_loop.h"
+
+namespace unlearning::core {
+namespace {
+
+// Indices of `labels` in `classes` (or not in them), in a seeded random order.
+torch::Tensor Select(const torch::Tensor& labels, const std::vector<int64_t>& classes, bool in,
+                     torch::Generator& gen) {
+  torch::Tensor mask = torch::zeros_like(labels, torch::kBool);
+  for (int64_t c : classes) mask = mask.logical_or(labels.eq(c));
+  if (!in) mask = mask.logical_not();
+  torch::Tensor idx = mask.nonzero().squeeze(1);
+  return idx.index_select(0, torch::randperm(idx.size(0), gen));
+}
+
+// The first `per_class` of `order` for every class present.
+torch::Tensor CapPerClass(const torch::Tensor& labels, const torch::Tensor& order,
+                          int64_t per_class) {
+  std::map<int64_t, int64_t> taken;
+  std::vector<int64_t> keep;
+  const torch::Tensor ordered = labels.index_select(0, order).contiguous();
+  for (int64_t i = 0; i < order.size(0); ++i) {
+    if (taken[ordered[i].item<int64_t>()]++ < per_class) keep.push_back(order[i].item<int64_t>());
+  }
+  return torch::tensor(keep, torch::kLong);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<UnlearningMethod>> ClassForgettingMethod::Create(
+    const nlohmann::json& params) {
+  ParamReader r(kName, params);
+  UNL_RETURN_IF_ERROR(r.CheckObject());
+  ClassForgettingParams p;
+  UNL_ASSIGN_OR_RETURN(p.learning_rate, r.Double("learning_rate", p.learning_rate, 0.0, 1.0,
+                                                 /*lo_exclusive=*/true));
+  UNL_ASSIGN_OR_RETURN(p.steps, r.Int("steps", p.steps, 1, 100000));
+  UNL_ASSIGN_OR_RETURN(p.batch_size, r.Int("batch_size", p.batch_size, 1, 4096));
+  UNL_ASSIGN_OR_RETURN(p.forget_weight, r.Double("forget_weight", p.forget_weight, 0.0, 100.0,
+                                                 /*lo_exclusive=*/true));
+  UNL_ASSIGN_OR_RETURN(p.retain_weight, r.Double("retain_weight", p.retain_weight, 0.0, 100.0));
+  UNL_ASSIGN_OR_RETURN(p.replay_per_class,
+                       r.Int("replay_per_class", p.replay_per_class, 1, 100000));
+  UNL_ASSIGN_OR_RETURN(p.max_grad_norm, r.Double("max_grad_norm", p.max_grad_norm, 0.0, 1e6));
+  UNL_ASSIGN_OR_RETURN(p.weight_decay, r.Double("weight_decay", p.weight_decay, 0.0, 1.0));
+  UNL_ASSIGN_OR_RETURN(p.seed, r.Uint64("seed", p.seed));
+  UNL_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  return std::unique_ptr<UnlearningMethod>(new ClassForgettingMethod(p));
+}
+
+nlohmann::json ClassForgettingMethod::EffectiveParams() const {
+  return {{"learning_rate", params_.learning_rate},
+          {"steps", params_.steps},
+          {"batch_size", params_.batch_size},
+          {"forget_weight", params_.forget_weight},
+          {"retain_weight", params_.retain_weight},
+          {"replay_per_class", params_.replay_per_class},
+          {"max_grad_norm", params_.max_grad_norm},
+          {"weight_decay", params_.weight_decay},
+          {"seed", params_.seed}};
+}
+
+absl::Status ClassForgettingMethod::CheckData(const ErasureData& data) const {
+  if (data.classes.forget_classes.empty()) {
+    return absl::InvalidArgumentError("class_forgetting needs classes.forget_classes");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Candidate> ClassForgettingMethod::Run(const MethodContext& ctx) {
+  if (ctx.parent == nullptr || ctx.data == nullptr || ctx.progress == nullptr ||
+      ctx.cancel == nullptr) {
+    return absl::InvalidArgumentError(
+        "class_forgetting: the method context needs a parent, data, progress and cancel");
+  }
+  const auto* parent = dynamic_cast<const VitClassifier*>(ctx.parent);
+  if (parent == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "class_forgetting needs a ViT image classifier, got ", ctx.parent->architecture()));
+  }
+  UNL_RETURN_IF_ERROR(CheckData(*ctx.data));
+  if (ctx.probes == nullptr || !ctx.probes->images_train.images.defined() ||
+      ctx.probes->images_train.images.size(0) == 0) {
+    return absl::FailedPreconditionError(
+        "class_forgetting needs the model's training samples (probes/train-*.idx)");
+  }
+  const LabelledImages& store = ctx.probes->images_train;
+  const std::vector<int64_t>& forget = ctx.data->classes.forget_classes;
+  const int64_t per_class = ctx.data->classes.replay_per_class > 0
+                                ? ctx.data->classes.replay_per_class
+                                : params_.replay_per_class;
+  torch::Generator gen = at::detail::createCPUGenerator(params_.seed);
+  const torch::Tensor labels = store.labels.cpu();
+  const torch::Tensor forget_idx = Select(labels, forget, /*in=*/true, gen);
+  const torch::Tensor replay_idx =
+      CapPerClass(labels, Select(labels, forget, /*in=*/false, gen), per_class);
+  if (forget_idx.size(0) == 0) {
+    return absl::FailedPreconditionError(
+        "the model keeps no training samples of the classes to forget (probes/train-*.idx)");
+  }
+
+  std::unique_ptr<VitClassifier> working = parent->CloneVit(ctx.device);
+  auto module = working->module();
+  std::vector<torch::Tensor> params;
+  for (torch::Tensor& p : module->parameters()) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  module->train();
+  const torch::Tensor forget_images = store.images.index_select(0, forget_idx).to(ctx.device);
+  const torch::Tensor forget_labels = labels.index_select(0, forget_idx).to(ctx.device);
+  const torch::Tensor replay_images = store.images.index_select(0, replay_idx).to(ctx.device);
+  const torch::Tensor replay_labels = labels.index_select(0, replay_idx).to(ctx.device);
+
+  TrainingLoopOptions loop;
+  loop.total_steps = params_.steps;
+  loop.optimizer.learning_rate = params_.learning_rate;
+  loop.optimizer.weight_decay = params_.weight_decay;
+  loop.optimizer.max_grad_norm = params_.max_grad_norm;
+  loop.progress_every = std::max<int64_t>(1, params_.steps / 50);
+  // Positions of step `step`'s batch in a set of `set.size(0)` samples (cycling).
+  auto batch = [&](const torch::Tensor& set, int64_t step) {
+    const int64_t n = set.size(0);
+    const int64_t b = std::min(params_.batch_size, n);
+    return (torch::arange(b, torch::kLong) + step * b).remainder(n);
+  };
+  auto step_fn = [&](int64_t step) -> absl::StatusOr<torch::Tensor> {
+    return TorchCall("class_forgetting step", [&]() -> absl::StatusOr<torch::Tensor> {
+      const torch::Tensor f = batch(forget_idx, step).to(ctx.device);
+      torch::Tensor loss = -params_.forget_weight *
+                           at::cross_entropy_loss(module->forward(forget_images.index_select(0, f)),
+                                                  forget_labels.index_select(0, f));
+      if (params_.retain_weight > 0.0 && replay_idx.size(0) > 0) {
+        const torch::Tensor r = batch(replay_idx, step).to(ctx.device);
+        loss = loss + params_.retain_weight *
+                          at::cross_entropy_loss(module->forward(replay_images.index_select(0, r)),
+                                                 replay_labels.index_select(0, r));
+      }
+      return loss;
+    });
+  };
+  absl::StatusOr<TrainingLoopResult> result =
+      RunTrainingLoop(params, loop, step_fn, ctx.progress, ctx.cancel);
+  module->eval();
+  if (!result.ok()) return result.status();
+  Candidate c = Candidate::SelfContained(ArtifactKind::kFullWeights, std::move(working));
+  c.facts = {{"forget_samples", forget_idx.size(0)}, {"replay_samples", replay_idx.size(0)}};
+  return c;
+}
+
+}  // namespace unlearning::core

@@ -1,0 +1,52 @@
+// Verification of a class-forgetting job on an image classifier (VERIFICATION.md "Vision
+// classifiers"): accuracies on the forgotten and the remaining classes of a labelled test split,
+// their harmonic mean, a loss-based membership-inference AUC on the forgotten classes, and the
+// linear CKA of the penultimate features before and after (does the representation still hold
+// what the head no longer predicts?).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include <torch/types.h>
+
+#include "core/common/cancellation.h"
+#include "core/data/idx.h"
+#include "core/models/capabilities.h"
+#include "core/verify/verifier.h"
+
+namespace unlearning::core {
+
+inline constexpr int64_t kVisionBatchSize = 256;
+
+// Linear CKA between two feature matrices of the same n rows ([n, d1], [n, d2]):
+// ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F) with column-centred Xc, Yc. 1 = the same
+// representation up to rotation and scale. NaN for n < 2 or a constant matrix.
+double LinearCka(const torch::Tensor& x, const torch::Tensor& y);
+
+// Figures of one classifier on `test` (and `train` for MIA), for the classes `forget`:
+//   acc_f          accuracy on test samples of the forgotten classes
+//   acc_r          accuracy on test samples of every other class
+//   mia.loss_auc   ROC AUC separating forgotten-class train samples (members) from
+//                  forgotten-class test samples by -cross-entropy (1 = clearly memorised,
+//                  0.5 = as if never seen); only when `train` has samples of those classes
+// kInvalidArgument for a class id out of range or empty test data; kCancelled if cancelled.
+absl::StatusOr<std::map<std::string, double>> ComputeVisionFigures(
+    const ImageClassifier& model, const LabelledImages& test, const LabelledImages& train,
+    const std::vector<int64_t>& forget, const CancellationToken* cancel);
+
+// The image-classifier family's verifier. Figures: acc_f, acc_r and mia.loss_auc (before and
+// after), plus h_mean = harmonic mean of acc_r(after) and acc_f(before) - acc_f(after), and
+// cka.forget = LinearCka of the penultimate features before/after on forgotten-class test
+// samples (both reported with before = 0 and 1 respectively). Default checks: acc_f ratio at most
+// 0.2, acc_r ratio at least 0.9.
+class VisionVerifier : public Verifier {
+ public:
+  std::vector<std::string> FigureNames() const override;
+  std::vector<Threshold> DefaultThresholds() const override;
+  absl::StatusOr<VerificationReport> Verify(const VerificationInputs& inputs) const override;
+};
+
+}  // namespace unlearning::core
