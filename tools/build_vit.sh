@@ -48,6 +48,9 @@ PATCH=7 HIDDEN=96 LAYERS=4 HEADS=4 INTERMEDIATE=192 INIT_SEED=0
 EPOCHS=7 BATCH=128 LR=2e-3 WEIGHT_DECAY=0.05 WARMUP_EPOCHS=0.5 LABEL_SMOOTHING=0.1 SHIFT=0
 TRAIN_SEED=0
 MIN_ACCURACY=0.88
+# Verification probes shipped with the model (model/probes/*.idx): not part of training, so they
+# have their own marker and are added to a cached model without retraining it.
+PROBES_PER_CLASS=300
 RECIPE="vit-v1 fashion-mnist vit(patch=$PATCH,hidden=$HIDDEN,layers=$LAYERS,heads=$HEADS,intermediate=$INTERMEDIATE,seed=$INIT_SEED) train(epochs=$EPOCHS,batch=$BATCH,lr=$LR,wd=$WEIGHT_DECAY,warmup_epochs=$WARMUP_EPOCHS,cosine,label_smoothing=$LABEL_SMOOTHING,shift=$SHIFT,seed=$TRAIN_SEED,min_accuracy=$MIN_ACCURACY)"
 
 json_field() {  # json_field FILE KEY: prints the string/number value of a top-level key
@@ -58,8 +61,13 @@ except Exception:
     print("")' "$1" "$2"
 }
 
+BIN="$BUILD_DIR/core/unlearn-build-vit"
 if [[ $FORCE -eq 0 && -f "$OUT/vit.json" ]]; then
   if [[ "$(json_field "$OUT/vit.json" recipe)" == "$RECIPE" ]]; then
+    if [[ "$(cat "$OUT/model/probes/per_class" 2>/dev/null)" != "$PROBES_PER_CLASS" ]]; then
+      "$BIN" --out "$OUT/model" --probes-only --probes-per-class "$PROBES_PER_CLASS"
+      echo "$PROBES_PER_CLASS" >"$OUT/model/probes/per_class"
+    fi
     echo "build_vit.sh: cached ($OUT)"
     exit 0
   fi
@@ -74,7 +82,6 @@ START=$(date +%s)
 if [[ ! -f "$BUILD_DIR/build.ninja" && ! -f "$BUILD_DIR/Makefile" ]]; then
   cmake -S "$REPO" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 fi
-BIN="$BUILD_DIR/core/unlearn-build-vit"
 # Build the tool only when it is missing: under ctest the build is done, and a second ninja in
 # the same build directory must not run concurrently.
 if [[ ! -x "$BIN" ]]; then
@@ -93,12 +100,13 @@ STATUS=0
   --epochs "$EPOCHS" --batch-size "$BATCH" --lr "$LR" --weight-decay "$WEIGHT_DECAY" \
   --warmup-epochs "$WARMUP_EPOCHS" --label-smoothing "$LABEL_SMOOTHING" --shift "$SHIFT" \
   --seed "$TRAIN_SEED" --threads "$THREADS" --progress-every 100 \
-  --min-accuracy "$MIN_ACCURACY" || STATUS=$?
+  --probes-per-class "$PROBES_PER_CLASS" --min-accuracy "$MIN_ACCURACY" || STATUS=$?
 if [[ $STATUS -ne 0 ]]; then
   [[ $STATUS -eq 2 ]] && echo "build_vit.sh: test accuracy below $MIN_ACCURACY" >&2
   echo "build_vit.sh: unlearn-build-vit failed (exit $STATUS)" >&2
   exit 1
 fi
+echo "$PROBES_PER_CLASS" >"$OUT/model.tmp/probes/per_class"
 mv "$OUT/model.tmp" "$OUT/model"
 
 END=$(date +%s)

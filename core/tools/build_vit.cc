@@ -86,14 +86,55 @@ struct Args {
   int64_t train_limit = 0;  // 0: all 60,000 training images
   int threads = 0;
   double min_accuracy = 0.0;
+  int64_t probes_per_class = 0;  // > 0: write verification probes into OUT/probes
+  bool probes_only = false;      // write the probes into an existing OUT and stop
   ClassifierTrainOptions train;
 };
+
+// The first `per_class` samples of every class, in split order.
+LabelledImages FirstPerClass(const LabelledImages& data, int64_t per_class) {
+  std::vector<torch::Tensor> idx;
+  for (int64_t c = 0; c < 10; ++c) {
+    idx.push_back(data.labels.eq(c).nonzero().squeeze(1).slice(0, 0, per_class));
+  }
+  const torch::Tensor keep = std::get<0>(torch::cat(idx).sort());
+  return {data.images.index_select(0, keep), data.labels.index_select(0, keep)};
+}
+
+// The verification probes the server reads for the image-classifier family
+// (core/app/family_registry.h): `per_class` test images of every class (accuracies, and the
+// non-members of the membership-inference AUC) and `per_class` training images of every class
+// (the members, and the replay store of class_forgetting), as IDX files in OUT/probes/.
+absl::Status WriteProbes(const std::string& out, const LabelledImages& train,
+                         const LabelledImages& test, int64_t per_class) {
+  const std::filesystem::path dir = std::filesystem::path(out) / "probes";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrFormat("mkdir %s: %s", dir.string(), ec.message()));
+  UNL_RETURN_IF_ERROR(WriteLabelledIdx(FirstPerClass(test, per_class),
+                                       (dir / "test-images.idx").string(),
+                                       (dir / "test-labels.idx").string()));
+  UNL_RETURN_IF_ERROR(WriteLabelledIdx(FirstPerClass(train, per_class),
+                                       (dir / "train-images.idx").string(),
+                                       (dir / "train-labels.idx").string()));
+  std::printf("probes: %lld test and %lld training images per class in %s\n",
+              static_cast<long long>(per_class), static_cast<long long>(per_class),
+              dir.string().c_str());
+  return absl::OkStatus();
+}
 
 // Returns the test accuracy.
 absl::StatusOr<double> Run(const Args& args) {
   const auto wall_start = std::chrono::steady_clock::now();
   UNL_ASSIGN_OR_RETURN(LabelledImages train, LoadFashionMnist("train", args.data_dir));
   UNL_ASSIGN_OR_RETURN(LabelledImages test, LoadFashionMnist("test", args.data_dir));
+  if (args.probes_only) {
+    if (args.probes_per_class < 1) {
+      return absl::InvalidArgumentError("--probes-only needs --probes-per-class N >= 1");
+    }
+    UNL_RETURN_IF_ERROR(WriteProbes(args.out, train, test, args.probes_per_class));
+    return 1.0;
+  }
   if (args.train_limit > 0 && args.train_limit < train.images.size(0)) {
     train.images = train.images.narrow(0, 0, args.train_limit);
     train.labels = train.labels.narrow(0, 0, args.train_limit);
@@ -150,6 +191,9 @@ absl::StatusOr<double> Run(const Args& args) {
   std::filesystem::create_directories(args.out, ec);
   if (ec) return absl::InternalError(absl::StrFormat("mkdir %s: %s", args.out, ec.message()));
   UNL_RETURN_IF_ERROR(model->Save(args.out));
+  if (args.probes_per_class > 0) {
+    UNL_RETURN_IF_ERROR(WriteProbes(args.out, train, test, args.probes_per_class));
+  }
   const double wall_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
 
@@ -237,6 +281,11 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   args.threads = DefaultThreads();
   app.add_option("--threads", args.threads, "LibTorch intra-op threads")->capture_default_str();
+  app.add_option("--probes-per-class", args.probes_per_class,
+                 "write N test and N training images per class to OUT/probes (0: none)")
+      ->capture_default_str();
+  app.add_flag("--probes-only", args.probes_only,
+               "only write the probes into an existing model directory OUT");
   app.add_option("--min-accuracy", args.min_accuracy, "exit 2 below this test accuracy")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
