@@ -171,6 +171,96 @@ grpc::Status InferenceServiceImpl::Classify(grpc::ServerContext*,
   return finish(absl::OkStatus());
 }
 
+grpc::Status InferenceServiceImpl::Sample(grpc::ServerContext* ctx,
+                                          const v1::SampleRequest* request,
+                                          grpc::ServerWriter<v1::SampleResponse>* writer) {
+  const auto start = Clock::now();
+  auto finish = [&](const absl::Status& status) {
+    metrics_->RecordInference(request->model_id(), "Sample", status.code(),
+                              std::chrono::duration<double>(Clock::now() - start).count());
+    return ToGrpc(status);
+  };
+  if (request->model_id().empty()) {
+    return finish(absl::InvalidArgumentError("model_id is required"));
+  }
+  auto served = models_->Resolve(request->model_id(), request->version());
+  if (!served.ok()) return finish(served.status());
+  const core::ImageSampler* sampler = (*served)->model->AsImageSampler();
+  if (sampler == nullptr) {
+    return finish(absl::FailedPreconditionError(
+        absl::StrCat("model '", request->model_id(),
+                     "' is not a class-conditional generator: Sample needs one")));
+  }
+  if (request->labels_size() == 0) {
+    return finish(absl::InvalidArgumentError("labels is empty: send one class label per image"));
+  }
+  if (request->labels_size() > kMaxSampleImages) {
+    return finish(absl::ResourceExhaustedError(absl::StrCat(
+        request->labels_size(), " images in one call; the limit is ", kMaxSampleImages)));
+  }
+  for (int i = 0; i < request->labels_size(); ++i) {
+    const int64_t label = request->labels(i);
+    if (label < 0 || label >= sampler->num_classes()) {
+      return finish(absl::InvalidArgumentError(absl::StrCat("labels[", i, "] = ", label,
+                                                            " is not a class of the model (0..",
+                                                            sampler->num_classes() - 1, ")")));
+    }
+  }
+  core::SampleOptions options;
+  options.steps =
+      request->steps() == 0 ? std::min<int64_t>(50, sampler->max_steps()) : request->steps();
+  if (options.steps < 1 || options.steps > sampler->max_steps()) {
+    return finish(absl::InvalidArgumentError(
+        absl::StrCat("steps must be in [1, ", sampler->max_steps(), "], got ", request->steps())));
+  }
+  options.sampler = request->sampler().empty() ? "ddim" : request->sampler();
+  if (options.sampler != "ddim" && options.sampler != "ancestral") {
+    return finish(absl::InvalidArgumentError(
+        absl::StrCat("sampler must be ddim or ancestral, got '", request->sampler(), "'")));
+  }
+  options.guidance_scale = request->has_guidance_scale() ? request->guidance_scale() : 3.0;
+  if (!(options.guidance_scale >= 0.0 && options.guidance_scale <= 20.0)) {
+    return finish(absl::InvalidArgumentError(
+        absl::StrCat("guidance_scale must be in [0, 20], got ", options.guidance_scale)));
+  }
+  options.seed = request->seed();
+  const std::string format = request->format().empty() ? "png" : request->format();
+  if (format != "png" && format != "raw") {
+    return finish(absl::InvalidArgumentError(
+        absl::StrCat("format must be png or raw, got '", request->format(), "'")));
+  }
+  core::CancellationToken cancel;  // a client that goes away stops the sampling loop
+  std::vector<int64_t> labels(request->labels().begin(), request->labels().end());
+  absl::StatusOr<torch::Tensor> images;
+  absl::Status status = core::TorchCall("sampling", [&]() -> absl::Status {
+    images = sampler->Sample(torch::tensor(labels, torch::kLong), options, &cancel);
+    return images.status();
+  });
+  if (!status.ok()) return finish(status);
+  const torch::Tensor cpu = images->to(torch::kFloat32).cpu().contiguous();
+  for (int i = 0; i < request->labels_size(); ++i) {
+    if (ctx->IsCancelled()) return finish(absl::CancelledError("the client went away"));
+    v1::SampleResponse response;
+    response.set_index(i);
+    response.set_label(labels[static_cast<size_t>(i)]);
+    response.set_version((*served)->version);
+    const torch::Tensor image = cpu[i].contiguous();
+    if (format == "png") {
+      absl::StatusOr<std::string> png = core::EncodePng(image);
+      if (!png.ok()) return finish(png.status());
+      response.mutable_image()->set_png(*std::move(png));
+    } else {
+      v1::RawImage* raw = response.mutable_image()->mutable_raw();
+      for (int64_t d : image.sizes()) raw->add_shape(d);
+      raw->set_dtype("float32");
+      raw->set_data(std::string(reinterpret_cast<const char*>(image.data_ptr<float>()),
+                                static_cast<size_t>(image.numel()) * sizeof(float)));
+    }
+    if (!writer->Write(response)) return finish(absl::CancelledError("the client went away"));
+  }
+  return finish(absl::OkStatus());
+}
+
 grpc::Status InferenceServiceImpl::Generate(grpc::ServerContext* ctx,
                                             const v1::GenerateRequest* request,
                                             grpc::ServerWriter<v1::GenerateResponse>* writer) {

@@ -88,8 +88,13 @@ class InferenceServiceImpl final : public v1::InferenceService::Service {
   grpc::Status Classify(grpc::ServerContext* ctx, const v1::ClassifyRequest* request,
                         v1::ClassifyResponse* response) override;
 
+  grpc::Status Sample(grpc::ServerContext* ctx, const v1::SampleRequest* request,
+                      grpc::ServerWriter<v1::SampleResponse>* writer) override;
+
   // Images per Classify call.
   static constexpr int kMaxClassifyImages = 256;
+  // Images per Sample call.
+  static constexpr int kMaxSampleImages = 64;
 
  private:
   ModelManager* models_;

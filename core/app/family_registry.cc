@@ -12,7 +12,9 @@
 #include "core/data/idx.h"
 #include "core/data/text_example.h"
 #include "core/models/causal_lm.h"
+#include "core/models/diffusion.h"
 #include "core/models/vit.h"
+#include "core/verify/generation_verification.h"
 #include "core/verify/text_verification.h"
 #include "core/verify/vision_verification.h"
 
@@ -120,11 +122,40 @@ FamilySpec ImageClassifierFamily() {
   return spec;
 }
 
+FamilySpec DiffusionFamily() {
+  FamilySpec spec;
+  spec.family = ModelFamily::kDiffusion;
+  spec.architectures = {"UNet2DModel"};
+  spec.recognises = [](const std::string& dir) { return DiffusionModel::Recognises(dir); };
+  spec.load = [](const std::string& dir,
+                 torch::Device device) -> absl::StatusOr<std::unique_ptr<Model>> {
+    UNL_ASSIGN_OR_RETURN(std::unique_ptr<DiffusionModel> model, DiffusionModel::Load(dir, device));
+    return std::unique_ptr<Model>(std::move(model));
+  };
+  spec.load_probes = [](const std::string& dir) -> absl::StatusOr<ModelProbes> {
+    ModelProbes probes;
+    const std::string judge = (fs::path(dir) / "judge").string();
+    std::error_code ec;
+    if (fs::exists(fs::path(judge) / "config.json", ec)) {
+      absl::StatusOr<std::unique_ptr<VitClassifier>> vit = VitClassifier::Load(judge, torch::kCPU);
+      if (!vit.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("judge classifier ", judge, " does not load: ", vit.status().message()));
+      }
+      probes.judge = std::shared_ptr<const Model>(*std::move(vit));
+    }
+    return probes;
+  };
+  spec.verifier = std::make_shared<GenerationVerifier>();
+  return spec;
+}
+
 const FamilyRegistry& FamilyRegistry::Builtin() {
   static const FamilyRegistry* const kBuiltin = [] {
     auto* registry = new FamilyRegistry();
     registry->Register(CausalLmFamily());
     registry->Register(ImageClassifierFamily());
+    registry->Register(DiffusionFamily());
     return registry;
   }();
   return *kBuiltin;

@@ -67,5 +67,8 @@ FamilySpec CausalLmFamily();
 // The image-classifier family's row (ViTForImageClassification with labelled probes
 // probes/{test,train}-{images,labels}.idx).
 FamilySpec ImageClassifierFamily();
+// The diffusion family's row (diffusers UNet2DModel pipelines; the classifier that judges their
+// samples ships in <dir>/judge/).
+FamilySpec DiffusionFamily();
 
 }  // namespace unlearning::core
