@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -101,6 +102,51 @@ int Classify(Connection& connection, const ClassifyOptions& options) {
     std::cout << "\n";
   }
   std::cout << "version " << response.version() << "\n";
+  return kExitOk;
+}
+
+int Sample(Connection& connection, const SampleOptions& options) {
+  v1::SampleRequest request;
+  request.set_model_id(options.model);
+  request.set_version(options.version);
+  for (int64_t label : options.labels) request.add_labels(label);
+  request.set_steps(options.steps);
+  request.set_sampler(options.sampler);
+  if (options.guidance_scale) request.set_guidance_scale(*options.guidance_scale);
+  request.set_seed(options.seed);
+  std::error_code ec;
+  std::filesystem::create_directories(options.out, ec);
+  if (ec) {
+    std::cerr << "unlearnctl sample: cannot create " << options.out << ": " << ec.message() << "\n";
+    return kExitUsage;
+  }
+  grpc::ClientContext context;
+  connection.PrepareUnary(context);
+  auto reader = connection.inference().Sample(&context, request);
+  v1::SampleResponse response;
+  int written = 0;
+  while (reader->Read(&response)) {
+    const std::string path =
+        (std::filesystem::path(options.out) /
+         absl::StrFormat("%03d-class%d.png", response.index(), response.label()))
+            .string();
+    std::ofstream f(path, std::ios::binary);
+    f << response.image().png();
+    if (!f) {
+      std::cerr << "unlearnctl sample: cannot write " << path << "\n";
+      return kExitError;
+    }
+    if (connection.options().json) {
+      std::cout << "{\"index\":" << response.index() << ",\"label\":" << response.label()
+                << ",\"version\":" << response.version() << ",\"path\":\"" << path << "\"}\n";
+    } else {
+      std::cout << path << "\n";
+    }
+    ++written;
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return connection.ReportRpcError(status);
+  if (!connection.options().json) std::cerr << written << " images written" << std::endl;
   return kExitOk;
 }
 

@@ -1,8 +1,9 @@
-// unlearnctl classify: top-k classes of PNG files or of images from an IDX file (e.g.
+// unlearnctl classify and sample: top-k classes of PNG files or of images from an IDX file (e.g.
 // Fashion-MNIST's t10k-images-idx3-ubyte[.gz]) on an image classifier.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,5 +31,18 @@ absl::StatusOr<std::vector<v1::Image>> ReadIdxImages(const std::string& path, in
                                                      int64_t count);
 
 int Classify(Connection& connection, const ClassifyOptions& options);
+
+// unlearnctl sample: images of a class-conditional generator, written as OUT/<index>-<label>.png.
+struct SampleOptions {
+  std::string model;
+  int64_t version = 0;
+  std::vector<int64_t> labels;
+  int steps = 0;  // 0 = the server's default
+  std::string sampler;
+  std::optional<double> guidance_scale;
+  uint64_t seed = 0;
+  std::string out;
+};
+int Sample(Connection& connection, const SampleOptions& options);
 
 }  // namespace unlearning::client

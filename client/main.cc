@@ -202,6 +202,20 @@ int Main(int argc, char** argv) {
   classify_cmd->add_option("--count", classify.idx_count, "IDX images to classify")
       ->capture_default_str();
   classify_cmd->add_option("pngs", classify.pngs, "PNG files");
+  SampleOptions sample;
+  CLI::App* sample_cmd =
+      app.add_subcommand("sample", "Images of a class-conditional generator, as PNG files");
+  sample_cmd->add_option("--model", sample.model, "Model id")->required();
+  sample_cmd->add_option("--version", sample.version, "Model version (default: serving)");
+  sample_cmd->add_option("--label", sample.labels, "Class label per image (repeatable)")
+      ->required();
+  sample_cmd->add_option("--steps", sample.steps, "Denoising steps (default: 50)");
+  sample_cmd->add_option("--sampler", sample.sampler, "ddim (default) or ancestral");
+  sample_cmd->add_option("--guidance", sample.guidance_scale, "Guidance scale (default: 3)");
+  sample_cmd->add_option("--seed", sample.seed, "Seed")->capture_default_str();
+  sample_cmd->add_option("--out", sample.out, "Directory for the PNG files")->required();
+  sample_cmd->callback([&] { command = [&](Connection& c) { return Sample(c, sample); }; });
+
   classify_cmd->callback([&] { command = [&](Connection& c) { return Classify(c, classify); }; });
 
   try {
