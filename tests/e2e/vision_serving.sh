@@ -64,6 +64,11 @@ python3 -c "import sys; fb, fa, rb, ra = map(float, sys.argv[1:]); sys.exit(0 if
   "$(fig acc_f before)" "$(fig acc_f after)" "$(fig acc_r before)" "$(fig acc_r after)" ||
   fail "figures miss the bar"
 
+# The family's figures are gauges under the same scheme as the text figures.
+curl -fsS "http://$METRICS/metrics" >"$TMP/metrics.txt" || fail "GET /metrics failed"
+grep '^unlearning_verification_figure{' "$TMP/metrics.txt" | grep 'model="vit"' |
+  grep -q 'figure="acc_f"' || fail "/metrics has no acc_f gauge for model vit"
+
 # Classify now answers from version 2 and labels none of those images Trouser; version 1 still
 # answers when named.
 ctl --json classify --model vit --idx "$IDX" --count "$N" >"$TMP/after.json" || fail "classify"
