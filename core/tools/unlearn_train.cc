@@ -31,6 +31,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
 #include <torch/types.h>
@@ -358,9 +359,13 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
     }
   }
 
-  std::printf("%s on %s (%s): %zu forget, %zu retain examples, %lld steps, %d threads\nparams %s\n",
-              args.method.c_str(), args.model.c_str(), ModelFamilyName(family->family),
-              data.forget.size(), data.retain.size(),
+  const std::string payload =
+      family->family == ModelFamily::kCausalLm
+          ? absl::StrFormat("%zu forget, %zu retain examples", data.forget.size(),
+                            data.retain.size())
+          : absl::StrFormat("forget classes %s", absl::StrJoin(args.forget_classes, ","));
+  std::printf("%s on %s (%s): %s, %lld steps, %d threads\nparams %s\n", args.method.c_str(),
+              args.model.c_str(), ModelFamilyName(family->family), payload.c_str(),
               static_cast<long long>(plan.method->TotalSteps(data)), at::get_num_threads(),
               plan.method->EffectiveParams().dump().c_str());
   std::fflush(stdout);
