@@ -17,18 +17,40 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::unlearning::testing::StatusIs;
 
-TEST(MethodRegistryTest, BuiltinHasTheTextMethods) {
-  EXPECT_THAT(MethodRegistry::Builtin().names(),
-              ElementsAre("flat", "gradient_ascent", "gradient_difference", "npo"));
+TEST(MethodRegistryTest, BuiltinHasTheTextMethodsAndTheVisionBaseline) {
+  EXPECT_THAT(
+      MethodRegistry::Builtin().names(),
+      ElementsAre("class_forgetting", "flat", "gradient_ascent", "gradient_difference", "npo"));
   for (const std::string& name : MethodRegistry::Builtin().names()) {
+    const ModelFamily want =
+        name == "class_forgetting" ? ModelFamily::kImageClassifier : ModelFamily::kCausalLm;
     absl::StatusOr<ModelFamily> family = MethodRegistry::Builtin().FamilyOf(name);
     ASSERT_TRUE(family.ok()) << name;
-    EXPECT_EQ(*family, ModelFamily::kCausalLm);
+    EXPECT_EQ(*family, want);
     UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> method,
                              MethodRegistry::Builtin().Create(name, nlohmann::json::object()));
     EXPECT_EQ(method->name(), name);
-    EXPECT_EQ(method->family(), ModelFamily::kCausalLm);
+    EXPECT_EQ(method->family(), want);
+    EXPECT_EQ(method->artifact_kind(), ArtifactKind::kFullWeights);
   }
+}
+
+TEST(MethodRegistryTest, ClassForgettingParametersAreChecked) {
+  const MethodRegistry& r = MethodRegistry::Builtin();
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> m,
+                           r.Create("class_forgetting", {{"steps", 10}, {"retain_weight", 0}}));
+  EXPECT_EQ(m->EffectiveParams()["steps"], 10);
+  EXPECT_EQ(m->EffectiveParams()["replay_per_class"], 200);
+  EXPECT_THAT(r.Create("class_forgetting", {{"steps", 0}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("class_forgetting.steps")));
+  EXPECT_THAT(r.Create("class_forgetting", {{"learning_rate", 0}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("learning_rate")));
+  EXPECT_THAT(r.Create("class_forgetting", {{"epochs", 3}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("epochs")));
+  ErasureData no_classes;
+  no_classes.family = ModelFamily::kImageClassifier;
+  EXPECT_THAT(m->CheckData(no_classes),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("forget_classes")));
 }
 
 TEST(MethodRegistryTest, UnknownMethodIsNotFound) {
