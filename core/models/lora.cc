@@ -6,6 +6,8 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/nn/init.h>
 
+#include "core/io/files.h"
+
 namespace unlearning::core {
 
 LoraLinearImpl::LoraLinearImpl(int64_t in_features, int64_t out_features, bool bias)
@@ -60,6 +62,29 @@ void LoraLinearImpl::MergeLora() {
   lora_b_ = torch::Tensor();
   scale_ = 0.0;
   dropout_ = 0.0;
+}
+
+}  // namespace unlearning::core
+
+namespace unlearning::core {
+
+std::map<std::string, torch::Tensor> MergedWeights(
+    const torch::nn::Module& module, const std::vector<std::pair<std::string, LoraLinear>>& linears,
+    torch::ScalarType dtype) {
+  torch::NoGradGuard no_grad;
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& item : module.named_parameters()) {
+    if (IsLoraFactor(item.key())) continue;
+    out[item.key()] = item.value().detach();
+  }
+  for (const auto& entry : linears) {
+    LoraLinear linear = entry.second;  // a shared handle: its accessors are non-const
+    if (!linear->lora_enabled()) continue;
+    torch::Tensor& w = out[entry.first + ".weight"];
+    w = w + at::matmul(linear->lora_b(), linear->lora_a()) * linear->lora_scale();
+  }
+  for (auto& [name, t] : out) t = t.to(torch::kCPU, dtype).contiguous();
+  return out;
 }
 
 }  // namespace unlearning::core

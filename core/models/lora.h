@@ -2,6 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <torch/nn/module.h>
 #include <torch/types.h>
@@ -41,5 +45,17 @@ class LoraLinearImpl : public torch::nn::Module {
   double dropout_ = 0.0;
 };
 TORCH_MODULE(LoraLinear);
+
+}  // namespace unlearning::core
+
+namespace unlearning::core {
+
+// The weights of `module` as a model directory stores them: every parameter but the LoRA factors,
+// with each enabled LoRA pair of `linears` (HF name, layer) folded into "<name>.weight", on the CPU
+// in `dtype`. The saved directory is then a plain Hugging Face checkpoint whatever the training
+// state. No autograd.
+std::map<std::string, torch::Tensor> MergedWeights(
+    const torch::nn::Module& module, const std::vector<std::pair<std::string, LoraLinear>>& linears,
+    torch::ScalarType dtype);
 
 }  // namespace unlearning::core

@@ -188,21 +188,7 @@ absl::Status VitClassifier::Save(const std::string& dir) const {
   const torch::ScalarType dtype = StorageDtype(config().torch_dtype);
   absl::StatusOr<std::map<std::string, torch::Tensor>> tensors =
       TorchCall("saving model", [&]() -> absl::StatusOr<std::map<std::string, torch::Tensor>> {
-        torch::NoGradGuard no_grad;
-        std::map<std::string, torch::Tensor> out;
-        for (const auto& item : module_->named_parameters()) {
-          if (IsLoraFactor(item.key())) continue;
-          out[item.key()] = item.value().detach();
-        }
-        // Enabled LoRA factors are folded into the saved weights: the directory is a plain
-        // Hugging Face ViT whatever the training state.
-        for (auto& [name, linear] : module_.ptr()->lora_linears()) {
-          if (!linear->lora_enabled()) continue;
-          torch::Tensor& w = out[name + ".weight"];
-          w = w + at::matmul(linear->lora_b(), linear->lora_a()) * linear->lora_scale();
-        }
-        for (auto& [name, t] : out) t = t.to(torch::kCPU, dtype).contiguous();
-        return out;
+        return MergedWeights(*module_, module_.ptr()->lora_linears(), dtype);
       });
   if (!tensors.ok()) return tensors.status();
   UNL_RETURN_IF_ERROR(
