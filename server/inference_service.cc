@@ -1,4 +1,6 @@
-// InferenceService: Generate (server-streamed), Score and Classify against a served model version.
+// InferenceService: Generate (server-streamed), Score, Classify and Sample (server-streamed)
+// against a served model version. Transport only: proto <-> core conversion around the free
+// functions of core/app/text_inference.h and core/app/image_inference.h.
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -7,10 +9,10 @@
 #include <ATen/ATen.h>
 
 #include "core/app/image_inference.h"
+#include "core/app/text_inference.h"
 #include "core/common/torch_status.h"
-#include "core/data/text_example.h"
 #include "core/io/png.h"
-#include "core/models/causal_lm.h"
+#include "core/models/model.h"
 #include "server/services.h"
 
 namespace unlearning::server {
@@ -20,7 +22,7 @@ using Clock = std::chrono::steady_clock;
 
 struct ResolvedLm {
   std::shared_ptr<const ServedVersion> version;  // keeps the model alive during the call
-  const core::CausalLm* lm = nullptr;
+  const core::LanguageModel* lm = nullptr;
 };
 
 absl::StatusOr<ResolvedLm> ResolveLm(ModelManager* models, const std::string& model_id,
@@ -28,36 +30,12 @@ absl::StatusOr<ResolvedLm> ResolveLm(ModelManager* models, const std::string& mo
   if (model_id.empty()) return absl::InvalidArgumentError("model_id is required");
   auto served = models->Resolve(model_id, version);
   if (!served.ok()) return served.status();
-  const auto* lm = dynamic_cast<const core::CausalLm*>((*served)->model.get());
+  const core::LanguageModel* lm = (*served)->model->AsLanguageModel();
   if (lm == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
         "model '", model_id, "' is not a causal language model: Generate and Score need one"));
   }
   return ResolvedLm{*std::move(served), lm};
-}
-
-// Length of the longest prefix of `bytes` that ends on a UTF-8 character boundary.
-size_t CompleteUtf8Prefix(const std::string& bytes) {
-  size_t n = bytes.size();
-  // Step back over at most 3 continuation bytes to the start of the last character.
-  size_t start = n;
-  for (size_t back = 1; back <= 4 && back <= n; ++back) {
-    const unsigned char c = static_cast<unsigned char>(bytes[n - back]);
-    if ((c & 0xC0) != 0x80) {
-      start = n - back;
-      break;
-    }
-  }
-  if (start == n) return n;
-  const unsigned char lead = static_cast<unsigned char>(bytes[start]);
-  size_t need = 1;
-  if ((lead & 0xE0) == 0xC0)
-    need = 2;
-  else if ((lead & 0xF0) == 0xE0)
-    need = 3;
-  else if ((lead & 0xF8) == 0xF0)
-    need = 4;
-  return n - start >= need ? n : start;
 }
 
 // One request image as [C, H, W] float32 in [0, 1] fitted to `spec`; errors name the image.
@@ -272,75 +250,37 @@ grpc::Status InferenceServiceImpl::Generate(grpc::ServerContext* ctx,
   };
   auto resolved = ResolveLm(models_, request->model_id(), request->version());
   if (!resolved.ok()) return finish(resolved.status());
-  const core::CausalLm& lm = *resolved->lm;
+  const int64_t served_version = resolved->version->version;
 
-  if (request->prompt().empty()) return finish(absl::InvalidArgumentError("prompt is empty"));
-  if (!core::IsValidUtf8(request->prompt())) {
-    return finish(absl::InvalidArgumentError("prompt is not valid UTF-8"));
-  }
-  const int max_tokens = request->max_tokens() == 0 ? 64 : request->max_tokens();
-  if (max_tokens < 1 || max_tokens > 4096) {
-    return finish(absl::InvalidArgumentError(
-        absl::StrCat("max_tokens must be in [1, 4096], got ", request->max_tokens())));
-  }
-  if (request->temperature() < 0.0 || request->temperature() > 10.0) {
-    return finish(absl::InvalidArgumentError(
-        absl::StrCat("temperature must be in [0, 10], got ", request->temperature())));
-  }
-  const double top_p = request->has_top_p() ? request->top_p() : 1.0;
-  if (!(top_p > 0.0 && top_p <= 1.0)) {
-    return finish(absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", top_p)));
-  }
-  const core::Tokenizer& tok = lm.tokenizer();
-  std::vector<int64_t> ids = {tok.bos_id()};
-  const std::string text =
-      request->qa_format() ? core::QaPrompt(request->prompt()) : request->prompt();
-  for (int64_t id : tok.Encode(text)) ids.push_back(id);
-  const int64_t context = lm.config().max_position_embeddings;
-  if (static_cast<int64_t>(ids.size()) + max_tokens > context) {
-    return finish(absl::InvalidArgumentError(
-        absl::StrCat("prompt (", ids.size(), " tokens) + max_tokens (", max_tokens,
-                     ") exceeds the model's context of ", context, " tokens")));
-  }
-
+  core::TextPrompt prompt{request->prompt(), request->qa_format()};
   core::GenerateOptions options;
-  options.max_new_tokens = max_tokens;
+  options.max_new_tokens = request->max_tokens() == 0 ? 64 : request->max_tokens();
   options.temperature = request->temperature();
-  options.top_p = top_p;
+  options.top_p = request->has_top_p() ? request->top_p() : 1.0;
   options.seed = request->seed();
-  std::string pending;  // bytes of an incomplete UTF-8 character
-  std::vector<int64_t> pending_ids;
+  auto to_proto = [&](const core::TextChunk& chunk) {
+    v1::GenerateResponse out;
+    out.set_text(chunk.text);
+    for (int64_t t : chunk.token_ids) out.add_token_ids(t);
+    out.set_version(served_version);
+    return out;
+  };
   bool client_gone = false;
-  int64_t emitted = 0;
-  auto on_token = [&](int64_t id) {
-    pending += tok.Decode({id});
-    pending_ids.push_back(id);
-    const size_t complete = CompleteUtf8Prefix(pending);
-    if (complete == 0 && pending.size() < 4) return true;
-    v1::GenerateResponse chunk;
-    chunk.set_text(pending.substr(0, complete));
-    for (int64_t t : pending_ids) chunk.add_token_ids(t);
-    chunk.set_version(resolved->version->version);
-    pending.erase(0, complete);
-    pending_ids.clear();
-    emitted += chunk.token_ids_size();
-    if (ctx->IsCancelled() || !writer->Write(chunk)) {
+  auto on_chunk = [&](const core::TextChunk& chunk) {
+    if (ctx->IsCancelled() || !writer->Write(to_proto(chunk))) {
       client_gone = true;
       return false;
     }
     return true;
   };
-  auto generated =
-      core::TorchCall("generating", [&] { return lm.Generate(ids, options, on_token); });
+  auto generated = core::Generate(*resolved->lm, prompt, options, on_chunk);
   if (!generated.ok()) return finish(generated.status());
   if (client_gone) return finish(absl::CancelledError("the client went away"));
-  v1::GenerateResponse last;
-  last.set_text(pending);
-  for (int64_t t : pending_ids) last.add_token_ids(t);
-  last.set_version(resolved->version->version);
-  last.set_finish_reason(static_cast<int>(generated->size()) < max_tokens ? "eos" : "max_tokens");
+  v1::GenerateResponse last = to_proto(generated->tail);
+  last.set_finish_reason(core::FinishReasonName(generated->finish_reason));
   writer->Write(last);
-  metrics_->AddGeneratedTokens(request->model_id(), static_cast<int64_t>(generated->size()));
+  metrics_->AddGeneratedTokens(request->model_id(),
+                               static_cast<int64_t>(generated->token_ids.size()));
   return finish(absl::OkStatus());
 }
 
@@ -354,43 +294,17 @@ grpc::Status InferenceServiceImpl::Score(grpc::ServerContext*, const v1::ScoreRe
   };
   auto resolved = ResolveLm(models_, request->model_id(), request->version());
   if (!resolved.ok()) return finish(resolved.status());
-  const core::CausalLm& lm = *resolved->lm;
-  if (request->continuation().empty()) {
-    return finish(absl::InvalidArgumentError("continuation is empty"));
-  }
-  if (!core::IsValidUtf8(request->prompt()) || !core::IsValidUtf8(request->continuation())) {
-    return finish(absl::InvalidArgumentError("prompt and continuation must be valid UTF-8"));
-  }
-  const core::Tokenizer& tok = lm.tokenizer();
-  std::vector<int64_t> ids = {tok.bos_id()};
-  const std::string text =
-      request->qa_format() ? core::QaPrompt(request->prompt()) : request->prompt();
-  for (int64_t id : tok.Encode(text)) ids.push_back(id);
-  const int64_t prompt_len = static_cast<int64_t>(ids.size());
-  for (int64_t id : tok.Encode(request->continuation())) ids.push_back(id);
-  const int64_t total = static_cast<int64_t>(ids.size());
-  if (total > lm.config().max_position_embeddings) {
-    return finish(absl::InvalidArgumentError(absl::StrCat("prompt + continuation is ", total,
-                                                          " tokens; the model's context is ",
-                                                          lm.config().max_position_embeddings)));
-  }
-  auto status = core::TorchCall("scoring", [&]() -> absl::Status {
-    at::Tensor input = at::tensor(ids, at::kLong).unsqueeze(0).to(lm.device());  // [1, T]
-    at::Tensor logp = at::log_softmax(lm.Logits(input)[0], -1).cpu();            // [T, V]
-    double sum = 0.0;
-    for (int64_t t = prompt_len; t < total; ++t) {
-      const double lp = logp[t - 1][ids[t]].item<double>();
-      response->add_token_log_probabilities(lp);
-      sum += lp;
-    }
-    const int32_t n = static_cast<int32_t>(total - prompt_len);
-    response->set_log_probability(sum);
-    response->set_num_tokens(n);
-    response->set_mean_token_probability(std::exp(sum / n));
-    response->set_version(resolved->version->version);
-    return absl::OkStatus();
-  });
-  return finish(status);
+  auto scores =
+      core::Score(*resolved->lm, core::TextPrompt{request->prompt(), request->qa_format()},
+                  {request->continuation()});
+  if (!scores.ok()) return finish(scores.status());
+  const core::ContinuationScore& score = scores->front();
+  for (double lp : score.token_log_probs) response->add_token_log_probabilities(lp);
+  response->set_log_probability(score.log_probability);
+  response->set_num_tokens(static_cast<int32_t>(score.num_tokens));
+  response->set_mean_token_probability(score.mean_token_probability);
+  response->set_version(resolved->version->version);
+  return finish(absl::OkStatus());
 }
 
 }  // namespace unlearning::server

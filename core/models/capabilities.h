@@ -1,6 +1,8 @@
 // What a served model can do, independent of its architecture. A family implements the
 // capabilities it has; the server's services, the verifiers and the methods ask a core::Model for
-// a capability (Model::AsImageClassifier() ...) instead of casting to a concrete class.
+// a capability (Model::AsLanguageModel(), Model::AsImageClassifier() ...) instead of casting to a
+// concrete class. The LanguageModel capability (tokenizer, batched logits, decode states) is in
+// language_model.h, included here.
 //
 // Images everywhere are float32 [B, C, H, W] with pixel values in [0, 1] (0 = black); a model
 // applies its own normalisation inside. Class ids are 0..num_classes()-1.
@@ -14,6 +16,7 @@
 #include <torch/types.h>
 
 #include "core/common/cancellation.h"
+#include "core/models/language_model.h"
 
 namespace unlearning::core {
 

@@ -4,15 +4,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
-#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -100,36 +97,27 @@ absl::Status CopyWeights(const std::map<std::string, torch::Tensor>& weights,
   return absl::OkStatus();
 }
 
-// Draws u in [0, 1) from 53 random bits (portable, unlike
-// std::uniform_real_distribution).
-double Uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+// The decode state of CausalLm: a KvCache stepped through forward_cached.
+class CausalLmDecodeState : public DecodeState {
+ public:
+  CausalLmDecodeState(const CausalLm* lm, int64_t batch) : lm_(lm), batch_(batch) {}
 
-//   logits: [V] float32. Greedy argmax when temperature == 0, else nucleus sampling.
-int64_t PickToken(const torch::Tensor& logits, const GenerateOptions& options,
-                  std::mt19937_64& rng) {
-  if (options.temperature <= 0.0) return logits.argmax().item<int64_t>();
-  torch::Tensor probs =
-      at::softmax(logits.to(torch::kCPU, torch::kFloat64) / options.temperature, -1).contiguous();
-  const double* p = probs.data_ptr<double>();
-  const int64_t v = probs.numel();
-  std::vector<int64_t> order(v);
-  for (int64_t i = 0; i < v; ++i) order[i] = i;
-  // Descending probability; ties by id so the order is deterministic.
-  std::sort(order.begin(), order.end(),
-            [p](int64_t a, int64_t b) { return p[a] != p[b] ? p[a] > p[b] : a < b; });
-  // Nucleus: the smallest prefix whose mass reaches top_p (always at least one
-  // token).
-  double kept_mass = 0.0;
-  int64_t kept = 0;
-  while (kept < v && (kept == 0 || kept_mass < options.top_p)) kept_mass += p[order[kept++]];
-  const double u = Uniform01(rng) * kept_mass;
-  double acc = 0.0;
-  for (int64_t i = 0; i < kept; ++i) {
-    acc += p[order[i]];
-    if (u < acc) return order[i];
+  torch::Tensor Step(const torch::Tensor& ids) override {
+    TORCH_CHECK(ids.dim() == 2 && ids.size(0) == batch_ && ids.size(1) >= 1,
+                "decode step: ids must be [", batch_, ", T >= 1], got ", ids.sizes());
+    c10::InferenceMode guard;
+    torch::Tensor logits = lm_->module().ptr()->forward_cached(ids.to(lm_->device(), torch::kInt64),
+                                                               &cache_);  // [B, T_new, V]
+    return logits.select(1, -1);                                          // [B, V]
   }
-  return order[kept - 1];
-}
+  int64_t length() const override { return cache_.length; }
+  int64_t batch_size() const override { return batch_; }
+
+ private:
+  const CausalLm* lm_;
+  int64_t batch_;
+  KvCache cache_;
+};
 
 }  // namespace
 
@@ -250,49 +238,15 @@ torch::Tensor CausalLm::Logits(const torch::Tensor& input_ids) const {
   return module_.ptr()->forward(input_ids.to(device_));
 }
 
+std::unique_ptr<DecodeState> CausalLm::NewDecodeState(int64_t batch) const {
+  return std::make_unique<CausalLmDecodeState>(this, batch);
+}
+
 absl::StatusOr<std::vector<int64_t>> CausalLm::Generate(
     const std::vector<int64_t>& prompt_ids, const GenerateOptions& options,
     const std::function<bool(int64_t)>& on_token) const {
-  const int64_t vocab = config().vocab_size;
-  if (prompt_ids.empty()) return absl::InvalidArgumentError("generate: empty prompt");
-  for (int64_t id : prompt_ids) {
-    if (id < 0 || id >= vocab) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("generate: prompt token ", id, " outside [0, ", vocab, ")"));
-    }
-  }
-  if (options.max_new_tokens < 0) {
-    return absl::InvalidArgumentError("generate: max_new_tokens must be >= 0");
-  }
-  if (!(options.temperature >= 0.0) || !std::isfinite(options.temperature)) {
-    return absl::InvalidArgumentError("generate: temperature must be a finite number >= 0");
-  }
-  if (!(options.top_p > 0.0 && options.top_p <= 1.0)) {
-    return absl::InvalidArgumentError("generate: top_p must be in (0, 1]");
-  }
-  return TorchCall("generate", [&]() -> absl::StatusOr<std::vector<int64_t>> {
-    c10::InferenceMode guard;
-    std::vector<int64_t> generated;
-    if (options.max_new_tokens == 0) return generated;
-    LlamaForCausalLMImpl& module = *module_.ptr();
-    std::mt19937_64 rng(options.seed);
-    KvCache cache;
-    torch::Tensor ids =
-        torch::tensor(prompt_ids, torch::kInt64).view({1, -1}).to(device_);  // [1, P]
-    torch::Tensor logits = module.forward_cached(ids, &cache)[0][-1];        // [V]
-    const int64_t eos = config().eos_token_id;
-    for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-      const int64_t next = PickToken(logits, options, rng);
-      if (options.stop_at_eos && next == eos) break;
-      generated.push_back(next);
-      if (on_token && !on_token(next)) break;
-      if (step + 1 == options.max_new_tokens) break;
-      torch::Tensor step_ids =
-          torch::full({1, 1}, next, torch::TensorOptions().dtype(torch::kInt64).device(device_));
-      logits = module.forward_cached(step_ids, &cache)[0][-1];
-    }
-    return generated;
-  });
+  UNL_ASSIGN_OR_RETURN(GeneratedTokens out, GenerateTokens(*this, prompt_ids, options, on_token));
+  return std::move(out.ids);
 }
 
 }  // namespace unlearning::core

@@ -17,6 +17,7 @@
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
+#include "core/models/language_model.h"
 #include "core/models/lora.h"
 #include "core/models/model.h"
 #include "core/text/tokenizer.h"
@@ -86,19 +87,10 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LlamaForCausalLM);
 
-// Decoding options for CausalLm::Generate.
-struct GenerateOptions {
-  int64_t max_new_tokens = 64;
-  double temperature = 0.0;  // 0 = greedy
-  double top_p = 1.0;        // nucleus mass, (0, 1]
-  uint64_t seed = 0;
-  bool stop_at_eos = true;
-};
-
-// A loaded causal LM: config + decoder + tokenizer. Thread-compatible: const methods (Logits,
-// Generate, Save, Clone) may run concurrently from many threads; module() is for training a
-// private copy.
-class CausalLm : public Model {
+// A loaded causal LM: config + decoder + tokenizer; the LanguageModel capability of the causal-LM
+// family. Thread-compatible: const methods (Logits, decode states, Generate, Save, Clone) may run
+// concurrently from many threads; module() is for training a private copy.
+class CausalLm : public Model, public LanguageModel {
  public:
   // Random initialisation (normal(0, 0.02) linears/embeddings, ones for norms), seeded.
   static std::unique_ptr<CausalLm> Create(const LlamaConfig& config,
@@ -120,19 +112,27 @@ class CausalLm : public Model {
   // Typed clone.
   std::unique_ptr<CausalLm> CloneLm(torch::Device device) const;
 
+  const LanguageModel* AsLanguageModel() const override { return this; }
+
+  // LanguageModel. The special ids, vocab size and context are config.json's.
+  const Tokenizer& tokenizer() const override { return *tokenizer_; }
+  int64_t bos_id() const override { return config().bos_token_id; }
+  int64_t eos_id() const override { return config().eos_token_id; }
+  int64_t pad_id() const override { return config().pad_token_id; }
+  int64_t vocab_size() const override { return config().vocab_size; }
+  int64_t max_context() const override { return config().max_position_embeddings; }
   // Logits without autograd (inference mode).
   //   input_ids: [B, T] int64 (right-padded); returns [B, T, V] float32.
-  torch::Tensor Logits(const torch::Tensor& input_ids) const;
+  torch::Tensor Logits(const torch::Tensor& input_ids) const override;
+  // A KvCache stepped through LlamaForCausalLMImpl::forward_cached.
+  std::unique_ptr<DecodeState> NewDecodeState(int64_t batch) const override;
 
-  // Generates after `prompt_ids` (which should start with BOS), calling `on_token` with each new
-  // token id; stops early when `on_token` returns false, at EOS (if stop_at_eos; EOS is not
-  // passed to on_token), or after max_new_tokens. Uses the KV cache. Returns the generated ids.
+  // GenerateTokens (language_model.h) over this model, returning the generated ids.
   absl::StatusOr<std::vector<int64_t>> Generate(
       const std::vector<int64_t>& prompt_ids, const GenerateOptions& options,
       const std::function<bool(int64_t)>& on_token = nullptr) const;
 
   const LlamaConfig& config() const { return module_->config(); }
-  const Tokenizer& tokenizer() const { return *tokenizer_; }
   LlamaForCausalLM& module() { return module_; }
   const LlamaForCausalLM& module() const { return module_; }
 

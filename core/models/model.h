@@ -33,6 +33,7 @@ class Model {
   virtual absl::StatusOr<std::unique_ptr<Model>> Clone(torch::Device device) const = 0;
 
   // Capabilities (capabilities.h): the interface, or nullptr when the model lacks it.
+  virtual const LanguageModel* AsLanguageModel() const { return nullptr; }
   virtual const ImageClassifier* AsImageClassifier() const { return nullptr; }
   virtual const ImageSampler* AsImageSampler() const { return nullptr; }
 };

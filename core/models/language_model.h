@@ -1,0 +1,103 @@
+// The LanguageModel capability: what Generate, Score, the text verifier and a composite (ULD's
+// target minus assistant) need from a causal language model, whatever its architecture.
+//
+// Shapes: B = batch, T = sequence length, V = vocab_size().
+//
+//   const LanguageModel* lm = model.AsLanguageModel();
+//   std::unique_ptr<DecodeState> state = lm->NewDecodeState(1);
+//   torch::Tensor logits = state->Step(prompt);       // prefill [1, P] -> [1, V]
+//   logits = state->Step(next_token);                  // one token [1, 1] -> [1, V]
+//
+// The token-level decoder (GenerateTokens) lives here, beside the capability, so that every layer
+// (verification, methods, the text free functions of core/app/text_inference.h) shares one.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include <torch/types.h>
+
+#include "core/common/cancellation.h"
+#include "core/text/tokenizer.h"
+
+namespace unlearning::core {
+
+// The incremental decoding state of B sequences of equal length: the model's own KV cache (a
+// composite holds one state per inner model). Not thread-safe; owned by one generation. It refers
+// to the model that made it, which must outlive it.
+class DecodeState {
+ public:
+  virtual ~DecodeState() = default;
+  // Appends `ids` after the positions consumed so far (a prefill of many tokens, then one token at
+  // a time) and returns the logits at the last new position, without autograd.
+  //   ids: [B, T_new] int64 with T_new >= 1 (any device); returns [B, V] float32 on the model's
+  //   device. Throws c10::Error on a wrong shape (callers run it inside TorchCall).
+  virtual torch::Tensor Step(const torch::Tensor& ids) = 0;
+  // Positions consumed so far.
+  virtual int64_t length() const = 0;
+  virtual int64_t batch_size() const = 0;
+};
+
+// A causal language model. Thread-compatible: const methods may run concurrently; each decode
+// state belongs to one caller.
+class LanguageModel {
+ public:
+  virtual ~LanguageModel() = default;
+  virtual const Tokenizer& tokenizer() const = 0;
+  // The model's special ids (config.json): a sequence starts with bos_id(); generation stops at
+  // eos_id(); pad_id() right-pads batches.
+  virtual int64_t bos_id() const = 0;
+  virtual int64_t eos_id() const = 0;
+  virtual int64_t pad_id() const = 0;
+  // Width V of the logits (>= tokenizer().vocab_size()).
+  virtual int64_t vocab_size() const = 0;
+  // Longest sequence (prompt + generated tokens) the model was built for.
+  virtual int64_t max_context() const = 0;
+  // Full causal forward without autograd (inference mode).
+  //   ids: [B, T] int64, right-padded (any device); returns [B, T, V] float32 on the model's
+  //   device.
+  virtual torch::Tensor Logits(const torch::Tensor& ids) const = 0;
+  // A fresh decoding state for `batch` sequences (no position consumed yet).
+  virtual std::unique_ptr<DecodeState> NewDecodeState(int64_t batch) const = 0;
+};
+
+// Decoding options for GenerateTokens (and the text-level Generate of core/app/text_inference.h).
+struct GenerateOptions {
+  int64_t max_new_tokens = 64;
+  double temperature = 0.0;  // 0 = greedy
+  double top_p = 1.0;        // nucleus mass, (0, 1]
+  uint64_t seed = 0;
+  bool stop_at_eos = true;
+};
+
+// Why a generation ended.
+enum class FinishReason {
+  kEos,        // the model produced eos_id() (with stop_at_eos; EOS is not reported)
+  kMaxTokens,  // max_new_tokens were generated
+  kStopped,    // the on_token callback returned false
+};
+// "eos", "max_tokens", "stopped".
+const char* FinishReasonName(FinishReason reason);
+
+struct GeneratedTokens {
+  std::vector<int64_t> ids;  // the generated ids, in order (EOS excluded)
+  FinishReason finish_reason = FinishReason::kMaxTokens;
+};
+
+// Generates after `prompt_ids` (which should start with lm.bos_id()) through one decode state,
+// calling `on_token` (may be empty) with each new id: greedy when temperature == 0, else nucleus
+// sampling with a std::mt19937_64 seeded by `options.seed` (same seed, prompt and options => same
+// ids). Stops when `on_token` returns false (the id is kept), at EOS (if stop_at_eos), or after
+// max_new_tokens. kInvalidArgument for an empty prompt, a prompt id outside [0, vocab_size()),
+// max_new_tokens < 0, a negative or non-finite temperature, or top_p outside (0, 1]; kCancelled
+// when `cancel` (may be null) fires between tokens; LibTorch errors become a status.
+absl::StatusOr<GeneratedTokens> GenerateTokens(const LanguageModel& lm,
+                                               const std::vector<int64_t>& prompt_ids,
+                                               const GenerateOptions& options,
+                                               const std::function<bool(int64_t)>& on_token,
+                                               const CancellationToken* cancel = nullptr);
+
+}  // namespace unlearning::core
