@@ -9,6 +9,7 @@
 #include "core/methods/baselines/gradient_ascent.h"
 #include "core/methods/baselines/gradient_difference.h"
 #include "core/methods/baselines/npo.h"
+#include "core/methods/baselines/score_override.h"
 #include "core/methods/flat/flat.h"
 
 namespace unlearning::core {
@@ -24,6 +25,8 @@ MethodRegistry* MakeBuiltin() {
   registry->Register(NpoMethod::kName, ModelFamily::kCausalLm, &NpoMethod::Create);
   registry->Register(ClassForgettingMethod::kName, ModelFamily::kImageClassifier,
                      &ClassForgettingMethod::Create);
+  registry->Register(ScoreOverrideMethod::kName, ModelFamily::kDiffusion,
+                     &ScoreOverrideMethod::Create);
   return registry;
 }
 

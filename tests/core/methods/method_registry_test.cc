@@ -18,12 +18,13 @@ using ::testing::HasSubstr;
 using ::unlearning::testing::StatusIs;
 
 TEST(MethodRegistryTest, BuiltinHasTheTextMethodsAndTheVisionBaseline) {
-  EXPECT_THAT(
-      MethodRegistry::Builtin().names(),
-      ElementsAre("class_forgetting", "flat", "gradient_ascent", "gradient_difference", "npo"));
+  EXPECT_THAT(MethodRegistry::Builtin().names(),
+              ElementsAre("class_forgetting", "flat", "gradient_ascent", "gradient_difference",
+                          "npo", "score_override"));
   for (const std::string& name : MethodRegistry::Builtin().names()) {
-    const ModelFamily want =
-        name == "class_forgetting" ? ModelFamily::kImageClassifier : ModelFamily::kCausalLm;
+    const ModelFamily want = name == "class_forgetting" ? ModelFamily::kImageClassifier
+                             : name == "score_override" ? ModelFamily::kDiffusion
+                                                        : ModelFamily::kCausalLm;
     absl::StatusOr<ModelFamily> family = MethodRegistry::Builtin().FamilyOf(name);
     ASSERT_TRUE(family.ok()) << name;
     EXPECT_EQ(*family, want);
