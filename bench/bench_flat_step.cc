@@ -27,6 +27,7 @@
 #include <torch/types.h>
 
 #include "core/common/status_macros.h"
+#include "core/common/threads.h"
 #include "core/common/torch_status.h"
 #include "core/data/text_example.h"
 #include "core/io/safetensors.h"
@@ -95,7 +96,7 @@ double MatmulPeakGflops() {
 }
 
 absl::Status Run(const Args& args) {
-  at::set_num_threads(args.threads);
+  const ThreadConfig threads = ConfigureThreads(args.threads);
   UNL_ASSIGN_OR_RETURN(std::unique_ptr<CausalLm> model, CausalLm::Load(args.model, torch::kCPU));
   UNL_ASSIGN_OR_RETURN(std::vector<TextExample> forget, ReadJsonl(args.forget));
   if (forget.empty()) return absl::InvalidArgumentError("empty forget set");
@@ -146,6 +147,7 @@ absl::Status Run(const Args& args) {
   nlohmann::json out = {
       {"impl", "cpp"},
       {"threads", at::get_num_threads()},
+      {"blas", BlasThreadingName(threads.blas)},
       {"batch", args.batch_size},
       {"forget_len", fb.input_ids.size(1)},
       {"template_len", tb.input_ids.size(1)},

@@ -11,6 +11,7 @@ Usage: /usr/bin/python3 bench/flat_step.py --model DIR --batch batch.safetensors
 """
 
 import argparse
+import ctypes
 import json
 import os
 import statistics
@@ -116,6 +117,7 @@ def main():
             {
                 "impl": "python",
                 "threads": torch.get_num_threads(),
+                "blas": blas_threading(),
                 "torch": torch.__version__,
                 "repeats": args.repeats,
                 "median_s": statistics.median(times),
@@ -125,6 +127,15 @@ def main():
             }
         )
     )
+
+
+def blas_threading():
+    """Threading of the OpenBLAS torch loaded (openblas_get_parallel), as core::BlasThreadingName."""
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0", mode=os.RTLD_NOLOAD)
+        return {0: "sequential", 1: "pthreads", 2: "OpenMP"}.get(lib.openblas_get_parallel(), "unknown")
+    except (OSError, AttributeError):
+        return "unknown"
 
 
 if __name__ == "__main__":

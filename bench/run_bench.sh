@@ -82,6 +82,9 @@ for t in sorted(cpp):
           f"{c['first_loss']:>10.6f} | {p['first_loss'] if p else float('nan'):>10.6f}")
     if p and abs(c["first_loss"] - p["first_loss"]) > 1e-4 * max(1.0, abs(p["first_loss"])):
         ok = False
+print("BLAS threading: C++ " + ", ".join(sorted({c.get("blas", "?") for c in cpp.values()})) +
+      "; Python " + ", ".join(sorted({p.get("blas", "?") for p in py.values()})) +
+      " (OpenMP = OpenBLAS shares LibTorch's thread pool; see core/common/threads.h)")
 print("C++/Py < 1 means C++ is faster. Losses of the first step must agree (same weights, same batch).")
 if not ok:
     print("WARNING: first-step losses differ between C++ and Python")

@@ -27,3 +27,28 @@ function(unl_forbid_link_deps target regex)
     endif()
   endforeach()
 endfunction()
+
+# unl_openmp_blas: an interface target that makes every executable linking the core load the
+# OpenMP build of OpenBLAS (Debian's libopenblas0-openmp) instead of whichever BLAS the system's
+# libblas.so.3 alternative points to. LibTorch threads its own kernels with OpenMP; the pthreads
+# OpenBLAS (Debian's default) threads every matmul with a pool of its own on top, so with 2
+# LibTorch threads on 2 cores each matmul ran 3 threads and a FLAT step was 2.9x slower than with
+# 1 (bench/run_bench.sh). The OpenMP build shares LibTorch's pool: 2 threads are then 1.66x faster
+# than 1. The executable names the three libraries itself (NEEDED, found through its RPATH), so the
+# dynamic loader maps them before LibTorch asks for libblas.so.3 by soname. Without the package
+# the default BLAS is used and core::ConfigureThreads() falls back to 1 LibTorch thread.
+function(unl_find_openmp_blas)
+  set(dir "/usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp")
+  add_library(unl_openmp_blas INTERFACE)
+  if(EXISTS "${dir}/libopenblas.so.0" AND EXISTS "${dir}/libblas.so.3"
+     AND EXISTS "${dir}/liblapack.so.3")
+    target_link_options(unl_openmp_blas INTERFACE "LINKER:-rpath,${dir}")
+    target_link_libraries(unl_openmp_blas INTERFACE "-Wl,--push-state,--no-as-needed"
+      "${dir}/libopenblas.so.0" "${dir}/libblas.so.3" "${dir}/liblapack.so.3" "-Wl,--pop-state")
+    target_compile_definitions(unl_openmp_blas INTERFACE UNL_OPENMP_BLAS=1)
+    message(STATUS "BLAS: OpenMP OpenBLAS from ${dir}")
+  else()
+    message(WARNING "libopenblas0-openmp is not installed (${dir}): LibTorch will run 1 intra-op "
+      "thread and let the system BLAS thread matmuls. apt-get install libopenblas0-openmp")
+  endif()
+endfunction()

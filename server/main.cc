@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/common/threads.h"
 #include "server/server.h"
 
 namespace {
@@ -54,7 +55,10 @@ int main(int argc, char** argv) {
                  "ID=DIR: load a Hugging Face-layout model directory at startup (repeatable; "
                  "ignored if the journal already has ID)");
   app.add_option("--device", options.device, "cpu | cuda | cuda:N")->capture_default_str();
-  app.add_option("--threads", threads, "LibTorch intra-op threads (0 = number of cores)")
+  app.add_option("--threads", threads,
+                 "LibTorch intra-op threads (0 = automatic: one per core with the OpenMP OpenBLAS, "
+                 "1 with the "
+                 "pthreads OpenBLAS)")
       ->check(CLI::Range(0, 1024));
   app.add_option("--workers", options.workers, "jobs run in parallel (on different models)")
       ->check(CLI::Range(1, 64))
@@ -85,8 +89,7 @@ int main(int argc, char** argv) {
     }
     options.models.emplace_back(flag.substr(0, eq), flag.substr(eq + 1));
   }
-  const int cores = static_cast<int>(std::thread::hardware_concurrency());
-  at::set_num_threads(threads > 0 ? threads : std::max(1, cores));
+  const unlearning::core::ThreadConfig thread_config = unlearning::core::ConfigureThreads(threads);
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t stop_signals;
@@ -104,7 +107,7 @@ int main(int argc, char** argv) {
   if (!(*server)->metrics_address().empty()) {
     std::cerr << ", metrics on http://" << (*server)->metrics_address() << "/metrics";
   }
-  std::cerr << " (data dir " << options.data_dir << ", " << at::get_num_threads() << " threads, "
+  std::cerr << " (data dir " << options.data_dir << ", " << thread_config.Describe() << ", "
             << (*server)->recovered_jobs() << " jobs recovered)" << std::endl;
   if (!ready_file.empty() && !WriteReadyFile(ready_file, {{"grpc", (*server)->grpc_address()},
                                                           {"metrics", (*server)->metrics_address()},

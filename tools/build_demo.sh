@@ -16,7 +16,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="build"
 OUT="${UNL_DEMO_DIR:-$REPO/.cache/demo}"
-THREADS="$(nproc)"
+THREADS=0  # automatic: core::ConfigureThreads (one per core with the OpenMP OpenBLAS)
 FORCE=0
 
 while [[ $# -gt 0 ]]; do

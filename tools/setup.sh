@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git clang-format
-  libtorch-dev python3-torch libopenblas0-pthread libopenblas-pthread-dev
+  libtorch-dev python3-torch libopenblas0-openmp libopenblas0-pthread libopenblas-pthread-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev
   libsqlite3-dev libssl-dev zlib1g-dev libgtest-dev libgmock-dev
@@ -33,9 +33,17 @@ if ((${#missing[@]})); then
   rm -f "$log"
 fi
 
-# LibTorch dispatches BLAS through the system alternative: make sure it is OpenBLAS
-# (the reference BLAS is ~30x slower on this kind of machine).
-for alt in libblas.so.3-x86_64-linux-gnu liblapack.so.3-x86_64-linux-gnu; do
-  target=$(update-alternatives --list "$alt" 2>/dev/null | grep -m1 openblas-pthread || true)
+# LibTorch dispatches BLAS through the system alternative: make it the OpenMP build of OpenBLAS
+# (the reference BLAS is ~30x slower on this kind of machine, and the pthreads OpenBLAS runs a
+# thread pool of its own beside LibTorch's OpenMP pool, which made 2 LibTorch threads 2.9x slower
+# than 1 on a FLAT step; see bench/run_bench.sh). Our own binaries load the OpenMP build through
+# their RPATH whatever the alternative says (cmake/UnlearningHelpers.cmake); the alternative makes
+# Python's torch (bench/flat_step.py, tests/golden) use the same library.
+for alt in libblas.so.3-x86_64-linux-gnu liblapack.so.3-x86_64-linux-gnu \
+           libopenblas.so.0-x86_64-linux-gnu; do
+  target=$(update-alternatives --list "$alt" 2>/dev/null | grep -m1 openblas-openmp || true)
+  if [[ -z "$target" ]]; then
+    target=$(update-alternatives --list "$alt" 2>/dev/null | grep -m1 openblas-pthread || true)
+  fi
   if [[ -n "$target" ]]; then $SUDO update-alternatives --quiet --set "$alt" "$target"; fi
 done

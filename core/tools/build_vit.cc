@@ -34,6 +34,7 @@
 #include "core/common/cancellation.h"
 #include "core/common/progress.h"
 #include "core/common/status_macros.h"
+#include "core/common/threads.h"
 #include "core/data/idx.h"
 #include "core/models/vit.h"
 #include "core/train/classifier_train.h"
@@ -237,11 +238,6 @@ absl::StatusOr<double> Run(const Args& args) {
   return acc.accuracy();
 }
 
-int DefaultThreads() {
-  const long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? static_cast<int>(n) : 1;
-}
-
 int Main(int argc, char** argv) {
   CLI::App app{"Train a ViT image classifier on Fashion-MNIST (Hugging Face layout)"};
   Args args;
@@ -279,8 +275,11 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--train-limit", args.train_limit, "use only the first N training images")
       ->capture_default_str();
-  args.threads = DefaultThreads();
-  app.add_option("--threads", args.threads, "LibTorch intra-op threads")->capture_default_str();
+  args.threads = 0;
+  app.add_option("--threads", args.threads,
+                 "LibTorch intra-op threads (0 = automatic: one per core, 1 with the pthreads "
+                 "OpenBLAS)")
+      ->capture_default_str();
   app.add_option("--probes-per-class", args.probes_per_class,
                  "write N test and N training images per class to OUT/probes (0: none)")
       ->capture_default_str();
@@ -289,16 +288,16 @@ int Main(int argc, char** argv) {
   app.add_option("--min-accuracy", args.min_accuracy, "exit 2 below this test accuracy")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  if (args.threads < 1) {
-    std::cerr << "unlearn-build-vit: --threads must be >= 1\n";
+  if (args.threads < 0) {
+    std::cerr << "unlearn-build-vit: --threads must be >= 0 (0 = automatic)\n";
     return 1;
   }
-  if (args.threads > 1 && std::getenv("OMP_WAIT_POLICY") == nullptr) {
+  if (args.threads != 1 && std::getenv("OMP_WAIT_POLICY") == nullptr) {
     // libgomp reads this before main(), so it can only be suggested here.
     std::cerr << "unlearn-build-vit: note: on a shared machine set OMP_WAIT_POLICY=PASSIVE; "
                  "active spin-waiting made --threads 2 up to 15x slower than --threads 1\n";
   }
-  at::set_num_threads(args.threads);
+  std::cerr << "unlearn-build-vit: " << ConfigureThreads(args.threads).Describe() << "\n";
   absl::StatusOr<double> accuracy = Run(args);
   if (!accuracy.ok()) {
     std::cerr << "unlearn-build-vit: " << accuracy.status() << "\n";

@@ -41,6 +41,7 @@
 #include "core/common/cancellation.h"
 #include "core/common/progress.h"
 #include "core/common/status_macros.h"
+#include "core/common/threads.h"
 #include "core/data/text_example.h"
 #include "core/methods/method_registry.h"
 #include "core/models/causal_lm.h"
@@ -428,20 +429,20 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
   return report.passed;
 }
 
-// Sets LibTorch's intra-op threads; false (with a message) if `threads` < 1.
+// Sets LibTorch's intra-op threads (0 = automatic, core::ConfigureThreads) and says what it chose;
+// false (with a message) if `threads` < 0.
 bool SetThreads(const char* command, int threads) {
-  if (threads < 1) {
-    std::cerr << "unlearn-train " << command << ": --threads must be >= 1\n";
+  if (threads < 0) {
+    std::cerr << "unlearn-train " << command << ": --threads must be >= 0 (0 = automatic)\n";
     return false;
   }
-  at::set_num_threads(threads);
+  std::cerr << "unlearn-train " << command << ": " << core::ConfigureThreads(threads).Describe()
+            << "\n";
   return true;
 }
 
-int DefaultThreads() {
-  const long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? static_cast<int>(n) : 1;
-}
+// 0: one LibTorch thread per core, or 1 with the pthreads OpenBLAS (core::ConfigureThreads).
+int DefaultThreads() { return 0; }
 
 int Main(int argc, char** argv) {
   CLI::App app{"Create and fine-tune causal LMs for the unlearning service"};
@@ -477,7 +478,10 @@ int Main(int argc, char** argv) {
   ft_cmd->add_option("--max-grad-norm", ft.options.max_grad_norm)->capture_default_str();
   ft_cmd->add_option("--seed", ft.options.seed, "shuffle seed")->capture_default_str();
   ft_cmd->add_option("--progress-every", ft.options.progress_every)->capture_default_str();
-  ft_cmd->add_option("--threads", ft.threads, "intra-op threads (default: nproc)")
+  ft_cmd
+      ->add_option(
+          "--threads", ft.threads,
+          "LibTorch intra-op threads (0 = automatic: one per core, 1 with the pthreads OpenBLAS)")
       ->capture_default_str();
   ft_cmd
       ->add_option("--min-accuracy", ft.min_accuracy,
@@ -521,7 +525,10 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   ul_cmd->add_option("--show", ul.show, "print greedy answers before/after for N probes per set")
       ->capture_default_str();
-  ul_cmd->add_option("--threads", ul.threads, "intra-op threads (default: nproc)")
+  ul_cmd
+      ->add_option(
+          "--threads", ul.threads,
+          "LibTorch intra-op threads (0 = automatic: one per core, 1 with the pthreads OpenBLAS)")
       ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);

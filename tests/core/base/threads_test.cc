@@ -1,0 +1,53 @@
+// core::ConfigureThreads: the process really runs the BLAS the build chose, and the thread count it
+// reports is the one LibTorch uses.
+#include "core/common/threads.h"
+
+#include <thread>
+
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+#include <torch/types.h>
+
+namespace unlearning::core {
+namespace {
+
+#ifdef UNL_OPENMP_BLAS
+// The build linked the OpenMP OpenBLAS (cmake/UnlearningHelpers.cmake): it must be the one loaded,
+// whatever the system's libblas.so.3 alternative points to.
+TEST(ThreadsTest, TheOpenMpOpenBlasIsTheOneLoaded) {
+  EXPECT_EQ(LoadedBlasThreading(), BlasThreading::kOpenMp);
+}
+
+TEST(ThreadsTest, AutomaticUsesEveryCoreWithTheSharedPool) {
+  const ThreadConfig config = ConfigureThreads(0);
+  EXPECT_EQ(config.blas, BlasThreading::kOpenMp);
+  EXPECT_EQ(config.threads, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  EXPECT_EQ(at::get_num_threads(), config.threads);
+  EXPECT_FALSE(config.capped);
+  EXPECT_NE(config.Describe().find("OpenMP"), std::string::npos) << config.Describe();
+  EXPECT_NE(config.blas_config.find("OpenBLAS"), std::string::npos) << config.blas_config;
+}
+#endif
+
+TEST(ThreadsTest, AnExplicitCountIsWhatLibTorchRuns) {
+  for (int n : {1, 2}) {
+    const ThreadConfig config = ConfigureThreads(n);
+    EXPECT_EQ(config.threads, n);
+    EXPECT_EQ(at::get_num_threads(), n);
+  }
+}
+
+// Thread counts change the schedule, not the result: the same matmul under 1 and 2 threads.
+TEST(ThreadsTest, MatmulAgreesAcrossThreadCounts) {
+  torch::manual_seed(0);
+  const torch::Tensor a = torch::randn({257, 300});
+  const torch::Tensor b = torch::randn({300, 129});
+  ConfigureThreads(1);
+  const torch::Tensor one = a.matmul(b);
+  ConfigureThreads(2);
+  const torch::Tensor two = a.matmul(b);
+  EXPECT_TRUE(torch::allclose(one, two, 1e-5, 1e-5));
+}
+
+}  // namespace
+}  // namespace unlearning::core
