@@ -38,6 +38,7 @@ bool WriteReadyFile(const std::string& path, const nlohmann::json& content) {
 int main(int argc, char** argv) {
   unlearning::server::ServerOptions options;
   int threads = 0;
+  int job_threads = 0;
   int drain_timeout_seconds = 60;
   std::vector<std::string> model_flags;
   std::string ready_file;
@@ -56,10 +57,14 @@ int main(int argc, char** argv) {
                  "ignored if the journal already has ID)");
   app.add_option("--device", options.device, "cpu | cuda | cuda:N")->capture_default_str();
   app.add_option("--threads", threads,
-                 "LibTorch intra-op threads (0 = automatic: one per core with the OpenMP OpenBLAS, "
-                 "1 with the "
-                 "pthreads OpenBLAS)")
+                 "LibTorch intra-op threads (0 = automatic: one per core with the OpenMP "
+                 "OpenBLAS, 1 with the pthreads OpenBLAS)")
       ->check(CLI::Range(0, 1024));
+  app.add_option("--job-threads", job_threads,
+                 "intra-op threads of an erasure job (0 = as --threads); fewer leaves cores to "
+                 "inference while a job trains (bench/serve_latency.sh measures the trade)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
   app.add_option("--workers", options.workers, "jobs run in parallel (on different models)")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
@@ -90,6 +95,7 @@ int main(int argc, char** argv) {
     options.models.emplace_back(flag.substr(0, eq), flag.substr(eq + 1));
   }
   const unlearning::core::ThreadConfig thread_config = unlearning::core::ConfigureThreads(threads);
+  unlearning::core::SetJobThreads(job_threads);
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t stop_signals;
@@ -107,7 +113,8 @@ int main(int argc, char** argv) {
   if (!(*server)->metrics_address().empty()) {
     std::cerr << ", metrics on http://" << (*server)->metrics_address() << "/metrics";
   }
-  std::cerr << " (data dir " << options.data_dir << ", " << thread_config.Describe() << ", "
+  std::cerr << " (data dir " << options.data_dir << ", " << thread_config.Describe()
+            << "; jobs: " << (job_threads > 0 ? job_threads : thread_config.threads) << " threads, "
             << (*server)->recovered_jobs() << " jobs recovered)" << std::endl;
   if (!ready_file.empty() && !WriteReadyFile(ready_file, {{"grpc", (*server)->grpc_address()},
                                                           {"metrics", (*server)->metrics_address()},

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 
 #include "core/common/status_macros.h"
+#include "core/common/threads.h"
 #include "core/common/torch_status.h"
 
 namespace unlearning::core {
@@ -99,6 +100,7 @@ absl::StatusOr<ErasureOutcome> RunErasure(ErasurePlan& plan, const Model& parent
       cancel == nullptr) {
     return absl::InvalidArgumentError("RunErasure needs a planned method, progress and cancel");
   }
+  const ScopedThreadLimit thread_limit(JobThreads());
   ErasureOutcome outcome;
   outcome.steps = plan.method->TotalSteps(data);
 

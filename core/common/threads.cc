@@ -3,12 +3,19 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <thread>
 
 #include <ATen/Parallel.h>
 
+// libgomp (LibTorch's OpenMP runtime, linked by every LibTorch user): the calling thread's
+// nthreads ICV, which `#pragma omp parallel` in ATen and the OpenMP OpenBLAS both follow.
+extern "C" void omp_set_num_threads(int threads);
+
 namespace unlearning::core {
 namespace {
+
+std::atomic<int> job_threads{0};
 
 // OpenBLAS's own entry points, looked up in the already-loaded library (LibTorch loads it through
 // libblas.so.3); none of them exists when another BLAS is in use.
@@ -88,6 +95,22 @@ ThreadConfig ConfigureThreads(int requested) {
   at::set_num_threads(config.threads);
   config.threads = at::get_num_threads();
   return config;
+}
+
+void SetJobThreads(int threads) { job_threads.store(std::max(0, threads)); }
+
+int JobThreads() { return job_threads.load(); }
+
+ScopedThreadLimit::ScopedThreadLimit(int threads) {
+  if (threads <= 0) return;
+  // Also runs ATen's once-per-thread initialisation, which would otherwise reset the count at the
+  // thread's first parallel kernel.
+  previous_ = at::get_num_threads();
+  omp_set_num_threads(threads);
+}
+
+ScopedThreadLimit::~ScopedThreadLimit() {
+  if (previous_ > 0) omp_set_num_threads(previous_);
 }
 
 std::string ThreadConfig::Describe() const {

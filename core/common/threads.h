@@ -39,4 +39,23 @@ ThreadConfig ConfigureThreads(int requested);
 
 const char* BlasThreadingName(BlasThreading blas);
 
+// Intra-op threads of erasure jobs (core::RunErasure), so that a server can keep a core for
+// inference while a job trains. 0 (the default) = the process setting of ConfigureThreads. Set it
+// once at startup, before jobs run.
+void SetJobThreads(int threads);
+int JobThreads();
+
+// Limits the calling thread's LibTorch (and OpenMP OpenBLAS) parallelism to `threads` for its
+// lifetime; other threads keep theirs. threads <= 0: no change. Not movable.
+class ScopedThreadLimit {
+ public:
+  explicit ScopedThreadLimit(int threads);
+  ~ScopedThreadLimit();
+  ScopedThreadLimit(const ScopedThreadLimit&) = delete;
+  ScopedThreadLimit& operator=(const ScopedThreadLimit&) = delete;
+
+ private:
+  int previous_ = 0;  // 0 = nothing to restore
+};
+
 }  // namespace unlearning::core

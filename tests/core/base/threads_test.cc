@@ -37,6 +37,26 @@ TEST(ThreadsTest, AnExplicitCountIsWhatLibTorchRuns) {
   }
 }
 
+// A job thread limited to 1 thread runs 1, while the rest of the process keeps its count, and gets
+// its count back when the limit ends.
+TEST(ThreadsTest, ScopedLimitIsPerThreadAndRestored) {
+  ConfigureThreads(2);
+  int inside = 0, after = 0, other_thread = 0;
+  std::thread job([&] {
+    {
+      const ScopedThreadLimit limit(1);
+      inside = at::get_num_threads();
+      std::thread([&] { other_thread = at::get_num_threads(); }).join();
+    }
+    after = at::get_num_threads();
+  });
+  job.join();
+  EXPECT_EQ(inside, 1);
+  EXPECT_EQ(other_thread, 2);
+  EXPECT_EQ(after, 2);
+  EXPECT_EQ(at::get_num_threads(), 2);
+}
+
 // Thread counts change the schedule, not the result: the same matmul under 1 and 2 threads.
 TEST(ThreadsTest, MatmulAgreesAcrossThreadCounts) {
   torch::manual_seed(0);
