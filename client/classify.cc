@@ -2,14 +2,17 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
+#include "client/contact_sheet.h"
 #include "client/exit_codes.h"
 #include "client/format.h"
 
@@ -125,6 +128,9 @@ int Sample(Connection& connection, const SampleOptions& options) {
   auto reader = connection.inference().Sample(&context, request);
   v1::SampleResponse response;
   int written = 0;
+  // Decoded images by request index, for the contact sheet.
+  std::vector<Pixels> sheet_cells(options.labels.size());
+  std::vector<bool> have_cell(options.labels.size(), false);
   while (reader->Read(&response)) {
     const std::string path =
         (std::filesystem::path(options.out) /
@@ -143,9 +149,49 @@ int Sample(Connection& connection, const SampleOptions& options) {
       std::cout << path << "\n";
     }
     ++written;
+    const size_t index = static_cast<size_t>(response.index());
+    if (index < sheet_cells.size()) {
+      absl::StatusOr<Pixels> pixels = DecodePngPixels(response.image().png());
+      if (!pixels.ok()) {
+        std::cerr << "unlearnctl sample: image " << index << ": " << pixels.status().message()
+                  << "\n";
+        return kExitError;
+      }
+      sheet_cells[index] = *std::move(pixels);
+      have_cell[index] = true;
+    }
   }
   grpc::Status status = reader->Finish();
   if (!status.ok()) return connection.ReportRpcError(status);
+  // The contact sheet: every image in request order, row-major.
+  if (std::find(have_cell.begin(), have_cell.end(), false) != have_cell.end()) {
+    std::cerr << "unlearnctl sample: the server did not send every requested image\n";
+    return kExitError;
+  }
+  absl::StatusOr<Pixels> sheet =
+      ContactSheet(sheet_cells, SheetColumns(static_cast<int64_t>(sheet_cells.size())));
+  absl::StatusOr<std::string> sheet_png =
+      sheet.ok() ? EncodePngPixels(*sheet) : absl::StatusOr<std::string>(sheet.status());
+  if (!sheet_png.ok()) {
+    std::cerr << "unlearnctl sample: contact sheet: " << sheet_png.status().message() << "\n";
+    return kExitError;
+  }
+  const std::string sheet_path =
+      (std::filesystem::path(options.out) / "contact_sheet.png").string();
+  {
+    std::ofstream f(sheet_path, std::ios::binary);
+    f << *sheet_png;
+    if (!f) {
+      std::cerr << "unlearnctl sample: cannot write " << sheet_path << "\n";
+      return kExitError;
+    }
+  }
+  if (connection.options().json) {
+    std::cout << "{\"contact_sheet\":\"" << sheet_path << "\",\"images\":" << written
+              << ",\"columns\":" << SheetColumns(written) << "}\n";
+  } else {
+    std::cout << sheet_path << "\n";
+  }
   if (!connection.options().json) std::cerr << written << " images written" << std::endl;
   return kExitOk;
 }

@@ -32,7 +32,9 @@ absl::StatusOr<std::vector<v1::Image>> ReadIdxImages(const std::string& path, in
 
 int Classify(Connection& connection, const ClassifyOptions& options);
 
-// unlearnctl sample: images of a class-conditional generator, written as OUT/<index>-<label>.png.
+// unlearnctl sample: images of a class-conditional generator, written as
+// OUT/<index>-class<label>.png, plus OUT/contact_sheet.png: every image in request order in one
+// grid (row-major, at most 8 per row; client/contact_sheet.h).
 struct SampleOptions {
   std::string model;
   int64_t version = 0;

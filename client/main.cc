@@ -213,7 +213,8 @@ int Main(int argc, char** argv) {
   sample_cmd->add_option("--sampler", sample.sampler, "ddim (default) or ancestral");
   sample_cmd->add_option("--guidance", sample.guidance_scale, "Guidance scale (default: 3)");
   sample_cmd->add_option("--seed", sample.seed, "Seed")->capture_default_str();
-  sample_cmd->add_option("--out", sample.out, "Directory for the PNG files")->required();
+  sample_cmd->add_option("--out", sample.out, "Directory for the PNG files and contact_sheet.png")
+      ->required();
   sample_cmd->callback([&] { command = [&](Connection& c) { return Sample(c, sample); }; });
 
   classify_cmd->callback([&] { command = [&](Connection& c) { return Classify(c, classify); }; });
