@@ -47,8 +47,8 @@ double Mean(const std::vector<double>& v) {
 }
 
 // Encodes one batch of pairs (no EOS: only the answer text is scored) as a right-padded batch on
-// `device`, capped at the model's context.
-TokenBatch EncodeBatch(const CausalLm& model, const std::vector<QaPair>& pairs, size_t begin,
+// the CPU, capped at the model's context.
+TokenBatch EncodeBatch(const LanguageModel& model, const std::vector<QaPair>& pairs, size_t begin,
                        size_t end) {
   std::vector<EncodedExample> encoded;
   encoded.reserve(end - begin);
@@ -56,16 +56,12 @@ TokenBatch EncodeBatch(const CausalLm& model, const std::vector<QaPair>& pairs, 
     encoded.push_back(
         EncodeQa(model.tokenizer(), pairs[i].question, pairs[i].answer, /*add_eos=*/false));
   }
-  TokenBatch batch =
-      Collate(encoded, model.tokenizer().pad_id(), model.config().max_position_embeddings);
-  batch.input_ids = batch.input_ids.to(model.device());
-  batch.labels = batch.labels.to(model.device());
-  return batch;
+  return Collate(encoded, model.pad_id(), model.max_context());
 }
 
 // Log-probabilities of every answer token of every pair under `model`, in order.
 absl::StatusOr<std::vector<std::vector<double>>> AnswerTokenLogProbs(
-    const CausalLm& model, const std::vector<QaPair>& pairs, const CancellationToken* cancel) {
+    const LanguageModel& model, const std::vector<QaPair>& pairs, const CancellationToken* cancel) {
   std::vector<std::vector<double>> out;
   out.reserve(pairs.size());
   for (size_t begin = 0; begin < pairs.size(); begin += kVerificationBatchSize) {
@@ -76,8 +72,9 @@ absl::StatusOr<std::vector<std::vector<double>>> AnswerTokenLogProbs(
       TokenBatch batch = EncodeBatch(model, pairs, begin, end);
       torch::Tensor logits = model.Logits(batch.input_ids).to(torch::kFloat32);  // [B, T, V]
       torch::Tensor log_probs = torch::log_softmax(logits, /*dim=*/-1);          // [B, T, V]
-      torch::Tensor mask = batch.labels.ne(kIgnoreIndex);                        // [B, T]
-      torch::Tensor targets = batch.labels.clamp_min(0).unsqueeze(-1);           // [B, T, 1]
+      torch::Tensor labels = batch.labels.to(logits.device());                   // [B, T]
+      torch::Tensor mask = labels.ne(kIgnoreIndex);                              // [B, T]
+      torch::Tensor targets = labels.clamp_min(0).unsqueeze(-1);                 // [B, T, 1]
       torch::Tensor token_lp = log_probs.gather(-1, targets).squeeze(-1);        // [B, T]
       token_lp = token_lp.to(torch::kCPU, torch::kFloat64).contiguous();
       mask = mask.to(torch::kCPU).contiguous();
@@ -94,16 +91,16 @@ absl::StatusOr<std::vector<std::vector<double>>> AnswerTokenLogProbs(
   }
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i].empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("example ", i, ": no answer token within the model context (",
-                       model.config().max_position_embeddings, " tokens)"));
+      return absl::InvalidArgumentError(absl::StrCat("example ", i,
+                                                     ": no answer token within the model context (",
+                                                     model.max_context(), " tokens)"));
     }
   }
   return out;
 }
 
 // exp(-mean NLL) of each pair.
-absl::StatusOr<std::vector<double>> AnswerProbabilities(const CausalLm& model,
+absl::StatusOr<std::vector<double>> AnswerProbabilities(const LanguageModel& model,
                                                         const std::vector<QaPair>& pairs,
                                                         const CancellationToken* cancel) {
   UNL_ASSIGN_OR_RETURN(std::vector<std::vector<double>> lps,
@@ -115,32 +112,28 @@ absl::StatusOr<std::vector<double>> AnswerProbabilities(const CausalLm& model,
 }
 
 // Greedy answer to `question`, cut at the first newline; `answer_tokens` sets the budget.
-absl::StatusOr<std::string> GreedyAnswer(const CausalLm& model, std::string_view question,
+absl::StatusOr<std::string> GreedyAnswer(const LanguageModel& model, std::string_view question,
                                          int64_t answer_tokens, const CancellationToken* cancel) {
   const Tokenizer& tok = model.tokenizer();
   const std::vector<int64_t> prompt = EncodeQa(tok, question, "", /*add_eos=*/false).ids;
-  const int64_t room = model.config().max_position_embeddings - static_cast<int64_t>(prompt.size());
+  const int64_t room = model.max_context() - static_cast<int64_t>(prompt.size());
   GenerateOptions options;
   options.max_new_tokens = std::min(answer_tokens + kRougeExtraTokens, room);
   options.temperature = 0.0;
   if (options.max_new_tokens <= 0) return std::string();
   std::vector<int64_t> kept;
-  bool cancelled = false;
-  UNL_RETURN_IF_ERROR(model
-                          .Generate(prompt, options,
-                                    [&](int64_t id) {
-                                      if (cancel != nullptr && cancel->cancelled()) {
-                                        cancelled = true;
-                                        return false;
-                                      }
-                                      if (tok.Decode({id}).find('\n') != std::string::npos) {
-                                        return false;
-                                      }
-                                      kept.push_back(id);
-                                      return true;
-                                    })
-                          .status());
-  if (cancelled) return absl::CancelledError("verification cancelled");
+  absl::StatusOr<GeneratedTokens> generated = GenerateTokens(
+      model, prompt, options,
+      [&](int64_t id) {
+        if (tok.Decode({id}).find('\n') != std::string::npos) return false;
+        kept.push_back(id);
+        return true;
+      },
+      cancel);
+  if (absl::IsCancelled(generated.status())) {
+    return absl::CancelledError("verification cancelled");
+  }
+  UNL_RETURN_IF_ERROR(generated.status());
   return tok.Decode(kept);
 }
 
@@ -157,7 +150,7 @@ double TrueBetter(const std::vector<double>& ratios) {
 }
 
 // Per-item truth ratios for items with perturbed answers; `correct` is P̄(a_i | q_i) per item.
-absl::StatusOr<std::vector<double>> TruthRatios(const CausalLm& model,
+absl::StatusOr<std::vector<double>> TruthRatios(const LanguageModel& model,
                                                 const std::vector<TextExample>& examples,
                                                 const std::vector<double>& correct,
                                                 const CancellationToken* cancel) {
@@ -186,7 +179,7 @@ absl::StatusOr<std::vector<double>> TruthRatios(const CausalLm& model,
 
 // Mean over items with paraphrases of the mean answer probability under each paraphrase.
 absl::StatusOr<std::vector<double>> ParaphraseProbabilities(
-    const CausalLm& model, const std::vector<TextExample>& examples,
+    const LanguageModel& model, const std::vector<TextExample>& examples,
     const CancellationToken* cancel) {
   std::vector<QaPair> pairs;
   std::vector<size_t> owner;
@@ -297,10 +290,10 @@ absl::StatusOr<double> CollateralKl(const CausalLm& before, const CausalLm& afte
                                     const std::vector<TextExample>& retain,
                                     const CancellationToken* cancel) {
   if (retain.empty()) return absl::InvalidArgumentError("collateral KL needs retain examples");
-  if (before.config().vocab_size != after.config().vocab_size) {
+  if (before.vocab_size() != after.vocab_size()) {
     return absl::InvalidArgumentError(absl::StrCat("collateral KL: vocab sizes differ (",
-                                                   before.config().vocab_size, " vs ",
-                                                   after.config().vocab_size, ")"));
+                                                   before.vocab_size(), " vs ", after.vocab_size(),
+                                                   ")"));
   }
   std::vector<QaPair> pairs;
   for (const TextExample& e : retain) pairs.push_back({e.question, e.answer});
@@ -317,7 +310,7 @@ absl::StatusOr<double> CollateralKl(const CausalLm& before, const CausalLm& afte
       torch::Tensor lp_after = torch::log_softmax(
           after.Logits(batch.input_ids).to(lp_before.device(), torch::kFloat32), -1);  // [B,T,V]
       torch::Tensor kl = (lp_before.exp() * (lp_before - lp_after)).sum(-1);           // [B, T]
-      torch::Tensor mask = batch.labels.ne(kIgnoreIndex).to(kl.device());              // [B, T]
+      torch::Tensor mask = batch.labels.to(kl.device()).ne(kIgnoreIndex);              // [B, T]
       kl_sum += kl.masked_select(mask).sum().to(torch::kFloat64).item<double>();
       positions += mask.sum().item<int64_t>();
     }));
