@@ -34,6 +34,9 @@ class ClassLabels {
   virtual int64_t num_classes() const = 0;
   // Human-readable name of class `id` (config.json "id2label"), or the id as text.
   virtual std::string class_name(int64_t id) const = 0;
+  // Classes that earlier erasures removed from this model, ascending (kept in the model directory,
+  // so a chain of requests can check that old erasures stay in force: the vision figure acc_o).
+  virtual std::vector<int64_t> forgotten_classes() const { return {}; }
 };
 
 // An image classifier (ViTForImageClassification, ...). Thread-compatible: const methods may run

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -237,6 +238,21 @@ torch::Tensor VitClassifier::ClassifyLogits(const torch::Tensor& images) const {
 torch::Tensor VitClassifier::Features(const torch::Tensor& images) const {
   c10::InferenceMode guard;
   return module_.ptr()->features(images.to(device_, torch::kFloat32));
+}
+
+absl::Status VitClassifier::AddForgottenClasses(const std::vector<int64_t>& classes) {
+  std::vector<int64_t> merged = config().forgotten_classes;
+  for (int64_t c : classes) {
+    if (c < 0 || c >= num_classes()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("class ", c, " does not exist (the model has ", num_classes(), " classes)"));
+    }
+    merged.push_back(c);
+  }
+  std::sort(merged.begin(), merged.end());
+  merged.erase(std::unique(merged.begin(), merged.end()), merged.end());
+  module_->mutable_config().forgotten_classes = std::move(merged);
+  return absl::OkStatus();
 }
 
 std::string VitClassifier::class_name(int64_t id) const {

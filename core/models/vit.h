@@ -49,6 +49,10 @@ struct ViTConfig {
   std::vector<std::string> id2label;
   // dtype the weights are stored in: "float32", "bfloat16" or "float16". Compute is float32.
   std::string torch_dtype = "float32";
+  // Classes removed by erasures of this service, ascending and distinct, each a valid label
+  // ("unlearning_forgotten_classes"; written only when non-empty; Hugging Face keeps unknown keys
+  // as plain attributes, so the directory still loads in transformers).
+  std::vector<int64_t> forgotten_classes;
 
   // Parses and validates: positive sizes, image_size divisible by patch_size, heads dividing
   // hidden_size, hidden_act "gelu", id2label keys "0".."L-1" (at least one label; num_labels must
@@ -119,6 +123,7 @@ class ViTForImageClassificationImpl : public torch::nn::Module {
   std::vector<std::pair<std::string, LoraLinear>> lora_linears();
 
   const ViTConfig& config() const { return config_; }
+  ViTConfig& mutable_config() { return config_; }
   const ViTImageProcessorConfig& preprocessor() const { return preprocessor_; }
 
  private:
@@ -175,6 +180,10 @@ class VitClassifier : public Model, public ImageClassifier {
   //   images: [B, C, H, W] float32 in [0, 1]; returns [B, D] float32 (final-layernormed CLS).
   torch::Tensor Features(const torch::Tensor& images) const override;
   int64_t num_classes() const override { return config().num_labels(); }
+  std::vector<int64_t> forgotten_classes() const override { return config().forgotten_classes; }
+  // Records `classes` (plus those already recorded) as forgotten; kInvalidArgument for an id that
+  // is not a class of the model.
+  absl::Status AddForgottenClasses(const std::vector<int64_t>& classes);
   // id2label[id], or the id as text when out of range.
   std::string class_name(int64_t id) const override;
   ImageSpec image_spec() const override;

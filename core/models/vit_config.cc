@@ -170,6 +170,20 @@ absl::StatusOr<ViTConfig> ViTConfig::FromJson(const nlohmann::json& json) {
     c.torch_dtype = dtype;
     break;
   }
+  if (auto it = json.find("unlearning_forgotten_classes"); it != json.end() && !it->is_null()) {
+    if (!it->is_array()) {
+      return BadConfig("unlearning_forgotten_classes", *it, "expected an array of class ids");
+    }
+    for (const nlohmann::json& id : *it) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= c.num_labels() ||
+          (!c.forgotten_classes.empty() && id.get<int64_t>() <= c.forgotten_classes.back())) {
+        return BadConfig(
+            "unlearning_forgotten_classes", *it,
+            absl::StrCat("expected ascending distinct class ids in 0..", c.num_labels() - 1));
+      }
+      c.forgotten_classes.push_back(id.get<int64_t>());
+    }
+  }
   if (auto it = json.find("hidden_act"); it != json.end() && !it->is_null()) {
     if (!it->is_string() || it->get<std::string>() != "gelu") {
       return BadConfig("hidden_act", *it, "only \"gelu\" (exact, erf) is supported");
@@ -207,7 +221,7 @@ nlohmann::json ViTConfig::ToJson() const {
     id2label_json[std::to_string(i)] = id2label[i];
     label2id_json[id2label[i]] = static_cast<int64_t>(i);
   }
-  return nlohmann::json{
+  nlohmann::json json{
       {"architectures", nlohmann::json::array({"ViTForImageClassification"})},
       {"model_type", "vit"},
       {"image_size", image_size},
@@ -229,6 +243,8 @@ nlohmann::json ViTConfig::ToJson() const {
       {"problem_type", "single_label_classification"},
       {"torch_dtype", torch_dtype},
   };
+  if (!forgotten_classes.empty()) json["unlearning_forgotten_classes"] = forgotten_classes;
+  return json;
 }
 
 absl::StatusOr<ViTImageProcessorConfig> ViTImageProcessorConfig::FromJson(

@@ -83,8 +83,10 @@ double LinearCka(const torch::Tensor& x, const torch::Tensor& y) {
 
 absl::StatusOr<std::map<std::string, double>> ComputeVisionFigures(
     const ImageClassifier& model, const LabelledImages& test, const LabelledImages& train,
-    const std::vector<int64_t>& forget, const CancellationToken* cancel) {
+    const std::vector<int64_t>& forget, const std::vector<int64_t>& old,
+    const CancellationToken* cancel) {
   UNL_RETURN_IF_ERROR(CheckClasses(model, forget));
+  if (!old.empty()) UNL_RETURN_IF_ERROR(CheckClasses(model, old));
   if (!test.images.defined() || test.images.size(0) == 0) {
     return absl::InvalidArgumentError(
         "the model has no labelled test probes (probes/test-*.idx) to verify with");
@@ -94,7 +96,9 @@ absl::StatusOr<std::map<std::string, double>> ComputeVisionFigures(
   UNL_ASSIGN_OR_RETURN(Scored scored, Score(model, test, cancel));
   const torch::Tensor forget_mask = InClasses(test.labels.cpu(), forget);
   figures["acc_f"] = MeanOf(scored.correct, forget_mask);
-  figures["acc_r"] = MeanOf(scored.correct, forget_mask.logical_not());
+  const torch::Tensor old_mask = InClasses(test.labels.cpu(), old);
+  figures["acc_r"] = MeanOf(scored.correct, forget_mask.logical_or(old_mask).logical_not());
+  if (old_mask.any().item<bool>()) figures["acc_o"] = MeanOf(scored.correct, old_mask);
   if (train.images.defined() && train.images.size(0) > 0) {
     const torch::Tensor train_mask = InClasses(train.labels.cpu(), forget);
     if (train_mask.any().item<bool>() && forget_mask.any().item<bool>()) {
@@ -109,12 +113,13 @@ absl::StatusOr<std::map<std::string, double>> ComputeVisionFigures(
 }
 
 std::vector<std::string> VisionVerifier::FigureNames() const {
-  return {"acc_f", "acc_r", "cka.forget", "h_mean", "mia.loss_auc"};
+  return {"acc_f", "acc_o", "acc_r", "cka.forget", "h_mean", "mia.loss_auc"};
 }
 
 std::vector<Threshold> VisionVerifier::DefaultThresholds() const {
   return {{"acc_f", Comparison::kRatioAtMost, 0.2, /*required=*/true},
-          {"acc_r", Comparison::kRatioAtLeast, 0.9, /*required=*/true}};
+          {"acc_r", Comparison::kRatioAtLeast, 0.9, /*required=*/true},
+          {"acc_o", Comparison::kAtMost, 0.2, /*required=*/false}};
 }
 
 absl::StatusOr<VerificationReport> VisionVerifier::Verify(const VerificationInputs& in) const {
@@ -127,14 +132,19 @@ absl::StatusOr<VerificationReport> VisionVerifier::Verify(const VerificationInpu
   const std::vector<int64_t>& forget = in.data->classes.forget_classes;
   const LabelledImages& test = in.probes->images_test;
   const LabelledImages& train = in.probes->images_train;
+  std::vector<int64_t> old;
+  for (int64_t c : before->forgotten_classes()) {
+    if (std::find(forget.begin(), forget.end(), c) == forget.end()) old.push_back(c);
+  }
   std::map<std::string, double> before_map;
   if (in.before_figures != nullptr) {
     before_map = *in.before_figures;
   } else {
-    UNL_ASSIGN_OR_RETURN(before_map, ComputeVisionFigures(*before, test, train, forget, in.cancel));
+    UNL_ASSIGN_OR_RETURN(before_map,
+                         ComputeVisionFigures(*before, test, train, forget, old, in.cancel));
   }
   UNL_ASSIGN_OR_RETURN(auto after_map,
-                       ComputeVisionFigures(*after, test, train, forget, in.cancel));
+                       ComputeVisionFigures(*after, test, train, forget, old, in.cancel));
 
   const double dropped = before_map["acc_f"] - after_map["acc_f"];
   const double kept = after_map["acc_r"];
@@ -153,7 +163,8 @@ absl::StatusOr<VerificationReport> VisionVerifier::Verify(const VerificationInpu
   VerificationReport report = MakeReport(before_map, after_map, in.thresholds);
   const torch::Tensor mask = InClasses(test.labels.cpu(), forget);
   report.forget_examples = static_cast<int>(mask.sum().item<int64_t>());
-  report.retain_examples = static_cast<int>(test.labels.size(0)) - report.forget_examples;
+  report.retain_examples = static_cast<int>(
+      InClasses(test.labels.cpu(), old).logical_or(mask).logical_not().sum().item<int64_t>());
   report.holdout_examples = 0;
   return report;
 }

@@ -26,22 +26,27 @@ inline constexpr int64_t kVisionBatchSize = 256;
 // representation up to rotation and scale. NaN for n < 2 or a constant matrix.
 double LinearCka(const torch::Tensor& x, const torch::Tensor& y);
 
-// Figures of one classifier on `test` (and `train` for MIA), for the classes `forget`:
+// Figures of one classifier on `test` (and `train` for MIA), for the classes `forget` of this
+// request and the classes `old` that earlier erasures removed (disjoint from `forget`):
 //   acc_f          accuracy on test samples of the forgotten classes
-//   acc_r          accuracy on test samples of every other class
+//   acc_r          accuracy on test samples of every other class (neither `forget` nor `old`)
+//   acc_o          accuracy on test samples of the `old` classes (only when there are some)
 //   mia.loss_auc   ROC AUC separating forgotten-class train samples (members) from
 //                  forgotten-class test samples by -cross-entropy (1 = clearly memorised,
 //                  0.5 = as if never seen); only when `train` has samples of those classes
 // kInvalidArgument for a class id out of range or empty test data; kCancelled if cancelled.
 absl::StatusOr<std::map<std::string, double>> ComputeVisionFigures(
     const ImageClassifier& model, const LabelledImages& test, const LabelledImages& train,
-    const std::vector<int64_t>& forget, const CancellationToken* cancel);
+    const std::vector<int64_t>& forget, const std::vector<int64_t>& old,
+    const CancellationToken* cancel);
 
 // The image-classifier family's verifier. Figures: acc_f, acc_r and mia.loss_auc (before and
 // after), plus h_mean = harmonic mean of acc_r(after) and acc_f(before) - acc_f(after), and
 // cka.forget = LinearCka of the penultimate features before/after on forgotten-class test
-// samples (both reported with before = 0 and 1 respectively). Default checks: acc_f ratio at most
-// 0.2, acc_r ratio at least 0.9.
+// samples (both reported with before = 0 and 1 respectively). `old` = the classes the model before
+// records as forgotten (ClassLabels::forgotten_classes) minus this request's. Default checks: acc_f
+// ratio at most 0.2, acc_r ratio at least 0.9, and, when earlier erasures exist, acc_o at most 0.2
+// (they stay in force).
 class VisionVerifier : public Verifier {
  public:
   std::vector<std::string> FigureNames() const override;

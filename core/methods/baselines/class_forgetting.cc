@@ -105,8 +105,11 @@ absl::StatusOr<Candidate> ClassForgettingMethod::Run(const MethodContext& ctx) {
   torch::Generator gen = at::detail::createCPUGenerator(params_.seed);
   const torch::Tensor labels = store.labels.cpu();
   const torch::Tensor forget_idx = Select(labels, forget, /*in=*/true, gen);
+  // Classes earlier erasures removed are not replayed: replaying them would teach them back.
+  std::vector<int64_t> not_replayed = forget;
+  for (int64_t c : parent->forgotten_classes()) not_replayed.push_back(c);
   const torch::Tensor replay_idx =
-      CapPerClass(labels, Select(labels, forget, /*in=*/false, gen), per_class);
+      CapPerClass(labels, Select(labels, not_replayed, /*in=*/false, gen), per_class);
   if (forget_idx.size(0) == 0) {
     return absl::FailedPreconditionError(
         "the model keeps no training samples of the classes to forget (probes/train-*.idx)");
@@ -155,6 +158,7 @@ absl::StatusOr<Candidate> ClassForgettingMethod::Run(const MethodContext& ctx) {
       RunTrainingLoop(params, loop, step_fn, ctx.progress, ctx.cancel);
   module->eval();
   if (!result.ok()) return result.status();
+  UNL_RETURN_IF_ERROR(working->AddForgottenClasses(forget));
   Candidate c = Candidate::SelfContained(ArtifactKind::kFullWeights, std::move(working));
   c.facts = {{"forget_samples", forget_idx.size(0)}, {"replay_samples", replay_idx.size(0)}};
   return c;

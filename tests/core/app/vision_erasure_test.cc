@@ -2,6 +2,8 @@
 // three Fashion-MNIST classes, then the class_forgetting baseline on one of them, verified by the
 // family's verifier. Bar (VERIFICATION.md "Vision classifiers"): the forgotten class's test
 // accuracy falls to at most 20% of its value before, the other classes keep at least 90% of theirs.
+#include <filesystem>
+
 #include <ATen/Parallel.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -111,9 +113,65 @@ TEST(VisionErasureTest, ClassForgettingForgetsOneClassAndKeepsTheOthers) {
   ASSERT_NE(report.Find("mia.loss_auc"), nullptr);
   ASSERT_NE(report.Find("cka.forget"), nullptr);
   EXPECT_GT(report.Find("h_mean")->after, 0.5);
-  // The parent is untouched and the candidate is a full-weights ViT.
+  // The parent is untouched and the candidate is a full-weights ViT that records what it forgot.
   EXPECT_EQ(outcome.candidate.kind, ArtifactKind::kFullWeights);
-  ASSERT_NE(outcome.candidate.model->AsImageClassifier(), nullptr);
+  const ImageClassifier* first = outcome.candidate.model->AsImageClassifier();
+  ASSERT_NE(first, nullptr);
+  EXPECT_THAT(first->forgotten_classes(), ::testing::ElementsAre(1));
+  EXPECT_TRUE(model->forgotten_classes().empty());
+  EXPECT_EQ(report.Find("acc_o"), nullptr);  // no earlier erasure
+
+  // The record survives config.json ("unlearning_forgotten_classes").
+  const std::string dir = ::testing::TempDir() + "/vision_chain_first";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  UNL_ASSERT_OK(outcome.candidate.model->Save(dir));
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<VitClassifier> reloaded,
+                           VitClassifier::Load(dir, torch::kCPU));
+  EXPECT_THAT(reloaded->forgotten_classes(), ::testing::ElementsAre(1));
+
+  // A second request on the result forgets Bag. Trouser (forgotten before) is neither replayed nor
+  // counted as retained: acc_o reports it and must stay at most 0.2; acc_r is T-shirt alone
+  // (0.90 here; with Trouser's test samples counted it would be about half that, below 0.8).
+  ErasureData second = data;
+  second.classes.forget_classes = {2};
+  UNL_ASSERT_OK_AND_ASSIGN(ErasurePlan plan2,
+                           PlanErasure(MethodRegistry::Builtin(), FamilyRegistry::Builtin(),
+                                       ModelFamily::kImageClassifier, "class_forgetting",
+                                       {{"steps", 40}, {"learning_rate", 1e-3}, {"batch_size", 32}},
+                                       second, {}, reloaded.get()));
+  UNL_ASSERT_OK_AND_ASSIGN(ErasureOutcome outcome2, RunErasure(plan2, *reloaded, probes, second,
+                                                               torch::kCPU, &progress, &cancel));
+  for (const auto& f : outcome2.report.figures) {
+    std::printf("second: %-14s %.4f -> %.4f\n", f.name.c_str(), f.before, f.after);
+  }
+  const FigureValue* acc_o = outcome2.report.Find("acc_o");
+  ASSERT_NE(acc_o, nullptr);
+  EXPECT_LE(acc_o->before, 0.2);
+  EXPECT_LE(acc_o->after, 0.2);
+  EXPECT_GE(outcome2.report.Find("acc_r")->before, 0.8);
+  EXPECT_LE(outcome2.report.Find("acc_f")->after, 0.2 * outcome2.report.Find("acc_f")->before);
+  EXPECT_TRUE(outcome2.report.passed);
+  EXPECT_THAT(outcome2.candidate.model->AsImageClassifier()->forgotten_classes(),
+              ::testing::ElementsAre(1, 2));
+}
+
+TEST(ViTConfigTest, ForgottenClassesMustBeAscendingValidIds) {
+  ViTConfig config;
+  config.id2label = {"a", "b", "c"};
+  nlohmann::json json = config.ToJson();
+  EXPECT_FALSE(json.contains("unlearning_forgotten_classes"));  // absent when empty
+  json["unlearning_forgotten_classes"] = {0, 2};
+  UNL_ASSERT_OK_AND_ASSIGN(ViTConfig parsed, ViTConfig::FromJson(json));
+  EXPECT_THAT(parsed.forgotten_classes, ::testing::ElementsAre(0, 2));
+  for (const nlohmann::json& bad :
+       {nlohmann::json{3}, nlohmann::json{2, 0}, nlohmann::json{1, 1}, nlohmann::json("1")}) {
+    json["unlearning_forgotten_classes"] = bad;
+    EXPECT_THAT(
+        ViTConfig::FromJson(json).status(),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unlearning_forgotten_classes")))
+        << bad.dump();
+  }
 }
 
 }  // namespace
