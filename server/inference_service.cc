@@ -1,9 +1,14 @@
 // InferenceService: Generate (server-streamed), Score, Classify and Sample (server-streamed)
-// against a served model version. Transport only: proto <-> core conversion around the free
-// functions of core/app/text_inference.h and core/app/image_inference.h.
+// against a served model version, on the callback API (the computation runs on the service's
+// inference workers). Transport only: proto <-> core conversion around the free functions of
+// core/app/text_inference.h and core/app/image_inference.h.
+#include "server/inference_service.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <deque>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include <ATen/ATen.h>
@@ -13,7 +18,7 @@
 #include "core/common/torch_status.h"
 #include "core/io/png.h"
 #include "core/models/model.h"
-#include "server/services.h"
+#include "server/proto_convert.h"
 
 namespace unlearning::server {
 namespace {
@@ -97,16 +102,175 @@ absl::StatusOr<torch::Tensor> DecodeImage(const v1::Image& image, int index,
   return fitted;
 }
 
+// The write side of a server-streamed call: the computation (on a worker) queues responses with
+// Emit and ends with End; gRPC writes them one at a time and finishes after the last. Deletes
+// itself in OnDone, which cannot come before End (Finish is only called after it).
+template <typename Response>
+class QueuedWriter final : public grpc::ServerWriteReactor<Response> {
+ public:
+  // False once the client has gone: the computation should stop.
+  bool Emit(Response response) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (gone_) return false;
+      queue_.push_back(std::move(response));
+    }
+    Pump();
+    return true;
+  }
+  // Finishes with `status` once the queued responses are written (at once if the client has gone).
+  // The computation must not touch the writer afterwards.
+  void End(const grpc::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      status_ = status;
+      ended_ = true;
+    }
+    Pump();
+  }
+  const core::CancellationToken* cancel() const { return &cancel_; }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      queue_.pop_front();
+      if (!ok) gone_ = true;
+    }
+    if (!ok) cancel_.Cancel();
+    Pump();
+  }
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      gone_ = true;
+    }
+    cancel_.Cancel();
+    Pump();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  // Starts the next write or finishes; gRPC operations are started outside the lock.
+  void Pump() {
+    const Response* next = nullptr;
+    grpc::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_ || writing_) return;
+      if (!gone_ && !queue_.empty()) {
+        writing_ = true;
+        next = &queue_.front();
+      } else if (ended_) {
+        finished_ = true;
+        status = status_;
+      } else {
+        return;
+      }
+    }
+    if (next != nullptr) {
+      this->StartWrite(next);
+    } else {
+      this->Finish(status);  // may delete this (OnDone)
+    }
+  }
+
+  core::CancellationToken cancel_;
+  absl::Mutex mu_;
+  std::deque<Response> queue_ ABSL_GUARDED_BY(mu_);  // front() is being written if writing_
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool gone_ ABSL_GUARDED_BY(mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 }  // namespace
 
-grpc::Status InferenceServiceImpl::Classify(grpc::ServerContext*,
-                                            const v1::ClassifyRequest* request,
-                                            v1::ClassifyResponse* response) {
+InferenceServiceImpl::InferenceServiceImpl(ModelManager* models, Metrics* metrics, int workers)
+    : models_(models), metrics_(metrics) {
+  for (int i = 0; i < std::max(workers, 1); ++i) workers_.emplace_back([this] { WorkerLoop(); });
+}
+
+InferenceServiceImpl::~InferenceServiceImpl() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  for (std::thread& t : workers_) t.join();
+}
+
+void InferenceServiceImpl::Post(std::function<void()> work) {
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(std::move(work));
+}
+
+void InferenceServiceImpl::WorkerLoop() {
+  while (true) {
+    std::function<void()> work;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty() || stopping_; };
+      mu_.Await(absl::Condition(&ready));
+      if (queue_.empty()) return;  // stopping and drained
+      work = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    work();
+  }
+}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceServiceImpl::Generate(
+    grpc::CallbackServerContext*, const v1::GenerateRequest* request) {
+  auto* writer = new QueuedWriter<v1::GenerateResponse>();
+  Post([this, request, writer] {
+    const absl::Status status = DoGenerate(
+        *request, [writer](v1::GenerateResponse r) { return writer->Emit(std::move(r)); });
+    writer->End(ToGrpc(status));
+  });
+  return writer;
+}
+
+grpc::ServerWriteReactor<v1::SampleResponse>* InferenceServiceImpl::Sample(
+    grpc::CallbackServerContext*, const v1::SampleRequest* request) {
+  auto* writer = new QueuedWriter<v1::SampleResponse>();
+  Post([this, request, writer] {
+    const absl::Status status =
+        DoSample(*request, writer->cancel(),
+                 [writer](v1::SampleResponse r) { return writer->Emit(std::move(r)); });
+    writer->End(ToGrpc(status));
+  });
+  return writer;
+}
+
+grpc::ServerUnaryReactor* InferenceServiceImpl::Score(grpc::CallbackServerContext* ctx,
+                                                      const v1::ScoreRequest* request,
+                                                      v1::ScoreResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  Post(
+      [this, reactor, request, response] { reactor->Finish(ToGrpc(DoScore(*request, response))); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(grpc::CallbackServerContext* ctx,
+                                                         const v1::ClassifyRequest* request,
+                                                         v1::ClassifyResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  Post([this, reactor, request, response] {
+    reactor->Finish(ToGrpc(DoClassify(*request, response)));
+  });
+  return reactor;
+}
+
+absl::Status InferenceServiceImpl::DoClassify(const v1::ClassifyRequest& req,
+                                              v1::ClassifyResponse* response) {
+  const v1::ClassifyRequest* request = &req;
   const auto start = Clock::now();
   auto finish = [&](const absl::Status& status) {
     metrics_->RecordInference(request->model_id(), "Classify", status.code(),
                               std::chrono::duration<double>(Clock::now() - start).count());
-    return ToGrpc(status);
+    return status;
   };
   if (request->model_id().empty()) {
     return finish(absl::InvalidArgumentError("model_id is required"));
@@ -149,14 +313,15 @@ grpc::Status InferenceServiceImpl::Classify(grpc::ServerContext*,
   return finish(absl::OkStatus());
 }
 
-grpc::Status InferenceServiceImpl::Sample(grpc::ServerContext* ctx,
-                                          const v1::SampleRequest* request,
-                                          grpc::ServerWriter<v1::SampleResponse>* writer) {
+absl::Status InferenceServiceImpl::DoSample(const v1::SampleRequest& req,
+                                            const core::CancellationToken* cancel,
+                                            const Emit<v1::SampleResponse>& emit) {
+  const v1::SampleRequest* request = &req;
   const auto start = Clock::now();
   auto finish = [&](const absl::Status& status) {
     metrics_->RecordInference(request->model_id(), "Sample", status.code(),
                               std::chrono::duration<double>(Clock::now() - start).count());
-    return ToGrpc(status);
+    return status;
   };
   if (request->model_id().empty()) {
     return finish(absl::InvalidArgumentError("model_id is required"));
@@ -207,17 +372,17 @@ grpc::Status InferenceServiceImpl::Sample(grpc::ServerContext* ctx,
     return finish(absl::InvalidArgumentError(
         absl::StrCat("format must be png or raw, got '", request->format(), "'")));
   }
-  core::CancellationToken cancel;  // a client that goes away stops the sampling loop
+  // `cancel` fires when the client goes away: it stops the sampling loop.
   std::vector<int64_t> labels(request->labels().begin(), request->labels().end());
   absl::StatusOr<torch::Tensor> images;
   absl::Status status = core::TorchCall("sampling", [&]() -> absl::Status {
-    images = sampler->Sample(torch::tensor(labels, torch::kLong), options, &cancel);
+    images = sampler->Sample(torch::tensor(labels, torch::kLong), options, cancel);
     return images.status();
   });
   if (!status.ok()) return finish(status);
   const torch::Tensor cpu = images->to(torch::kFloat32).cpu().contiguous();
   for (int i = 0; i < request->labels_size(); ++i) {
-    if (ctx->IsCancelled()) return finish(absl::CancelledError("the client went away"));
+    if (cancel->cancelled()) return finish(absl::CancelledError("the client went away"));
     v1::SampleResponse response;
     response.set_index(i);
     response.set_label(labels[static_cast<size_t>(i)]);
@@ -234,19 +399,19 @@ grpc::Status InferenceServiceImpl::Sample(grpc::ServerContext* ctx,
       raw->set_data(std::string(reinterpret_cast<const char*>(image.data_ptr<float>()),
                                 static_cast<size_t>(image.numel()) * sizeof(float)));
     }
-    if (!writer->Write(response)) return finish(absl::CancelledError("the client went away"));
+    if (!emit(std::move(response))) return finish(absl::CancelledError("the client went away"));
   }
   return finish(absl::OkStatus());
 }
 
-grpc::Status InferenceServiceImpl::Generate(grpc::ServerContext* ctx,
-                                            const v1::GenerateRequest* request,
-                                            grpc::ServerWriter<v1::GenerateResponse>* writer) {
+absl::Status InferenceServiceImpl::DoGenerate(const v1::GenerateRequest& req,
+                                              const Emit<v1::GenerateResponse>& emit) {
+  const v1::GenerateRequest* request = &req;
   const auto start = Clock::now();
   auto finish = [&](const absl::Status& status) {
     metrics_->RecordInference(request->model_id(), "Generate", status.code(),
                               std::chrono::duration<double>(Clock::now() - start).count());
-    return ToGrpc(status);
+    return status;
   };
   auto resolved = ResolveLm(models_, request->model_id(), request->version());
   if (!resolved.ok()) return finish(resolved.status());
@@ -267,7 +432,7 @@ grpc::Status InferenceServiceImpl::Generate(grpc::ServerContext* ctx,
   };
   bool client_gone = false;
   auto on_chunk = [&](const core::TextChunk& chunk) {
-    if (ctx->IsCancelled() || !writer->Write(to_proto(chunk))) {
+    if (!emit(to_proto(chunk))) {
       client_gone = true;
       return false;
     }
@@ -278,19 +443,20 @@ grpc::Status InferenceServiceImpl::Generate(grpc::ServerContext* ctx,
   if (client_gone) return finish(absl::CancelledError("the client went away"));
   v1::GenerateResponse last = to_proto(generated->tail);
   last.set_finish_reason(core::FinishReasonName(generated->finish_reason));
-  writer->Write(last);
+  emit(std::move(last));
   metrics_->AddGeneratedTokens(request->model_id(),
                                static_cast<int64_t>(generated->token_ids.size()));
   return finish(absl::OkStatus());
 }
 
-grpc::Status InferenceServiceImpl::Score(grpc::ServerContext*, const v1::ScoreRequest* request,
-                                         v1::ScoreResponse* response) {
+absl::Status InferenceServiceImpl::DoScore(const v1::ScoreRequest& req,
+                                           v1::ScoreResponse* response) {
+  const v1::ScoreRequest* request = &req;
   const auto start = Clock::now();
   auto finish = [&](const absl::Status& status) {
     metrics_->RecordInference(request->model_id(), "Score", status.code(),
                               std::chrono::duration<double>(Clock::now() - start).count());
-    return ToGrpc(status);
+    return status;
   };
   auto resolved = ResolveLm(models_, request->model_id(), request->version());
   if (!resolved.ok()) return finish(resolved.status());

@@ -20,12 +20,6 @@
 
 namespace unlearning::server {
 
-// v1::Job from the journal's record (verification report parsed from its JSON).
-v1::Job JobToProto(const JobRecord& record);
-v1::JobState ToProto(JobState state);
-// The ErasureEvent kind that ends a job in `state`.
-v1::ErasureEvent::Kind TerminalKind(JobState state);
-
 struct JobRunnerOptions {
   std::string server_version = "dev";
 };
@@ -40,9 +34,6 @@ class JobRunner {
   // Runs job `job_id` to a terminal state (or leaves it for the next start when the server shuts
   // down mid-run). Never throws; every failure ends as a FAILED job with the reason.
   void Run(const std::string& job_id, const core::CancellationToken* cancel);
-
-  // The certificate of a completed job as the proto clients get (certificate_sha256 filled in).
-  static absl::StatusOr<v1::Certificate> CertificateFromRecord(const CertificateRecord& record);
 
  private:
   absl::Status RunJob(const JobRecord& job, const core::CancellationToken* cancel);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/util/json_util.h>
 
 #include "core/common/sha256.h"
 #include "core/common/status_macros.h"
@@ -506,6 +507,102 @@ int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+// ---- jobs and certificates (journal records <-> v1) ----
+
+v1::JobState ToProto(JobState state) {
+  switch (state) {
+    case JobState::kQueued:
+      return v1::JOB_STATE_QUEUED;
+    case JobState::kRunning:
+      return v1::JOB_STATE_RUNNING;
+    case JobState::kCompleted:
+      return v1::JOB_STATE_COMPLETED;
+    case JobState::kFailed:
+      return v1::JOB_STATE_FAILED;
+    case JobState::kFailedVerification:
+      return v1::JOB_STATE_FAILED_VERIFICATION;
+    case JobState::kCancelled:
+      return v1::JOB_STATE_CANCELLED;
+  }
+  return v1::JOB_STATE_UNSPECIFIED;
+}
+
+v1::ErasureEvent::Kind TerminalKind(JobState state) {
+  switch (state) {
+    case JobState::kCompleted:
+      return v1::ErasureEvent::KIND_COMPLETED;
+    case JobState::kFailedVerification:
+      return v1::ErasureEvent::KIND_FAILED_VERIFICATION;
+    case JobState::kCancelled:
+      return v1::ErasureEvent::KIND_CANCELLED;
+    default:
+      return v1::ErasureEvent::KIND_FAILED;
+  }
+}
+
+v1::Job JobToProto(const JobRecord& r) {
+  v1::Job job;
+  job.set_job_id(r.job_id);
+  job.set_request_id(r.request_id);
+  job.set_model_id(r.model_id);
+  job.set_method(r.method);
+  job.set_state(ToProto(r.state));
+  job.set_error_message(r.error_message);
+  job.set_step(r.step);
+  job.set_total_steps(r.total_steps);
+  job.set_loss(r.loss);
+  job.set_accepted_unix_ms(r.accepted_unix_ms);
+  job.set_started_unix_ms(r.started_unix_ms);
+  job.set_finished_unix_ms(r.finished_unix_ms);
+  job.set_published_version(r.published_version);
+  v1::ErasureRequest request;
+  if (request.ParseFromString(r.request_blob)) job.set_forget_examples(ForgetItemCount(request));
+  job.set_compliance_reference(r.compliance_reference);
+  if (!r.verification_json.empty()) {
+    auto parsed = nlohmann::json::parse(r.verification_json, nullptr, false);
+    if (!parsed.is_discarded()) *job.mutable_verification() = ReportFromJson(parsed);
+  }
+  job.set_attempts(r.attempts);
+  return job;
+}
+
+absl::StatusOr<v1::Certificate> CertificateFromRecord(const CertificateRecord& record) {
+  v1::Certificate cert;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  auto status = google::protobuf::util::JsonStringToMessage(record.json, &cert, options);
+  if (!status.ok()) {
+    return absl::InternalError(absl::StrCat("stored certificate ", record.certificate_id,
+                                            " does not parse: ", status.ToString()));
+  }
+  cert.set_certificate_sha256(record.sha256);
+  return cert;
+}
+
+std::optional<JobState> JobStateFromProto(v1::JobState state) {
+  switch (state) {
+    case v1::JOB_STATE_QUEUED:
+      return JobState::kQueued;
+    case v1::JOB_STATE_RUNNING:
+      return JobState::kRunning;
+    case v1::JOB_STATE_COMPLETED:
+      return JobState::kCompleted;
+    case v1::JOB_STATE_FAILED:
+      return JobState::kFailed;
+    case v1::JOB_STATE_FAILED_VERIFICATION:
+      return JobState::kFailedVerification;
+    case v1::JOB_STATE_CANCELLED:
+      return JobState::kCancelled;
+    default:
+      return std::nullopt;
+  }
 }
 
 }  // namespace unlearning::server

@@ -1,12 +1,15 @@
-// Translation between the unlearning.v1 protobuf messages and core types, at the server's edge.
-// Also the request validation that needs nothing but the request itself.
+// Translation between the unlearning.v1 protobuf messages and core / journal types, at the
+// server's edge (the one place the services and the job runner convert). Also the request
+// validation that needs nothing but the request itself.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include <grpcpp/support/status.h>
 #include <nlohmann/json.hpp>
 
 #include "core/data/text_example.h"
@@ -14,6 +17,7 @@
 #include "core/models/model.h"
 #include "core/verify/text_verification.h"
 #include "core/verify/thresholds.h"
+#include "server/infra/journal.h"
 #include "unlearning/v1/erasure.pb.h"
 #include "unlearning/v1/methods.pb.h"
 #include "unlearning/v1/models.pb.h"
@@ -77,6 +81,22 @@ std::string ForgetSetSha256(const v1::ErasureRequest& request);
 // SHA-256 (hex) of the request's canonical serialisation (deterministic protobuf bytes): two
 // requests with the same id but different contents are a client error.
 std::string RequestFingerprint(const v1::ErasureRequest& request);
+
+// ---- jobs and certificates: journal records <-> v1 ----
+
+// v1::Job from the journal's record (verification report parsed from its JSON).
+v1::Job JobToProto(const JobRecord& record);
+v1::JobState ToProto(JobState state);
+// nullopt for JOB_STATE_UNSPECIFIED (= any state in a filter).
+std::optional<JobState> JobStateFromProto(v1::JobState state);
+// The ErasureEvent kind that ends a job in `state`.
+v1::ErasureEvent::Kind TerminalKind(JobState state);
+// The certificate of a completed job as the proto clients get (certificate_sha256 filled in).
+// kInternal if the stored JSON does not parse.
+absl::StatusOr<v1::Certificate> CertificateFromRecord(const CertificateRecord& record);
+
+// gRPC status of an absl status (same code, same message).
+grpc::Status ToGrpc(const absl::Status& status);
 
 // Current Unix time in milliseconds.
 int64_t NowUnixMs();

@@ -88,7 +88,7 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
         raw->metrics_->SetRunningJobs(raw->scheduler_->Running() - 1);
       });
 
-  ErasureServiceDeps deps;
+  ErasureControllerDeps deps;
   deps.journal = s->journal_.get();
   deps.models = s->models_.get();
   deps.scheduler = s->scheduler_.get();
@@ -96,11 +96,12 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   deps.metrics = s->metrics_.get();
   deps.methods = options.methods;
   deps.limits = options.limits;
+  s->erasure_ = std::make_unique<ErasureController>(deps);
   s->model_service_ = std::make_unique<ModelServiceImpl>(s->models_.get());
-  s->erasure_service_ = std::make_unique<ErasureServiceImpl>(deps);
+  s->erasure_service_ = std::make_unique<ErasureServiceImpl>(s->erasure_.get());
   s->inference_service_ =
       std::make_unique<InferenceServiceImpl>(s->models_.get(), s->metrics_.get());
-  UNL_ASSIGN_OR_RETURN(s->recovered_jobs_, s->erasure_service_->RecoverJobs());
+  UNL_ASSIGN_OR_RETURN(s->recovered_jobs_, s->erasure_->RecoverJobs());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -134,6 +135,8 @@ void UnlearningServer::Shutdown(absl::Duration grace) {
     if (auto* health = grpc_->GetHealthCheckService()) health->SetServingStatus(false);
   }
   if (scheduler_) scheduler_->Shutdown(grace);
+  // No stream waits on a thread: end them now rather than at gRPC's deadline.
+  if (erasure_service_) erasure_service_->Shutdown();
   if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   if (metrics_) metrics_->Stop();
 }

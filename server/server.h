@@ -14,16 +14,19 @@
 
 #include "core/app/family_registry.h"
 #include "core/methods/method_registry.h"
+#include "server/erasure_controller.h"
+#include "server/erasure_service.h"
 #include "server/event_hub.h"
+#include "server/inference_service.h"
 #include "server/infra/journal.h"
 #include "server/infra/metrics.h"
 #include "server/infra/model_store.h"
 #include "server/job_runner.h"
 #include "server/model_manager.h"
 #include "server/model_registry.h"
+#include "server/model_service.h"
 #include "server/proto_convert.h"
 #include "server/scheduler.h"
-#include "server/services.h"
 
 namespace unlearning::server {
 
@@ -51,8 +54,9 @@ class UnlearningServer {
   static absl::StatusOr<std::unique_ptr<UnlearningServer>> Start(const ServerOptions& options);
   ~UnlearningServer();
 
-  // Graceful stop: refuse new streams, let running jobs finish within `grace` (interrupted jobs
-  // resume at the next start), close streams, stop metrics.
+  // Graceful stop: let running jobs finish within `grace` (interrupted jobs resume at the next
+  // start; open Erase streams get their events meanwhile), then end every open Erase stream with
+  // UNAVAILABLE, stop gRPC (in-flight unary calls get up to 5 s) and the metrics endpoint.
   void Shutdown(absl::Duration grace);
   void Wait();
 
@@ -62,6 +66,8 @@ class UnlearningServer {
   const std::string& metrics_address() const { return metrics_address_; }
   int recovered_jobs() const { return recovered_jobs_; }
   Metrics& metrics() { return *metrics_; }
+  // Erase streams open now.
+  int open_erase_streams() const { return erasure_service_->open_streams(); }
 
  private:
   UnlearningServer() = default;
@@ -75,6 +81,7 @@ class UnlearningServer {
   std::unique_ptr<ModelManager> models_;
   std::unique_ptr<JobRunner> runner_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<ErasureController> erasure_;
   std::unique_ptr<ModelServiceImpl> model_service_;
   std::unique_ptr<ErasureServiceImpl> erasure_service_;
   std::unique_ptr<InferenceServiceImpl> inference_service_;

@@ -1,0 +1,62 @@
+// ErasureService on the gRPC callback API: transport only. It converts messages and calls the
+// ErasureController; an open Erase stream holds no thread (its reactor is driven by gRPC's
+// callbacks and by the event hub, which pushes the events of the jobs it follows).
+#pragma once
+
+#include <map>
+#include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include <grpcpp/grpcpp.h>
+
+#include "server/erasure_controller.h"
+#include "unlearning/v1/service.grpc.pb.h"
+
+namespace unlearning::server {
+
+// Thread-safe. The unary calls run on gRPC's callback threads (journal reads; Erase's submits
+// write the journal durably, a few milliseconds).
+class ErasureServiceImpl final : public v1::ErasureService::CallbackService {
+ public:
+  explicit ErasureServiceImpl(ErasureController* controller) : controller_(controller) {}
+  ~ErasureServiceImpl() override;
+
+  // The bidirectional stream: each message submits a request or watches a job; events come back
+  // in order per job, one write outstanding at a time. After the client half-closes, the stream
+  // stays open until every job it follows has ended, then finishes OK.
+  grpc::ServerBidiReactor<v1::ErasureStreamRequest, v1::ErasureEvent>* Erase(
+      grpc::CallbackServerContext* ctx) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx,
+                                   const v1::GetJobRequest* request, v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx,
+                                     const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx,
+                                      const v1::CancelJobRequest* request,
+                                      v1::Job* response) override;
+  grpc::ServerUnaryReactor* GetCertificate(grpc::CallbackServerContext* ctx,
+                                           const v1::GetCertificateRequest* request,
+                                           v1::Certificate* response) override;
+
+  // Ends every open Erase stream (after the events already queued for it) with UNAVAILABLE
+  // ("accepted jobs resume after restart") and ends new ones at once. Called by the server after
+  // the scheduler has drained and before gRPC shuts down, so that shutdown never waits on an idle
+  // stream.
+  void Shutdown();
+  // Erase streams open now.
+  int open_streams() const;
+
+ private:
+  class EraseStream;
+
+  void Release(EraseStream* stream);
+
+  ErasureController* controller_;
+  mutable absl::Mutex mu_;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  // Owns each open stream's reactor until gRPC calls its OnDone.
+  std::map<EraseStream*, std::shared_ptr<EraseStream>> streams_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace unlearning::server
