@@ -74,14 +74,18 @@ absl::StatusOr<TextGeneration> Generate(const LanguageModel& lm, const TextPromp
                      ") exceeds the model's context of ", context, " tokens"));
   }
   const Tokenizer& tok = lm.tokenizer();
-  TextChunk pending;  // bytes of an incomplete UTF-8 character and their ids
+  TextChunk pending;     // bytes of an incomplete UTF-8 character and their ids
+  std::string streamed;  // the text of every chunk so far
   auto on_token = [&](int64_t id) {
     pending.text += tok.Decode({id});
     pending.token_ids.push_back(id);
     const size_t complete = CompleteUtf8Prefix(pending.text);
     if (complete == 0 && pending.text.size() < 4) return true;
     TextChunk chunk;
-    chunk.text = pending.text.substr(0, complete);
+    // A model can emit bytes that are not UTF-8 (a byte-level tokenizer has all 256): they are
+    // sent as U+FFFD, since a protobuf string must be valid UTF-8.
+    chunk.text = ToValidUtf8(std::string_view(pending.text).substr(0, complete));
+    streamed += chunk.text;
     chunk.token_ids = std::move(pending.token_ids);
     pending.text.erase(0, complete);
     pending.token_ids.clear();
@@ -90,10 +94,11 @@ absl::StatusOr<TextGeneration> Generate(const LanguageModel& lm, const TextPromp
   UNL_ASSIGN_OR_RETURN(GeneratedTokens generated,
                        GenerateTokens(lm, ids, options, on_token, cancel));
   TextGeneration out;
-  out.text = tok.Decode(generated.ids);
   out.token_ids = std::move(generated.ids);
   out.finish_reason = generated.finish_reason;
   out.tail = std::move(pending);
+  out.tail.text = ToValidUtf8(out.tail.text);
+  out.text = streamed + out.tail.text;
   return out;
 }
 

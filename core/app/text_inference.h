@@ -38,7 +38,9 @@ struct TextChunk {
 
 struct TextGeneration {
   std::vector<int64_t> token_ids;  // every generated id (EOS excluded)
-  std::string text;                // Decode(token_ids)
+  // Decode(token_ids) as streamed: invalid UTF-8 sequences replaced by U+FFFD (ToValidUtf8), so
+  // it is always valid UTF-8 and equals the chunks' texts followed by the tail's.
+  std::string text;
   FinishReason finish_reason = FinishReason::kMaxTokens;
   // What no chunk carried yet (possibly empty): a streaming caller sends it with the finish reason.
   TextChunk tail;

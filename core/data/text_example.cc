@@ -118,6 +118,56 @@ absl::Status WriteJsonl(const std::string& path, const std::vector<TextExample>&
   return absl::OkStatus();
 }
 
+std::string ToValidUtf8(std::string_view s) {
+  static constexpr char kReplacement[] = "\xEF\xBF\xBD";
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    // Continuation bytes needed and the allowed range of the first one (Unicode Table 3-7).
+    size_t need = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      need = 1;
+    } else if (c == 0xE0) {
+      need = 2, lo = 0xA0;
+    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+      need = 2;
+    } else if (c == 0xED) {
+      need = 2, hi = 0x9F;
+    } else if (c == 0xF0) {
+      need = 3, lo = 0x90;
+    } else if (c >= 0xF1 && c <= 0xF3) {
+      need = 3;
+    } else if (c == 0xF4) {
+      need = 3, hi = 0x8F;
+    } else {
+      out += kReplacement;  // a stray continuation byte or a byte never used in UTF-8
+      ++i;
+      continue;
+    }
+    size_t j = 1;  // bytes of this sequence that are valid so far
+    for (; j <= need && i + j < s.size(); ++j) {
+      const unsigned char d = static_cast<unsigned char>(s[i + j]);
+      const bool ok = j == 1 ? (d >= lo && d <= hi) : (d >= 0x80 && d <= 0xBF);
+      if (!ok) break;
+    }
+    if (j == need + 1) {
+      out.append(s.substr(i, j));
+    } else {
+      out += kReplacement;  // one U+FFFD for the maximal valid-so-far prefix
+    }
+    i += j;
+  }
+  return out;
+}
+
 bool IsValidUtf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const size_t n = s.size();

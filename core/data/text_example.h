@@ -33,6 +33,11 @@ absl::Status WriteJsonl(const std::string& path, const std::vector<TextExample>&
 // True if `s` is valid UTF-8.
 bool IsValidUtf8(std::string_view s);
 
+// `s` with every maximal invalid UTF-8 subsequence replaced by U+FFFD (the Unicode "substitution
+// of maximal subparts" practice, as Python's errors="replace"); valid input comes back unchanged.
+// A model's bytes become text this way before they are sent as a protobuf string.
+std::string ToValidUtf8(std::string_view s);
+
 // The QA prompt template: "Question: {question}\nAnswer: ".
 std::string QaPrompt(std::string_view question);
 

@@ -140,7 +140,7 @@ TEST_F(TextInferenceTest, GreedyGenerateOnACompositeIsTheArgmaxOfTheDifference) 
     seq.push_back(last.argmax().item<int64_t>());
   }
   EXPECT_EQ(generated.token_ids, std::vector<int64_t>(seq.begin() + prompt_len, seq.end()));
-  EXPECT_EQ(generated.text, ByteTokenizer().Decode(generated.token_ids));
+  EXPECT_EQ(generated.text, ToValidUtf8(ByteTokenizer().Decode(generated.token_ids)));
 
   // The target alone answers differently, so the assistant's state really took part.
   UNL_ASSERT_OK_AND_ASSIGN(TextGeneration alone, Generate(*target_, prompt, options, nullptr));
@@ -177,6 +177,29 @@ TEST_F(TextInferenceTest, GenerateStreamsChunksThatAddUpToTheGeneration) {
                                     [](const TextChunk&) { return false; }));
   EXPECT_EQ(stopped.finish_reason, FinishReason::kStopped);
   EXPECT_LT(stopped.token_ids.size(), 40u);
+}
+
+// An untrained byte-level model emits bytes that are not UTF-8; every chunk (a protobuf string on
+// the wire) must still be valid UTF-8, with U+FFFD where the bytes were not.
+TEST_F(TextInferenceTest, GeneratedChunksAreValidUtf8EvenWhenTheModelsBytesAreNot) {
+  GenerateOptions options;
+  options.max_new_tokens = 120;
+  options.temperature = 1.0;
+  options.seed = 3;
+  options.stop_at_eos = false;
+  std::vector<std::string> chunks;
+  UNL_ASSERT_OK_AND_ASSIGN(TextGeneration generated, Generate(*target_, TextPrompt{"x", false},
+                                                              options, [&](const TextChunk& c) {
+                                                                chunks.push_back(c.text);
+                                                                return true;
+                                                              }));
+  std::string raw;
+  for (int64_t id : generated.token_ids) raw += target_->tokenizer().Decode({id});
+  ASSERT_FALSE(IsValidUtf8(raw)) << "the seed no longer produces invalid bytes; pick another";
+  for (const std::string& c : chunks) EXPECT_TRUE(IsValidUtf8(c));
+  EXPECT_TRUE(IsValidUtf8(generated.tail.text));
+  EXPECT_TRUE(IsValidUtf8(generated.text));
+  EXPECT_NE(generated.text.find("\xEF\xBF\xBD"), std::string::npos);
 }
 
 TEST_F(TextInferenceTest, GenerateRefusesBadRequestsWithTheServiceMessages) {

@@ -207,6 +207,27 @@ TEST(CollateTest, TruncatesFromTheRight) {
   EXPECT_EQ(labels[0][3], kIgnoreIndex);  // last position never has a target
 }
 
+// Replacement of maximal subparts, as Python's bytes.decode("utf-8", "replace").
+TEST(ToValidUtf8Test, ReplacesEachMaximalInvalidSubsequenceWithOneReplacementCharacter) {
+  const std::string r = "\xEF\xBF\xBD";
+  EXPECT_EQ(ToValidUtf8("caf\xC3\xA9 \xF0\x9F\x98\x80"), "caf\xC3\xA9 \xF0\x9F\x98\x80");
+  EXPECT_EQ(ToValidUtf8("a\xFF"
+                        "b"),
+            "a" + r + "b");                   // never a UTF-8 byte
+  EXPECT_EQ(ToValidUtf8("\x80\x80"), r + r);  // stray continuation bytes
+  EXPECT_EQ(ToValidUtf8("\xE2\x82"
+                        "A"),
+            r + "A");                                         // truncated 3-byte character
+  EXPECT_EQ(ToValidUtf8("x\xE2\x82"), "x" + r);               // truncated at the end
+  EXPECT_EQ(ToValidUtf8("\xC0\x80"), r + r);                  // overlong NUL
+  EXPECT_EQ(ToValidUtf8("\xED\xA0\x80"), r + r + r);          // a surrogate
+  EXPECT_EQ(ToValidUtf8("\xF4\x90\x80\x80"), r + r + r + r);  // above U+10FFFF
+  EXPECT_EQ(ToValidUtf8("\xF0\x9F\x98"), r);                  // truncated 4-byte character
+  for (const std::string s : {"a\xFF", "\xE2\x82", "\xED\xA0\x80", "\xC3"}) {
+    EXPECT_TRUE(IsValidUtf8(ToValidUtf8(s))) << s;
+  }
+}
+
 TEST(CollateTest, EncodedExampleTrainsOnlyAnswerTokens) {
   TestTokenizer tok;
   EncodedExample e = EncodeQa(tok, "Q", "xy");
