@@ -1,5 +1,6 @@
 #include "core/verify/generation_verification.h"
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -14,9 +15,10 @@ namespace unlearning::core {
 namespace {
 
 struct Judged {
-  torch::Tensor labels;     // [N] requested class
-  torch::Tensor predicted;  // [N] judge's class
-  torch::Tensor features;   // [N, D] judge's features
+  torch::Tensor labels;            // [N] requested class
+  torch::Tensor predicted;         // [N] judge's class
+  torch::Tensor features;          // [N, D] judge's features
+  double images_per_second = 0.0;  // the sampler's throughput on this protocol (wall clock)
 };
 
 absl::StatusOr<Judged> SampleAndJudge(const ImageSampler& sampler, const ImageClassifier& judge,
@@ -31,7 +33,10 @@ absl::StatusOr<Judged> SampleAndJudge(const ImageSampler& sampler, const ImageCl
   options.guidance_scale = p.guidance_scale;
   options.seed = p.seed;
   const torch::Tensor label_tensor = torch::tensor(labels, torch::kLong);
+  const auto start = std::chrono::steady_clock::now();
   UNL_ASSIGN_OR_RETURN(torch::Tensor images, sampler.Sample(label_tensor, options, cancel));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   c10::InferenceMode guard;
   const ImageSpec spec = judge.image_spec();
   images = images.to(torch::kFloat32).cpu();
@@ -43,7 +48,8 @@ absl::StatusOr<Judged> SampleAndJudge(const ImageSampler& sampler, const ImageCl
   }
   images = images.clamp(0.0, 1.0);
   return Judged{label_tensor, judge.ClassifyLogits(images).argmax(1).cpu(),
-                judge.Features(images).cpu().to(torch::kFloat64)};
+                judge.Features(images).cpu().to(torch::kFloat64),
+                seconds > 0.0 ? static_cast<double>(labels.size()) / seconds : 0.0};
 }
 
 torch::Tensor InSet(const torch::Tensor& values, const std::vector<int64_t>& set) {
@@ -81,7 +87,7 @@ double FrechetDistance(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 std::vector<std::string> GenerationVerifier::FigureNames() const {
-  return {"feature_fd", "forget_rate", "override_rate", "retain_fidelity"};
+  return {"feature_fd", "forget_rate", "images_per_second", "override_rate", "retain_fidelity"};
 }
 
 std::vector<Threshold> GenerationVerifier::DefaultThresholds() const {
@@ -115,6 +121,7 @@ absl::StatusOr<VerificationReport> GenerationVerifier::Verify(const Verification
       f["override_rate"] = Share(j.predicted.eq(override_class), forget_mask);
     }
     f["retain_fidelity"] = Share(j.predicted.eq(j.labels), forget_mask.logical_not());
+    f["images_per_second"] = j.images_per_second;
     return f;
   };
   std::map<std::string, double> before_map = figures(b), after_map = figures(a);

@@ -7,6 +7,8 @@
 //   retain_fidelity  share of the other classes' samples the judge assigns to their own class
 //   feature_fd       Fréchet distance in the judge's feature space between the retained classes'
 //                    samples before and after (0 = the same distribution)
+//   images_per_second  the sampler's throughput on the protocol (wall clock, so it varies with
+//                    load; a one-step generator's is many times its teacher's)
 #pragma once
 
 #include <map>
