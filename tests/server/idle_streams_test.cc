@@ -1,5 +1,6 @@
 // The gRPC services on the callback API: an open Erase stream holds no thread. 200 idle Erase
-// streams stay open while inference (Score on a tiny LM) keeps answering and the process's thread
+// streams stay open while inference (Score and streamed Generate on a tiny LM) keeps answering and
+// the process's thread
 // count barely moves; the streams then close cleanly and an erasure still runs; a shutdown with
 // streams open neither hangs nor crashes. Toy family + a tiny random LM (tests/testing/), no demo
 // model.
@@ -38,9 +39,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kIdleStreams = 200;
 constexpr int kScoreCalls = 20;
-// Bounds stated up front: each Score (8 tokens on a 2-layer, 32-wide LM; a few ms idle) answers
-// within 2 s; the 200 idle streams add fewer than 20 threads to the process (client and server:
-// the sync server added ~400).
+// Bounds stated up front: each Score (8 tokens on a 2-layer, 32-wide LM; a few ms idle) and each
+// Generate (16 tokens, streamed) answers within 2 s; the 200 idle streams add fewer than 20 threads
+// to the process (client and server: the sync server added ~400).
 constexpr auto kScoreDeadline = std::chrono::seconds(2);
 constexpr int kMaxThreadGrowth = 20;
 
@@ -147,9 +148,33 @@ class IdleStreamsTest : public ::testing::Test {
     if (server_) server_->Shutdown(absl::ZeroDuration());
   }
 
+  // One streamed Generate of 16 tokens; its wall time (failures are recorded). The random LM's
+  // bytes are mostly not UTF-8: the server sends U+FFFD for them, so the stream still parses.
+  std::chrono::milliseconds Generate(int i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::GenerateRequest request;
+    request.set_model_id("lm");
+    request.set_prompt("hello " + std::to_string(i));
+    request.set_max_tokens(16);
+    const auto start = Clock::now();
+    auto reader = inference_->Generate(&ctx, request);
+    v1::GenerateResponse response;
+    int tokens = 0;
+    std::string finish;
+    while (reader->Read(&response)) {
+      tokens += response.token_ids_size();
+      if (!response.finish_reason().empty()) finish = response.finish_reason();
+    }
+    const grpc::Status status = reader->Finish();
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_LE(tokens, 16);  // 16, or fewer if the random LM drew EOS
+    EXPECT_FALSE(finish.empty());
+    return took;
+  }
+
   // One Score of an 8-character continuation on the LM; its wall time (failures are recorded).
-  // (Score, not Generate: greedy text from a random byte-level LM is not valid UTF-8, which the
-  // GenerateResponse.text string field cannot carry.)
   std::chrono::milliseconds Score(int i) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
@@ -222,11 +247,15 @@ TEST_F(IdleStreamsTest, TwoHundredIdleStreamsHoldNoThreadsAndInferenceKeepsAnswe
     slowest = std::max(slowest, took);
     EXPECT_LT(took, kScoreDeadline)
         << "Score " << i << " with " << kIdleStreams << " idle streams open";
+    const auto generated = Generate(i);
+    slowest = std::max(slowest, generated);
+    EXPECT_LT(generated, kScoreDeadline)
+        << "Generate " << i << " with " << kIdleStreams << " idle streams open";
   }
   const int after_calls = ThreadCount();
   std::cout << "threads: baseline " << baseline << ", with " << kIdleStreams << " idle streams "
-            << with_streams << ", after " << kScoreCalls << " Score calls " << after_calls
-            << "; slowest Score " << slowest.count() << " ms\n";
+            << with_streams << ", after " << kScoreCalls << " Score + Generate calls "
+            << after_calls << "; slowest call " << slowest.count() << " ms\n";
   EXPECT_LT(with_streams - baseline, kMaxThreadGrowth);
   EXPECT_LT(after_calls - baseline, kMaxThreadGrowth);
 
