@@ -38,7 +38,7 @@ bool WriteReadyFile(const std::string& path, const nlohmann::json& content) {
 int main(int argc, char** argv) {
   unlearning::server::ServerOptions options;
   int threads = 0;
-  int job_threads = 0;
+  int job_threads = -1;
   int drain_timeout_seconds = 60;
   std::vector<std::string> model_flags;
   std::string ready_file;
@@ -60,10 +60,12 @@ int main(int argc, char** argv) {
                  "LibTorch intra-op threads (0 = automatic: one per core with the OpenMP "
                  "OpenBLAS, 1 with the pthreads OpenBLAS)")
       ->check(CLI::Range(0, 1024));
-  app.add_option("--job-threads", job_threads,
-                 "intra-op threads of an erasure job (0 = as --threads); fewer leaves cores to "
-                 "inference while a job trains (bench/serve_latency.sh measures the trade)")
-      ->check(CLI::Range(0, 1024))
+  app.add_option(
+         "--job-threads", job_threads,
+         "intra-op threads of an erasure job (0 = as --threads; default -1 = one fewer than "
+         "--threads, at least 1, so inference keeps a core while a job trains; "
+         "bench/serve_latency.sh measures the trade)")
+      ->check(CLI::Range(-1, 1024))
       ->capture_default_str();
   app.add_option("--workers", options.workers, "jobs run in parallel (on different models)")
       ->check(CLI::Range(1, 64))
@@ -95,6 +97,7 @@ int main(int argc, char** argv) {
     options.models.emplace_back(flag.substr(0, eq), flag.substr(eq + 1));
   }
   const unlearning::core::ThreadConfig thread_config = unlearning::core::ConfigureThreads(threads);
+  if (job_threads < 0) job_threads = std::max(1, thread_config.threads - 1);
   unlearning::core::SetJobThreads(job_threads);
 
   // Block the stop signals in every thread; one thread waits for them.
