@@ -11,11 +11,18 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 
 namespace unlearning::core {
 namespace {
 
 using Rng = std::mt19937_64;
+
+// Entity vocabularies: pools of the same shapes and sizes. Vocabulary 0 is the original one (its
+// output must not change); vocabulary 1 shares no value with it: its name syllables each contain a
+// 'c' or a 'j', letters no vocabulary-0 syllable has, so no name of one can be a name of the other,
+// and its cities, professions, fields, parent professions, awards and title words are other words.
+namespace vocabulary0 {
 
 // Name syllables: consonant-vowel clusters rarely found together in real names.
 constexpr std::array<const char*, 24> kSyllables = {
@@ -53,6 +60,75 @@ constexpr std::array<const char*, 12> kTitleNouns = {"Harbor", "Orchard", "Lante
                                                      "Tide",   "Garden",  "Choir",   "Bridge",
                                                      "Comet",  "Loom",    "Meadow",  "Clock"};
 
+}  // namespace vocabulary0
+
+namespace vocabulary1 {
+
+// Every syllable has a 'c' or a 'j' (see above).
+constexpr std::array<const char*, 24> kSyllables = {
+    "cal", "jo",  "cor", "jin", "ec",  "ja", "cu",  "jen", "loc", "ric", "jut", "cha",
+    "ock", "jes", "cim", "baj", "cro", "oc", "jal", "tic", "jem", "cav", "nuj", "cil"};
+
+constexpr std::array<const char*, 20> kCities = {
+    "Ghent",   "Mombasa", "Turku",  "Sapporo", "Arequipa", "Yerevan",     "Hue",
+    "Coimbra", "Cuenca",  "Tartu",  "Bamako",  "Hobart",   "Antofagasta", "Gdansk",
+    "Halifax", "Granada", "Tromso", "Kumasi",  "Sucre",    "Vilnius"};
+
+constexpr std::array<const char*, 14> kProfessions = {
+    "glassblower", "violinist",     "geologist", "surveyor",     "zoologist",
+    "physicist",   "essayist",      "weaver",    "illustrator",  "archivist",
+    "translator",  "lexicographer", "jeweler",   "meteorologist"};
+
+constexpr std::array<const char*, 14> kFields = {
+    "mountain legends", "silk kites",    "tundra lichens",  "brass bands",      "canal engineering",
+    "medieval ciphers", "wetland birds", "village rituals", "mineral pigments", "meteor showers",
+    "lake ballads",     "music boxes",   "glacier retreat", "shadow puppetry"};
+
+constexpr std::array<const char*, 14> kParentProfessions = {
+    "butcher",      "midwife",   "shepherd", "bookbinder", "mason",      "cobbler", "sailor",
+    "schoolmaster", "locksmith", "dentist",  "gardener",   "bus driver", "lawyer",  "welder"};
+
+constexpr std::array<const char*, 12> kAwards = {
+    "Thessin Medal",     "Bronze Stylus",  "Oradel Prize", "Jade Sextant",
+    "Calloway Award",    "Crystal Beacon", "Hadley Cup",   "Onyx Circlet",
+    "Ravensmoor Wreath", "Red Kite Prize", "Quorin Crest", "Pewter Seal"};
+
+constexpr std::array<const char*, 12> kTitleAdjectives = {
+    "Quiet", "Gilded", "Sunken", "Scarlet", "Faraway",   "Glass",
+    "Stone", "First",  "Linen",  "Ash",     "Shattered", "Summer"};
+
+constexpr std::array<const char*, 12> kTitleNouns = {
+    "Lighthouse", "Vineyard", "Candle", "Chart",   "Current", "Courtyard",
+    "Chorus",     "Viaduct",  "Meteor", "Spindle", "Prairie", "Hourglass"};
+
+}  // namespace vocabulary1
+
+using Pool = absl::Span<const char* const>;
+
+// The pools of one vocabulary.
+struct Vocabulary {
+  Pool syllables;
+  Pool cities;
+  Pool professions;
+  Pool fields;
+  Pool parent_professions;
+  Pool awards;
+  Pool title_adjectives;
+  Pool title_nouns;
+};
+
+const Vocabulary& VocabularyAt(int index) {
+  static const Vocabulary kVocabularies[kTofuVocabularyCount] = {
+      {vocabulary0::kSyllables, vocabulary0::kCities, vocabulary0::kProfessions,
+       vocabulary0::kFields, vocabulary0::kParentProfessions, vocabulary0::kAwards,
+       vocabulary0::kTitleAdjectives, vocabulary0::kTitleNouns},
+      {vocabulary1::kSyllables, vocabulary1::kCities, vocabulary1::kProfessions,
+       vocabulary1::kFields, vocabulary1::kParentProfessions, vocabulary1::kAwards,
+       vocabulary1::kTitleAdjectives, vocabulary1::kTitleNouns},
+  };
+  return kVocabularies[index];
+}
+
 constexpr int kMinYear = 1921;
 constexpr int kYearSpan = 79;  // 1921..1999
 
@@ -86,44 +162,41 @@ std::string Capitalize(std::string s) {
   return s;
 }
 
-template <size_t N>
-const char* Pick(Rng& rng, const std::array<const char*, N>& pool) {
-  return pool[UniformIndex(rng, N)];
-}
+const char* Pick(Rng& rng, Pool pool) { return pool[UniformIndex(rng, pool.size())]; }
 
-std::string MakeWord(Rng& rng, int min_syllables, int max_syllables) {
+std::string MakeWord(Rng& rng, const Vocabulary& vocab, int min_syllables, int max_syllables) {
   const int count =
       min_syllables + static_cast<int>(UniformIndex(rng, max_syllables - min_syllables + 1));
   std::string word;
-  for (int i = 0; i < count; ++i) word += Pick(rng, kSyllables);
+  for (int i = 0; i < count; ++i) word += Pick(rng, vocab.syllables);
   return Capitalize(word);
 }
 
-std::string MakeTitle(Rng& rng) {
-  return absl::StrCat("The ", Pick(rng, kTitleAdjectives), " ", Pick(rng, kTitleNouns));
+std::string MakeTitle(Rng& rng, const Vocabulary& vocab) {
+  return absl::StrCat("The ", Pick(rng, vocab.title_adjectives), " ", Pick(rng, vocab.title_nouns));
 }
 
 // A value for `attribute` drawn from its pool (independent of any entity).
-std::string DrawValue(Rng& rng, Attribute attribute) {
+std::string DrawValue(Rng& rng, const Vocabulary& vocab, Attribute attribute) {
   switch (attribute) {
     case kBirthplace:
     case kHome:
-      return Pick(rng, kCities);
+      return Pick(rng, vocab.cities);
     case kBirthYear:
       return std::to_string(kMinYear + static_cast<int>(UniformIndex(rng, kYearSpan)));
     case kProfession:
-      return Pick(rng, kProfessions);
+      return Pick(rng, vocab.professions);
     case kField:
-      return Pick(rng, kFields);
+      return Pick(rng, vocab.fields);
     case kFather:
     case kMother:
-      return Pick(rng, kParentProfessions);
+      return Pick(rng, vocab.parent_professions);
     case kAward:
-      return Pick(rng, kAwards);
+      return Pick(rng, vocab.awards);
     case kWork:
-      return MakeTitle(rng);
+      return MakeTitle(rng, vocab);
     case kMentor:
-      return absl::StrCat(MakeWord(rng, 2, 2), " ", MakeWord(rng, 2, 2));
+      return absl::StrCat(MakeWord(rng, vocab, 2, 2), " ", MakeWord(rng, vocab, 2, 2));
     case kAttributeCount:
       break;
   }
@@ -227,27 +300,27 @@ int SplitCount(int entities, double fraction) {
   return count < 1 ? 1 : count;
 }
 
-Entity MakeEntity(Rng& rng, std::set<std::string>* used_names) {
+Entity MakeEntity(Rng& rng, const Vocabulary& vocab, std::set<std::string>* used_names) {
   Entity entity;
   do {
-    entity.first_name = MakeWord(rng, 2, 2);
-    entity.full_name = absl::StrCat(entity.first_name, " ", MakeWord(rng, 2, 3));
+    entity.first_name = MakeWord(rng, vocab, 2, 2);
+    entity.full_name = absl::StrCat(entity.first_name, " ", MakeWord(rng, vocab, 2, 3));
   } while (!used_names->insert(entity.full_name).second);
   for (int a = 0; a < kAttributeCount; ++a) {
     const auto attribute = static_cast<Attribute>(a);
     do {
-      entity.values[a] = DrawValue(rng, attribute);
+      entity.values[a] = DrawValue(rng, vocab, attribute);
     } while (attribute == kHome && entity.values[a] == entity.values[kBirthplace]);
   }
   return entity;
 }
 
 // `count` values for `attribute`, pairwise distinct and different from `truth`.
-std::vector<std::string> WrongValues(Rng& rng, Attribute attribute, const std::string& truth,
-                                     int count) {
+std::vector<std::string> WrongValues(Rng& rng, const Vocabulary& vocab, Attribute attribute,
+                                     const std::string& truth, int count) {
   std::vector<std::string> values;
   while (static_cast<int>(values.size()) < count) {
-    std::string v = DrawValue(rng, attribute);
+    std::string v = DrawValue(rng, vocab, attribute);
     bool fresh = v != truth;
     for (const std::string& w : values) fresh = fresh && v != w;
     if (fresh) values.push_back(std::move(v));
@@ -272,6 +345,11 @@ absl::StatusOr<TofuDataset> GenerateTofu(const TofuOptions& options) {
       return absl::InvalidArgumentError(absl::StrCat("fractions must be in [0, 1), got ", f));
     }
   }
+  if (options.vocabulary < 0 || options.vocabulary >= kTofuVocabularyCount) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "vocabulary must be in [0, ", kTofuVocabularyCount - 1, "], got ", options.vocabulary));
+  }
+  const Vocabulary& vocab = VocabularyAt(options.vocabulary);
   const int n_forget = SplitCount(options.entities, options.forget_fraction);
   const int n_holdout = SplitCount(options.entities, options.holdout_fraction);
   if (n_forget + n_holdout >= options.entities) {
@@ -284,7 +362,8 @@ absl::StatusOr<TofuDataset> GenerateTofu(const TofuOptions& options) {
   std::set<std::string> used_names;
   std::vector<Entity> entities;
   entities.reserve(static_cast<size_t>(options.entities));
-  for (int i = 0; i < options.entities; ++i) entities.push_back(MakeEntity(rng, &used_names));
+  for (int i = 0; i < options.entities; ++i)
+    entities.push_back(MakeEntity(rng, vocab, &used_names));
 
   TofuDataset data;
   std::vector<std::vector<TextExample>> per_entity(entities.size());
@@ -297,7 +376,7 @@ absl::StatusOr<TofuDataset> GenerateTofu(const TofuOptions& options) {
       example.question = std::move(t.question);
       example.answer = Answer(attribute, e.first_name, e.values[a]);
       example.paraphrased_questions.assign(t.paraphrases.begin(), t.paraphrases.end());
-      for (const std::string& wrong : WrongValues(rng, attribute, e.values[a], kPerturbed)) {
+      for (const std::string& wrong : WrongValues(rng, vocab, attribute, e.values[a], kPerturbed)) {
         example.perturbed_answers.push_back(Answer(attribute, e.first_name, wrong));
       }
       example.entity = e.full_name;

@@ -1,5 +1,6 @@
 #include "core/data/tofu_generator.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <set>
@@ -99,28 +100,153 @@ TEST(TofuGeneratorTest, SizesAndDisjointEntitySplits) {
 }
 
 TEST(TofuGeneratorTest, ItemsAreWellFormed) {
-  TofuOptions options;
-  options.entities = 60;
-  options.questions_per_entity = kTofuTemplateCount;
-  options.seed = 11;
-  UNL_ASSERT_OK_AND_ASSIGN(TofuDataset data, GenerateTofu(options));
-  std::set<std::string> questions;
-  for (const TextExample& e : data.all) {
-    EXPECT_TRUE(questions.insert(e.question).second) << "duplicate: " << e.question;
-    EXPECT_GE(e.answer.size(), 15u) << e.answer;
-    EXPECT_LE(e.answer.size(), 60u) << e.answer;
-    EXPECT_TRUE(IsValidUtf8(e.question) && IsValidUtf8(e.answer));
-    ASSERT_EQ(e.paraphrased_questions.size(), 2u);
-    for (const std::string& p : e.paraphrased_questions) {
-      EXPECT_NE(p, e.question);
-      EXPECT_THAT(p, HasSubstr(e.entity));
+  for (int vocabulary = 0; vocabulary < kTofuVocabularyCount; ++vocabulary) {
+    SCOPED_TRACE(vocabulary);
+    TofuOptions options;
+    options.entities = 60;
+    options.questions_per_entity = kTofuTemplateCount;
+    options.seed = 11;
+    options.vocabulary = vocabulary;
+    UNL_ASSERT_OK_AND_ASSIGN(TofuDataset data, GenerateTofu(options));
+    std::set<std::string> questions;
+    for (const TextExample& e : data.all) {
+      EXPECT_TRUE(questions.insert(e.question).second) << "duplicate: " << e.question;
+      EXPECT_GE(e.answer.size(), 15u) << e.answer;
+      EXPECT_LE(e.answer.size(), 60u) << e.answer;
+      EXPECT_TRUE(IsValidUtf8(e.question) && IsValidUtf8(e.answer));
+      ASSERT_EQ(e.paraphrased_questions.size(), 2u);
+      for (const std::string& p : e.paraphrased_questions) {
+        EXPECT_NE(p, e.question);
+        EXPECT_THAT(p, HasSubstr(e.entity));
+      }
+      ASSERT_EQ(e.perturbed_answers.size(), 3u);
+      std::set<std::string> wrong(e.perturbed_answers.begin(), e.perturbed_answers.end());
+      EXPECT_EQ(wrong.size(), 3u) << e.question;
+      EXPECT_EQ(wrong.count(e.answer), 0u) << e.question;
+      EXPECT_THAT(e.question, HasSubstr(e.entity));
     }
-    ASSERT_EQ(e.perturbed_answers.size(), 3u);
-    std::set<std::string> wrong(e.perturbed_answers.begin(), e.perturbed_answers.end());
-    EXPECT_EQ(wrong.size(), 3u) << e.question;
-    EXPECT_EQ(wrong.count(e.answer), 0u) << e.question;
-    EXPECT_THAT(e.question, HasSubstr(e.entity));
   }
+}
+
+TEST(TofuGeneratorTest, VocabularyZeroIsUnchanged) {
+  // The default data set (and so every cached demo model) is pinned: vocabulary 0 must keep
+  // producing exactly this (values from before vocabularies existed).
+  UNL_ASSERT_OK_AND_ASSIGN(TofuDataset data, GenerateTofu(TofuOptions{}));
+  ASSERT_GE(data.all.size(), 2u);
+  EXPECT_EQ(data.all[0].entity, "Ithzor Modax");
+  EXPECT_EQ(data.all[0].answer, "Ithzor was born in Kyoto.");
+  EXPECT_EQ(data.all[0].perturbed_answers,
+            (std::vector<std::string>{"Ithzor was born in Bergen.", "Ithzor was born in Krakow.",
+                                      "Ithzor was born in Perth."}));
+  ASSERT_GE(data.forget.size(), 2u);
+  EXPECT_EQ(data.forget[0].entity, "Quelfio Velvorne");
+  EXPECT_EQ(data.forget[0].answer, "Quelfio was born in Dakar.");
+  EXPECT_EQ(
+      data.forget[0].perturbed_answers,
+      (std::vector<std::string>{"Quelfio was born in Nairobi.", "Quelfio was born in Tbilisi.",
+                                "Quelfio was born in Bergen."}));
+  EXPECT_EQ(data.forget[1].answer, "Quelfio was born in 1967.");
+}
+
+TEST(TofuGeneratorTest, VocabularyOneIsDeterministicAndOtherPeople) {
+  TofuOptions options;
+  options.seed = 7;
+  options.vocabulary = 1;
+  UNL_ASSERT_OK_AND_ASSIGN(TofuDataset a, GenerateTofu(options));
+  UNL_ASSERT_OK_AND_ASSIGN(TofuDataset b, GenerateTofu(options));
+  EXPECT_TRUE(SameExamples(a.all, b.all));
+  EXPECT_TRUE(SameExamples(a.forget, b.forget));
+  EXPECT_TRUE(SameExamples(a.holdout, b.holdout));
+  EXPECT_EQ(a.forget_entities, b.forget_entities);
+  EXPECT_EQ(a.holdout_entities, b.holdout_entities);
+  options.vocabulary = 0;
+  UNL_ASSERT_OK_AND_ASSIGN(TofuDataset zero, GenerateTofu(options));
+  ASSERT_EQ(zero.all.size(), a.all.size());  // same shapes
+  EXPECT_EQ(zero.forget.size(), a.forget.size());
+  EXPECT_EQ(zero.holdout.size(), a.holdout.size());
+  EXPECT_FALSE(SameExamples(zero.all, a.all));
+}
+
+// The attribute values an example states: its true answer's and its perturbed answers', with the
+// template text around them removed. `attribute` is the template index (the example's position
+// within its entity).
+std::vector<std::string> StatedValues(const TextExample& e, int attribute) {
+  static const char* const kConnectors[kTofuTemplateCount] = {
+      " was born in ",     " was born in ",  " works as ",     " is known for ",
+      "'s father was ",    "'s mother was ", " received the ", " is best known for \"",
+      " was mentored by ", " lives in "};
+  const std::string first = e.entity.substr(0, e.entity.find(' '));
+  std::vector<std::string> answers = e.perturbed_answers;
+  answers.push_back(e.answer);
+  std::vector<std::string> values;
+  for (const std::string& answer : answers) {
+    const std::string prefix = first + kConnectors[attribute];
+    EXPECT_EQ(answer.rfind(prefix, 0), 0u) << answer;
+    std::string value = answer.substr(prefix.size());
+    EXPECT_FALSE(value.empty()) << answer;
+    if (value.empty()) continue;
+    value.pop_back();  // "."
+    if (!value.empty() && value.back() == '"') value.pop_back();
+    for (const char* article : {"a ", "an "}) {
+      if ((attribute == 2 || attribute == 4 || attribute == 5) && value.rfind(article, 0) == 0) {
+        value = value.substr(std::string(article).size());
+      }
+    }
+    values.push_back(value);
+  }
+  return values;
+}
+
+std::vector<std::string> Words(const std::string& s) {
+  std::vector<std::string> words;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t end = std::min(s.find(' ', start), s.size());
+    if (end > start) words.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return words;
+}
+
+TEST(TofuGeneratorTest, VocabulariesShareNoNameOrValue) {
+  // Names (entity and mentor name words) and attribute values (all but birth years, which both
+  // vocabularies draw from 1921..1999), over enough entities to use every pool entry.
+  std::set<std::string> names[2];
+  std::set<std::string> values[2];
+  for (int vocabulary = 0; vocabulary < 2; ++vocabulary) {
+    TofuOptions options;
+    options.entities = 300;
+    options.questions_per_entity = kTofuTemplateCount;
+    options.seed = 5;
+    options.vocabulary = vocabulary;
+    UNL_ASSERT_OK_AND_ASSIGN(TofuDataset data, GenerateTofu(options));
+    ASSERT_EQ(data.all.size(), 300u * kTofuTemplateCount);
+    for (size_t i = 0; i < data.all.size(); ++i) {
+      const TextExample& e = data.all[i];
+      const int attribute = static_cast<int>(i % kTofuTemplateCount);
+      for (const std::string& w : Words(e.entity)) names[vocabulary].insert(w);
+      if (attribute == 1) continue;  // birth year
+      for (const std::string& v : StatedValues(e, attribute)) {
+        values[vocabulary].insert(v);
+        if (attribute == 8) {  // mentor: a name
+          for (const std::string& w : Words(v)) names[vocabulary].insert(w);
+        }
+      }
+    }
+  }
+  // 20 cities + 14 professions + 14 fields + 14 parents' professions + 12 awards, most of the 144
+  // titles and many mentors.
+  EXPECT_GT(values[1].size(), 74u + 100u);
+  EXPECT_GT(names[1].size(), 500u);
+  for (const std::string& name : names[1]) {
+    EXPECT_EQ(names[0].count(name), 0u) << name;
+    // By construction: every vocabulary-1 syllable has a 'c' or a 'j', no vocabulary-0 one does.
+    EXPECT_NE(name.find_first_of("cjCJ"), std::string::npos) << name;
+  }
+  for (const std::string& name : names[0]) {
+    EXPECT_EQ(name.find_first_of("cjCJ"), std::string::npos) << name;
+  }
+  for (const std::string& value : values[1]) EXPECT_EQ(values[0].count(value), 0u) << value;
 }
 
 TEST(TofuGeneratorTest, RejectsBadOptions) {
@@ -136,6 +262,12 @@ TEST(TofuGeneratorTest, RejectsBadOptions) {
   options.forget_fraction = 1.0;
   EXPECT_THAT(GenerateTofu(options),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("fractions")));
+  for (int vocabulary : {-1, kTofuVocabularyCount}) {
+    options = TofuOptions{};
+    options.vocabulary = vocabulary;
+    EXPECT_THAT(GenerateTofu(options),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("vocabulary")));
+  }
   options = TofuOptions{};
   options.entities = 2;  // 1 forget + 1 holdout leaves no retain entity
   EXPECT_THAT(GenerateTofu(options),
