@@ -1,10 +1,12 @@
 // unlearn-data: offline generation of probe / training data.
 //
 //   unlearn-data tofu --out DIR [--entities 50] [--questions 8] [--forget-fraction 0.1]
-//                     [--holdout-fraction 0.1] [--seed 0]
+//                     [--holdout-fraction 0.1] [--seed 0] [--vocabulary 0]
 //
 // writes DIR/train.jsonl (forget + retain: what the demo model is fine-tuned on),
 // DIR/forget.jsonl, DIR/retain.jsonl and DIR/holdout.jsonl (never trained on).
+// --vocabulary picks the entity vocabulary (0: the original pools; 1: disjoint pools, so the
+// entities are entirely different people with different attribute values).
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -47,16 +49,16 @@ absl::Status RunTofu(const TofuOptions& options, const std::string& out_dir) {
   size_t answer_bytes = 0;
   for (const TextExample& e : data.all) answer_bytes += e.answer.size();
   std::printf(
-      "tofu: seed %llu, %d entities x %d questions -> %s\n"
+      "tofu: seed %llu, vocabulary %d, %d entities x %d questions -> %s\n"
       "  train   %zu examples (forget + retain)\n"
       "  forget  %zu examples, %zu entities\n"
       "  retain  %zu examples, %zu entities\n"
       "  holdout %zu examples, %zu entities (never trained on)\n"
       "  mean answer length %.1f bytes\n",
-      static_cast<unsigned long long>(options.seed), options.entities, options.questions_per_entity,
-      out_dir.c_str(), train.size(), data.forget.size(), data.forget_entities.size(),
-      data.retain.size(), data.retain_entities.size(), data.holdout.size(),
-      data.holdout_entities.size(),
+      static_cast<unsigned long long>(options.seed), options.vocabulary, options.entities,
+      options.questions_per_entity, out_dir.c_str(), train.size(), data.forget.size(),
+      data.forget_entities.size(), data.retain.size(), data.retain_entities.size(),
+      data.holdout.size(), data.holdout_entities.size(),
       data.all.empty() ? 0.0
                        : static_cast<double>(answer_bytes) / static_cast<double>(data.all.size()));
   return absl::OkStatus();
@@ -90,6 +92,13 @@ int main(int argc, char** argv) {
                    "fraction of entities held out (never trained on)")
       ->capture_default_str();
   tofu_cmd->add_option("--seed", tofu.seed, "generator seed")->capture_default_str();
+  tofu_cmd
+      ->add_option(
+          "--vocabulary", tofu.vocabulary,
+          absl::StrCat("entity vocabulary (0..", unlearning::core::kTofuVocabularyCount - 1,
+                       "): disjoint pools of names and attribute values"))
+      ->capture_default_str()
+      ->check(CLI::Range(0, unlearning::core::kTofuVocabularyCount - 1));
 
   CLI11_PARSE(app, argc, argv);
 
