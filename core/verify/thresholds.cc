@@ -27,7 +27,9 @@ double Ratio(double after, double before) {
 bool IsRatio(Comparison c) {
   return c == Comparison::kRatioAtMost || c == Comparison::kRatioAtLeast;
 }
-bool IsAtMost(Comparison c) { return c == Comparison::kRatioAtMost || c == Comparison::kAtMost; }
+bool IsAtMost(Comparison c) {
+  return c == Comparison::kRatioAtMost || c == Comparison::kAtMost || c == Comparison::kAbsAtMost;
+}
 
 }  // namespace
 
@@ -41,18 +43,20 @@ const char* ComparisonName(Comparison comparison) {
       return "at_most";
     case Comparison::kAtLeast:
       return "at_least";
+    case Comparison::kAbsAtMost:
+      return "abs_at_most";
   }
   return "unknown";
 }
 
 absl::StatusOr<Comparison> ParseComparison(std::string_view name) {
   for (Comparison c : {Comparison::kRatioAtMost, Comparison::kRatioAtLeast, Comparison::kAtMost,
-                       Comparison::kAtLeast}) {
+                       Comparison::kAtLeast, Comparison::kAbsAtMost}) {
     if (name == ComparisonName(c)) return c;
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown comparison '", std::string(name),
-                   "' (known: ratio_at_most, ratio_at_least, at_most, at_least)"));
+                   "' (known: ratio_at_most, ratio_at_least, at_most, at_least, abs_at_most)"));
 }
 
 ThresholdDecision DecideThresholds(const std::map<std::string, double>& before,
@@ -73,11 +77,13 @@ ThresholdDecision DecideThresholds(const std::map<std::string, double>& before,
       }
       continue;
     }
-    const double value = IsRatio(t.comparison) ? Ratio(*a, *b) : *a;
+    const bool abs = t.comparison == Comparison::kAbsAtMost;
+    const double value = IsRatio(t.comparison) ? Ratio(*a, *b) : abs ? std::fabs(*a) : *a;
     const bool ok = IsAtMost(t.comparison) ? value <= t.bound : value >= t.bound;  // NaN: false
-    decision.checks.push_back(absl::StrFormat(
-        "%s%s %.3f %s %.2f: %s", t.figure, IsRatio(t.comparison) ? " ratio" : "", value,
-        IsAtMost(t.comparison) ? "<=" : ">=", t.bound, ok ? "ok" : "FAILED"));
+    decision.checks.push_back(
+        absl::StrFormat("%s%s %.3f %s %.2f: %s", abs ? absl::StrCat("|", t.figure, "|") : t.figure,
+                        IsRatio(t.comparison) ? " ratio" : "", value,
+                        IsAtMost(t.comparison) ? "<=" : ">=", t.bound, ok ? "ok" : "FAILED"));
     decision.passed = decision.passed && ok;
   }
   return decision;
@@ -98,9 +104,9 @@ absl::Status ValidateThresholds(const std::vector<Threshold>& thresholds,
     if (!std::isfinite(t.bound)) {
       return absl::InvalidArgumentError(absl::StrCat(at, ".bound must be finite, got ", t.bound));
     }
-    if (IsRatio(t.comparison) && t.bound < 0.0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(at, ".bound of a ratio must be >= 0, got ", t.bound));
+    if ((IsRatio(t.comparison) || t.comparison == Comparison::kAbsAtMost) && t.bound < 0.0) {
+      return absl::InvalidArgumentError(absl::StrCat(at, ".bound of ", ComparisonName(t.comparison),
+                                                     " must be >= 0, got ", t.bound));
     }
     if (!seen.insert({t.figure, t.comparison}).second) {
       return absl::InvalidArgumentError(

@@ -18,9 +18,10 @@ enum class Comparison {
   kRatioAtLeast,  // after / before >= bound
   kAtMost,        // after <= bound
   kAtLeast,       // after >= bound
+  kAbsAtMost,     // |after| <= bound (two-sided: e.g. PrivLeak, where both signs are failures)
 };
 
-// "ratio_at_most", "ratio_at_least", "at_most", "at_least".
+// "ratio_at_most", "ratio_at_least", "at_most", "at_least", "abs_at_most".
 const char* ComparisonName(Comparison comparison);
 // kInvalidArgument for an unknown name.
 absl::StatusOr<Comparison> ParseComparison(std::string_view name);
