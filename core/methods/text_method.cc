@@ -11,6 +11,7 @@
 
 #include "core/common/status_macros.h"
 #include "core/common/torch_status.h"
+#include "core/methods/losses.h"
 
 namespace unlearning::core {
 namespace {
@@ -162,6 +163,11 @@ absl::StatusOr<TextTrainingOptions> ParseTextTrainingOptions(ParamReader& reader
   UNL_ASSIGN_OR_RETURN(o.max_grad_norm, reader.Double("max_grad_norm", 1.0, 0.0, 1e6));
   UNL_ASSIGN_OR_RETURN(o.max_steps, reader.Int("max_steps", 0, 0, 10000000));
   UNL_ASSIGN_OR_RETURN(o.seed, reader.Uint64("seed", 0));
+  UNL_ASSIGN_OR_RETURN(o.stop_at_holdout_level, reader.Bool("stop_at_holdout_level", false));
+  UNL_ASSIGN_OR_RETURN(o.stop_probability_ratio,
+                       reader.Double("stop_probability_ratio", 1.0, 0.0, 10.0,
+                                     /*lo_exclusive=*/true));
+  UNL_ASSIGN_OR_RETURN(o.stop_check_every, reader.Int("stop_check_every", 0, 0, 1000000));
   return o;
 }
 
@@ -172,7 +178,10 @@ nlohmann::json TextTrainingOptionsToJson(const TextTrainingOptions& o) {
                         {"weight_decay", o.weight_decay},
                         {"max_grad_norm", o.max_grad_norm},
                         {"max_steps", o.max_steps},
-                        {"seed", o.seed}};
+                        {"seed", o.seed},
+                        {"stop_at_holdout_level", o.stop_at_holdout_level},
+                        {"stop_probability_ratio", o.stop_probability_ratio},
+                        {"stop_check_every", o.stop_check_every}};
 }
 
 int64_t TextTotalSteps(const TextTrainingOptions& options, int64_t num_forget) {
@@ -274,6 +283,26 @@ OptimizerOptions TextMethod::Schedule(int64_t /*total_steps*/, int64_t /*steps_p
   return OptimizerOptions{};
 }
 
+namespace {
+
+// Mean per-token geometric-mean answer probability of the first kStopProbeExamples examples.
+double MeanAnswerProbabilityOf(const CausalLm& model, const std::vector<EncodedExample>& encoded) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = std::min<int64_t>(static_cast<int64_t>(encoded.size()), kStopProbeExamples);
+  double sum = 0.0;
+  constexpr int64_t kBatch = 16;
+  for (int64_t begin = 0; begin < n; begin += kBatch) {
+    std::vector<int64_t> indices;
+    for (int64_t i = begin; i < std::min(n, begin + kBatch); ++i) indices.push_back(i);
+    TokenBatch batch = CollateSelected(model, encoded, indices);
+    torch::Tensor logits = model.Logits(batch.input_ids);
+    sum += GeometricMeanAnswerProbability(logits, batch.labels).sum().item<double>();
+  }
+  return n > 0 ? sum / static_cast<double>(n) : 0.0;
+}
+
+}  // namespace
+
 absl::StatusOr<Candidate> TextMethod::Run(const MethodContext& ctx) {
   if (ctx.parent == nullptr || ctx.data == nullptr || ctx.progress == nullptr ||
       ctx.cancel == nullptr) {
@@ -324,11 +353,49 @@ absl::StatusOr<Candidate> TextMethod::Run(const MethodContext& ctx) {
       return StepLoss(*model, step, schedule[static_cast<size_t>(step)]);
     });
   };
+  // The stopping rule: the parent's holdout level, then a check every stop_check_every steps.
+  nlohmann::json stop_facts = nlohmann::json::object();
+  std::vector<EncodedExample> forget_probe;
+  double holdout_level = 0.0;
+  double last_ratio = 0.0;
+  if (training_.stop_at_holdout_level) {
+    if (ctx.probes == nullptr || ctx.probes->text_holdout.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          name(),
+          ".stop_at_holdout_level needs the model's holdout probes (probes/holdout.jsonl: "
+          "records of the same kind it never trained on); the model has none"));
+    }
+    UNL_RETURN_IF_ERROR(TorchCall("holdout level", [&]() -> absl::Status {
+      holdout_level = MeanAnswerProbabilityOf(
+          *reference, EncodeExamples(reference->tokenizer(), ctx.probes->text_holdout));
+      return absl::OkStatus();
+    }));
+    forget_probe = EncodeExamples(model->tokenizer(), data.forget);
+    loop.stop_check_every =
+        training_.stop_check_every > 0 ? training_.stop_check_every : steps_per_epoch;
+    loop.stop_check = [&](int64_t steps_done) -> absl::StatusOr<bool> {
+      return TorchCall("stopping rule", [&]() -> absl::StatusOr<bool> {
+        const double forget = MeanAnswerProbabilityOf(*model, forget_probe);
+        last_ratio = forget / std::max(holdout_level, 1e-10);
+        return last_ratio <= training_.stop_probability_ratio;
+      });
+    };
+  }
   absl::StatusOr<TrainingLoopResult> result =
       RunTrainingLoop(params, loop, step_fn, ctx.progress, ctx.cancel);
   model->module()->eval();
   if (!result.ok()) return result.status();
-  return Candidate::SelfContained(ArtifactKind::kFullWeights, std::move(working));
+  Candidate candidate = Candidate::SelfContained(ArtifactKind::kFullWeights, std::move(working));
+  candidate.facts["steps"] = result->steps;
+  if (training_.stop_at_holdout_level) {
+    candidate.facts["stopping_rule"] = {{"stopped_early", result->stopped_early},
+                                        {"steps", result->steps},
+                                        {"step_cap", total_steps},
+                                        {"holdout_answer_probability", holdout_level},
+                                        {"last_checked_ratio", last_ratio},
+                                        {"target_ratio", training_.stop_probability_ratio}};
+  }
+  return candidate;
 }
 
 }  // namespace unlearning::core

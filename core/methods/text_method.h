@@ -73,11 +73,22 @@ struct TextTrainingOptions {
   double max_grad_norm = 1.0;   // [0, 1e6]; 0 disables clipping
   int64_t max_steps = 0;        // [0, 1e7]; 0 = no bound beyond epochs
   uint64_t seed = 0;
+  // Stopping rule (VERIFICATION.md T1): train until the forget set looks like data the model
+  // never saw, i.e. mean answer probability on the forget set (the first kStopProbeExamples) <=
+  // stop_probability_ratio x the parent's mean on its holdout probes, checked every
+  // stop_check_every steps (0 = once per epoch); epochs / max_steps are then the cap. Needs the
+  // model's holdout probes.
+  bool stop_at_holdout_level = false;
+  double stop_probability_ratio = 1.0;  // (0, 10]
+  int64_t stop_check_every = 0;         // [0, 1e6]
 };
 
+// Forget and holdout examples the stopping rule scores at each check (the first ones).
+inline constexpr int64_t kStopProbeExamples = 64;
+
 // Parses the training keys (learning_rate, epochs, batch_size, weight_decay,
-// max_grad_norm, max_steps, seed) with the method's default learning rate and
-// epochs.
+// max_grad_norm, max_steps, seed, stop_at_holdout_level, stop_probability_ratio,
+// stop_check_every) with the method's default learning rate and epochs.
 absl::StatusOr<TextTrainingOptions> ParseTextTrainingOptions(ParamReader& reader,
                                                              double default_learning_rate,
                                                              int64_t default_epochs);

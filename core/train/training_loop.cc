@@ -159,6 +159,23 @@ absl::StatusOr<TrainingLoopResult> RunTrainingLoop(
       update.phase = "training";
       progress->OnProgress(update);
     }
+    if (options.stop_check && options.stop_check_every > 0 && !last &&
+        (step + 1) % options.stop_check_every == 0) {
+      absl::StatusOr<bool> stop = options.stop_check(step + 1);
+      if (!stop.ok()) return stop.status();
+      if (*stop) {
+        result.stopped_early = true;
+        if (progress != nullptr) {
+          ProgressUpdate update;
+          update.step = step + 1;
+          update.total_steps = step + 1;
+          update.loss = loss_value;
+          update.phase = "training";
+          progress->OnProgress(update);
+        }
+        break;
+      }
+    }
   }
   return result;
 }

@@ -32,12 +32,18 @@ struct TrainingLoopOptions {
   OptimizerOptions optimizer;
   // Progress is reported every `progress_every` steps and at the last step.
   int64_t progress_every = 1;
+  // Optional stopping rule: after every `stop_check_every` steps (> 0), `stop_check(steps_done)`
+  // is called outside autograd; true ends training there (the learning-rate schedule is not
+  // shortened: total_steps is the cap). Errors abort the loop.
+  std::function<absl::StatusOr<bool>(int64_t steps_done)> stop_check;
+  int64_t stop_check_every = 0;
 };
 
 struct TrainingLoopResult {
   int64_t steps = 0;
   double first_loss = 0.0;
   double last_loss = 0.0;
+  bool stopped_early = false;  // the stopping rule ended training before total_steps
 };
 
 // Runs `options.total_steps` steps over `params` (tensors with requires_grad).
