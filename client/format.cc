@@ -105,11 +105,21 @@ void PrintVerification(const v1::VerificationReport& report, std::ostream& out) 
   out << absl::StrFormat("verification: %s (forget %d, retain %d, holdout %d examples)\n",
                          report.passed() ? "passed" : "FAILED", report.forget_examples(),
                          report.retain_examples(), report.holdout_examples());
-  Table table({"FIGURE", "BEFORE", "AFTER", "RATIO"});
+  if (report.already_absent()) {
+    out << "  already absent: the model version before already met the thresholds on this forget "
+           "set; nothing was trained or published (the figures are the evidence)\n";
+  }
+  for (const v1::TierCoverage& tier : report.tiers()) {
+    out << absl::StrFormat("  %s %s: %s\n", tier.tier(),
+                           tier.computed() ? "computed" : "not computed", tier.basis());
+  }
+  if (!report.suite_sha256().empty())
+    out << "  evaluation suite: " << report.suite_sha256() << "\n";
+  Table table({"FIGURE", "TIER", "BEFORE", "AFTER", "RATIO"});
   for (const v1::Figure& figure : report.figures()) {
     std::string ratio = figure.before() != 0 ? FormatNumber(figure.after() / figure.before()) : "-";
-    table.AddRow(
-        {figure.name(), FormatNumber(figure.before()), FormatNumber(figure.after()), ratio});
+    table.AddRow({figure.name(), figure.tier().empty() ? "-" : figure.tier(),
+                  FormatNumber(figure.before()), FormatNumber(figure.after()), ratio});
   }
   if (!table.empty()) table.Print(out);
   for (const std::string& check : report.checks()) out << "  check: " << check << "\n";

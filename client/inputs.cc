@@ -290,9 +290,9 @@ absl::StatusOr<v1::Threshold> ParseThresholdSpec(const std::string& spec) {
   v1::Comparison c;
   if (!v1::Comparison_Parse(absl::StrCat("COMPARISON_", comparison), &c) ||
       c == v1::COMPARISON_UNSPECIFIED) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--threshold '", spec,
-                     "': comparison must be ratio_at_most, ratio_at_least, at_most or at_least"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--threshold '", spec,
+        "': comparison must be ratio_at_most, ratio_at_least, at_most, at_least or abs_at_most"));
   }
   t.set_comparison(c);
   double bound = 0;

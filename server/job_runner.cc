@@ -81,6 +81,35 @@ std::map<std::string, double> FigureMap(const core::VerificationReport& report, 
   return out;
 }
 
+void AddChain(const std::vector<ChainEntry>& chain, v1::Certificate& cert) {
+  for (const ChainEntry& link : chain) {
+    v1::ChainLink* l = cert.add_chain();
+    l->set_version(link.version);
+    l->set_artifact_kind(ToProto(link.kind));
+    l->set_manifest_sha256(link.manifest_sha256);
+  }
+}
+
+// The journal record of a certificate: its canonical JSON (every field but certificate_sha256)
+// and that JSON's SHA-256, chained to the model's previous certificate.
+CertificateRecord SignedRecord(const JobRecord& job, const v1::Certificate& cert,
+                               const std::string& previous_sha) {
+  CertificateRecord record;
+  record.certificate_id = cert.certificate_id();
+  record.job_id = job.job_id;
+  record.model_id = job.model_id;
+  record.json = ToJson(cert);
+  record.sha256 = core::Sha256Hex(record.json);
+  record.previous_sha256 = previous_sha;
+  return record;
+}
+
+std::map<std::string, std::string> TierMap(const core::VerificationReport& report) {
+  std::map<std::string, std::string> out;
+  for (const auto& f : report.figures) out[f.name] = core::TierName(f.tier);
+  return out;
+}
+
 }  // namespace
 
 JobRunner::JobRunner(Journal* journal, ModelStore* store, ModelManager* models, EventHub* events,
@@ -162,6 +191,54 @@ void JobRunner::Run(const std::string& job_id, const core::CancellationToken* ca
   Finish(job, JobState::kFailed, std::string(status.message()), "");
 }
 
+v1::Certificate JobRunner::BaseCertificate(const JobRecord& job, const core::ErasurePlan& plan,
+                                           const ServedVersion& parent,
+                                           const core::VerificationReport& report,
+                                           const std::string& previous_sha) const {
+  v1::Certificate cert;
+  cert.set_certificate_id(absl::StrCat("cert-", job.job_id.substr(job.job_id.find('-') + 1)));
+  cert.set_request_id(job.request_id);
+  cert.set_job_id(job.job_id);
+  cert.set_compliance_reference(job.compliance_reference);
+  cert.set_model_id(job.model_id);
+  cert.set_version_before(parent.version);
+  cert.set_method(job.method);
+  cert.set_method_params_json(plan.method->EffectiveParams().dump());
+  cert.set_forget_set_sha256(job.forget_sha256);
+  cert.set_manifest_before_sha256(parent.manifest_sha256);
+  *cert.mutable_verification() = ToProto(report);
+  cert.set_accepted_unix_ms(job.accepted_unix_ms);
+  cert.set_started_unix_ms(job.started_unix_ms);
+  cert.set_completed_unix_ms(NowUnixMs());
+  cert.set_server_version(options_.server_version);
+  cert.set_previous_certificate_sha256(previous_sha);
+  return cert;
+}
+
+// The data was already absent from the parent: nothing to store or publish. The certificate
+// records the parent as both before and after, and the report as the evidence.
+absl::Status JobRunner::CompleteUnchanged(const JobRecord& job, const core::ErasurePlan& plan,
+                                          const ServedVersion& parent,
+                                          const core::VerificationReport& report,
+                                          const std::string& report_json) {
+  UNL_ASSIGN_OR_RETURN(std::string previous_sha, journal_->LatestCertificateSha(job.model_id));
+  v1::Certificate cert = BaseCertificate(job, plan, parent, report, previous_sha);
+  cert.set_version_after(parent.version);
+  cert.set_manifest_after_sha256(parent.manifest_sha256);
+  cert.set_artifact_kind(ToProto(parent.kind));
+  AddChain(parent.chain, cert);
+  const CertificateRecord record = SignedRecord(job, cert, previous_sha);
+  UNL_RETURN_IF_ERROR(
+      journal_->CompleteJobUnchanged(job.job_id, parent.version, record, report_json));
+  const std::string message =
+      absl::StrCat("already absent from version ", parent.version, " of ", job.model_id,
+                   ": nothing trained or published (the evidence is in the certificate)");
+  RecordEnd(job, JobState::kCompleted, message);
+  cert.set_certificate_sha256(record.sha256);
+  Emit(v1::ErasureEvent::KIND_COMPLETED, job.job_id, message, &cert);
+  return absl::OkStatus();
+}
+
 absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationToken* cancel) {
   v1::ErasureRequest request;
   if (!request.ParseFromString(job.request_blob)) {
@@ -184,10 +261,15 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
   JobProgressSink sink(job, journal_, events_, metrics_);
   UNL_ASSIGN_OR_RETURN(
       core::ErasureOutcome outcome,
-      core::RunErasure(plan, *parent->model, info->probes, data, models_->device(), &sink, cancel));
+      core::RunErasure(
+          plan, *parent->model, info->probes, data, models_->device(), &sink, cancel,
+          absl::StrCat(job.model_id, "@", parent->version, ":", parent->manifest_sha256)));
   if (cancel->cancelled()) return absl::CancelledError("cancelled");
   const core::VerificationReport& report = outcome.report;
   const std::string report_json = ReportToJson(report).dump();
+  metrics_->SetVerificationFigures(job.model_id, FigureMap(report, false), FigureMap(report, true),
+                                   TierMap(report));
+  if (!report.suite_sha256.empty()) metrics_->SetEvaluationSuite(job.model_id, report.suite_sha256);
   if (!report.passed) {
     Finish(job, JobState::kFailedVerification,
            absl::StrCat("verification failed, nothing published: ",
@@ -195,6 +277,8 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
            report_json);
     return absl::OkStatus();
   }
+
+  if (outcome.already_absent) return CompleteUnchanged(job, plan, *parent, report, report_json);
 
   // 3. Publish: store the artifact with its manifest (atomic), then one journal transaction
   //    (version + job + certificate), then the pointer swap.
@@ -228,25 +312,9 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
     served->chain.insert(served->chain.end(), parent->chain.begin(), parent->chain.end());
   }
 
-  v1::Certificate cert;
-  cert.set_certificate_id(absl::StrCat("cert-", job.job_id.substr(job.job_id.find('-') + 1)));
-  cert.set_request_id(job.request_id);
-  cert.set_job_id(job.job_id);
-  cert.set_compliance_reference(job.compliance_reference);
-  cert.set_model_id(job.model_id);
-  cert.set_version_before(parent->version);
+  v1::Certificate cert = BaseCertificate(job, plan, *parent, report, previous_sha);
   cert.set_version_after(next);
-  cert.set_method(job.method);
-  cert.set_method_params_json(plan.method->EffectiveParams().dump());
-  cert.set_forget_set_sha256(job.forget_sha256);
-  cert.set_manifest_before_sha256(parent->manifest_sha256);
   cert.set_manifest_after_sha256(sha_after);
-  *cert.mutable_verification() = ToProto(report);
-  cert.set_accepted_unix_ms(job.accepted_unix_ms);
-  cert.set_started_unix_ms(job.started_unix_ms);
-  cert.set_completed_unix_ms(NowUnixMs());
-  cert.set_server_version(options_.server_version);
-  cert.set_previous_certificate_sha256(previous_sha);
   cert.set_artifact_kind(ToProto(candidate.kind));
   for (const ManifestFile& f : manifest.files) {
     v1::ArtifactFile* file = cert.add_artifact_files();
@@ -254,21 +322,10 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
     file->set_bytes(f.bytes);
     file->set_sha256(f.sha256);
   }
-  for (const ChainEntry& link : served->chain) {
-    v1::ChainLink* l = cert.add_chain();
-    l->set_version(link.version);
-    l->set_artifact_kind(ToProto(link.kind));
-    l->set_manifest_sha256(link.manifest_sha256);
-  }
+  AddChain(served->chain, cert);
   cert.set_artifact_facts_json(candidate.facts.dump());
 
-  CertificateRecord record;
-  record.certificate_id = cert.certificate_id();
-  record.job_id = job.job_id;
-  record.model_id = job.model_id;
-  record.json = ToJson(cert);  // the signed document: every field but certificate_sha256
-  record.sha256 = core::Sha256Hex(record.json);
-  record.previous_sha256 = previous_sha;
+  const CertificateRecord record = SignedRecord(job, cert, previous_sha);
 
   ModelVersionRecord version;
   version.model_id = job.model_id;
@@ -284,7 +341,6 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
   served->model = std::shared_ptr<const core::Model>(std::move(candidate.model));
   UNL_RETURN_IF_ERROR(models_->PublishResident(job.model_id, std::move(served)));
 
-  metrics_->SetVerificationFigures(job.model_id, FigureMap(report, false), FigureMap(report, true));
   const std::string message = absl::StrCat("published version ", next, " of ", job.model_id);
   RecordEnd(job, JobState::kCompleted, message);
   cert.set_certificate_sha256(record.sha256);

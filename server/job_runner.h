@@ -9,8 +9,10 @@
 
 #include "absl/status/status.h"
 
+#include "core/app/erasure_pipeline.h"
 #include "core/common/cancellation.h"
 #include "core/methods/method_registry.h"
+#include "core/verify/verifier.h"
 #include "server/event_hub.h"
 #include "server/infra/journal.h"
 #include "server/infra/metrics.h"
@@ -37,6 +39,15 @@ class JobRunner {
 
  private:
   absl::Status RunJob(const JobRecord& job, const core::CancellationToken* cancel);
+  // The certificate fields every completed job has (the "after" side is the caller's).
+  v1::Certificate BaseCertificate(const JobRecord& job, const core::ErasurePlan& plan,
+                                  const ServedVersion& parent,
+                                  const core::VerificationReport& report,
+                                  const std::string& previous_sha) const;
+  absl::Status CompleteUnchanged(const JobRecord& job, const core::ErasurePlan& plan,
+                                 const ServedVersion& parent,
+                                 const core::VerificationReport& report,
+                                 const std::string& report_json);
   void Finish(const JobRecord& job, JobState state, const std::string& message,
               const std::string& verification_json);
   // Metrics, progress gauge and the journal's "state" event of a job that ended in `state`.

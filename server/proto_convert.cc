@@ -261,12 +261,14 @@ absl::StatusOr<core::Comparison> FromProto(v1::Comparison comparison) {
       return core::Comparison::kAtMost;
     case v1::COMPARISON_AT_LEAST:
       return core::Comparison::kAtLeast;
+    case v1::COMPARISON_ABS_AT_MOST:
+      return core::Comparison::kAbsAtMost;
     default:
       break;
   }
   return absl::InvalidArgumentError(
       "comparison is not set: choose COMPARISON_RATIO_AT_MOST, COMPARISON_RATIO_AT_LEAST, "
-      "COMPARISON_AT_MOST or COMPARISON_AT_LEAST");
+      "COMPARISON_AT_MOST, COMPARISON_AT_LEAST or COMPARISON_ABS_AT_MOST");
 }
 
 absl::StatusOr<std::vector<core::Threshold>> ThresholdsFromProto(
@@ -338,26 +340,46 @@ v1::VerificationReport ToProto(const core::VerificationReport& report) {
     fig->set_name(f.name);
     fig->set_before(f.before);
     fig->set_after(f.after);
+    fig->set_tier(core::TierName(f.tier));
   }
   out.set_passed(report.passed);
   for (const auto& c : report.checks) out.add_checks(c);
   out.set_forget_examples(report.forget_examples);
   out.set_retain_examples(report.retain_examples);
   out.set_holdout_examples(report.holdout_examples);
+  for (const auto& t : report.tiers) {
+    v1::TierCoverage* tier = out.add_tiers();
+    tier->set_tier(core::TierName(t.tier));
+    tier->set_computed(t.computed);
+    tier->set_basis(t.basis);
+  }
+  out.set_suite_sha256(report.suite_sha256);
+  out.set_already_absent(report.already_absent);
   return out;
 }
 
 nlohmann::json ReportToJson(const core::VerificationReport& report) {
   nlohmann::json figures = nlohmann::json::array();
   for (const auto& f : report.figures) {
-    figures.push_back({{"name", f.name}, {"before", f.before}, {"after", f.after}});
+    figures.push_back({{"name", f.name},
+                       {"before", f.before},
+                       {"after", f.after},
+                       {"tier", core::TierName(f.tier)}});
+  }
+  nlohmann::json tiers = nlohmann::json::array();
+  for (const auto& t : report.tiers) {
+    tiers.push_back(
+        {{"tier", core::TierName(t.tier)}, {"computed", t.computed}, {"basis", t.basis}});
   }
   return {{"figures", figures},
           {"passed", report.passed},
           {"checks", report.checks},
           {"forget_examples", report.forget_examples},
           {"retain_examples", report.retain_examples},
-          {"holdout_examples", report.holdout_examples}};
+          {"holdout_examples", report.holdout_examples},
+          {"tiers", tiers},
+          {"suite_sha256", report.suite_sha256},
+          {"already_absent", report.already_absent}};
 }
 
 v1::VerificationReport ReportFromJson(const nlohmann::json& json) {
@@ -368,8 +390,17 @@ v1::VerificationReport ReportFromJson(const nlohmann::json& json) {
     fig->set_name(f.value("name", ""));
     fig->set_before(f.value("before", 0.0));
     fig->set_after(f.value("after", 0.0));
+    fig->set_tier(f.value("tier", ""));
   }
   out.set_passed(json.value("passed", false));
+  for (const auto& t : json.value("tiers", nlohmann::json::array())) {
+    v1::TierCoverage* tier = out.add_tiers();
+    tier->set_tier(t.value("tier", ""));
+    tier->set_computed(t.value("computed", false));
+    tier->set_basis(t.value("basis", ""));
+  }
+  out.set_suite_sha256(json.value("suite_sha256", ""));
+  out.set_already_absent(json.value("already_absent", false));
   for (const auto& c : json.value("checks", nlohmann::json::array())) {
     out.add_checks(c.get<std::string>());
   }

@@ -1,6 +1,8 @@
 #include "core/app/erasure_pipeline.h"
 
+#include <atomic>
 #include <chrono>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -95,7 +97,7 @@ absl::StatusOr<ErasureOutcome> RunErasure(ErasurePlan& plan, const Model& parent
                                           const ModelProbes& probes, const ErasureData& data,
                                           torch::Device device, ProgressSink* progress,
                                           const CancellationToken* cancel,
-                                          const std::map<std::string, double>* before_figures) {
+                                          const std::string& parent_key) {
   if (plan.method == nullptr || plan.family == nullptr || progress == nullptr ||
       cancel == nullptr) {
     return absl::InvalidArgumentError("RunErasure needs a planned method, progress and cancel");
@@ -103,6 +105,33 @@ absl::StatusOr<ErasureOutcome> RunErasure(ErasurePlan& plan, const Model& parent
   const ScopedThreadLimit thread_limit(JobThreads());
   ErasureOutcome outcome;
   outcome.steps = plan.method->TotalSteps(data);
+
+  static std::atomic<int64_t> runs{0};
+  VerificationInputs inputs;
+  inputs.before = &parent;
+  inputs.data = &data;
+  inputs.probes = &probes;
+  inputs.thresholds = plan.thresholds;
+  inputs.cancel = cancel;
+  // Without a key, the parent's probe scores are still shared between the two checks of this run.
+  inputs.parent_key = parent_key.empty() ? absl::StrCat("run-", runs.fetch_add(1)) : parent_key;
+
+  // Already absent? The parent judged as its own candidate against the request's thresholds.
+  progress->OnProgress({0, outcome.steps, 0.0, 0.0, "checking"});
+  auto verify_start = std::chrono::steady_clock::now();
+  UNL_ASSIGN_OR_RETURN(
+      std::optional<VerificationReport> absent,
+      TorchCall("checking the parent", [&]() -> absl::StatusOr<std::optional<VerificationReport>> {
+        return plan.family->verifier->CheckAlreadyAbsent(inputs);
+      }));
+  outcome.verify_seconds = SecondsSince(verify_start);
+  if (cancel->cancelled()) return absl::CancelledError("cancelled");
+  if (absent.has_value()) {
+    outcome.report = *std::move(absent);
+    outcome.already_absent = true;
+    outcome.steps = 0;
+    return outcome;
+  }
 
   MethodContext ctx;
   ctx.parent = &parent;
@@ -124,20 +153,13 @@ absl::StatusOr<ErasureOutcome> RunErasure(ErasurePlan& plan, const Model& parent
   }
 
   progress->OnProgress({0, 0, 0.0, 0.0, "verifying"});
-  VerificationInputs inputs;
-  inputs.before = &parent;
   inputs.after = outcome.candidate.model.get();
-  inputs.data = &data;
-  inputs.probes = &probes;
-  inputs.thresholds = plan.thresholds;
-  inputs.cancel = cancel;
-  inputs.before_figures = before_figures;
-  const auto verify_start = std::chrono::steady_clock::now();
+  verify_start = std::chrono::steady_clock::now();
   UNL_ASSIGN_OR_RETURN(outcome.report,
                        TorchCall("verifying", [&]() -> absl::StatusOr<VerificationReport> {
                          return plan.family->verifier->Verify(inputs);
                        }));
-  outcome.verify_seconds = SecondsSince(verify_start);
+  outcome.verify_seconds += SecondsSince(verify_start);
   return outcome;
 }
 

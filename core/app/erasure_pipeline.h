@@ -46,20 +46,30 @@ absl::StatusOr<ErasurePlan> PlanErasure(const MethodRegistry& methods,
                                         const Model* model = nullptr);
 
 struct ErasureOutcome {
+  // Empty (no model) when already_absent.
   Candidate candidate;
+  // The parent already met the thresholds on this forget set (evidence at T1 or above): nothing
+  // was trained and there is nothing to publish; `report` is the evidence (before == after).
+  bool already_absent = false;
   VerificationReport report;
   int64_t steps = 0;
   double method_seconds = 0.0;
   double verify_seconds = 0.0;
 };
 
-// Runs a plan against `parent` (never modified): the method makes a candidate on `device`, then
-// the family's verifier compares it with the parent on the request's data and the model's probes.
-// Progress phases: "training" (from the method), then "verifying". kCancelled if `cancel` fires.
-// A report that misses its thresholds is an OK outcome with report.passed = false.
-absl::StatusOr<ErasureOutcome> RunErasure(
-    ErasurePlan& plan, const Model& parent, const ModelProbes& probes, const ErasureData& data,
-    torch::Device device, ProgressSink* progress, const CancellationToken* cancel,
-    const std::map<std::string, double>* before_figures = nullptr);
+// Runs a plan against `parent` (never modified). First the family's verifier checks whether the
+// parent, judged as its own candidate, already meets the thresholds on evidence of tier T1 or
+// above (Verifier::CheckAlreadyAbsent): then nothing is trained and the outcome says so. Otherwise
+// the method makes a candidate on `device` and the verifier compares it with the parent on the
+// request's data and the model's probes. Progress phases: "checking", "training" (from the
+// method), "verifying". kCancelled if `cancel` fires. A report that misses its thresholds is an OK
+// outcome with report.passed = false. `parent_key` identifies the parent version's content for
+// the verifier's cache of parent figures (e.g. "demo@3:<manifest sha256>"); empty = this run only.
+// verify_seconds counts both checks.
+absl::StatusOr<ErasureOutcome> RunErasure(ErasurePlan& plan, const Model& parent,
+                                          const ModelProbes& probes, const ErasureData& data,
+                                          torch::Device device, ProgressSink* progress,
+                                          const CancellationToken* cancel,
+                                          const std::string& parent_key = "");
 
 }  // namespace unlearning::core

@@ -1,5 +1,6 @@
 #include "core/app/family_registry.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -8,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include <nlohmann/json.hpp>
 
+#include "core/common/sha256.h"
 #include "core/common/status_macros.h"
 #include "core/data/idx.h"
 #include "core/data/text_example.h"
@@ -56,6 +58,53 @@ absl::StatusOr<std::vector<TextExample>> ReadProbeFile(const std::string& dir, c
   return examples;
 }
 
+// SHA-256 over the relative path and SHA-256 of every regular file under <dir>/<sub> for each
+// sub-directory (probes, reference, judge), in sorted order: the model's part of the suite hash.
+absl::StatusOr<std::string> SuiteDigest(const std::string& dir) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (const char* sub : {"probes", "reference", "judge"}) {
+    const fs::path base = fs::path(dir) / sub;
+    if (!fs::is_directory(base, ec)) continue;
+    for (const auto& entry : fs::recursive_directory_iterator(base, ec)) {
+      if (entry.is_regular_file(ec)) {
+        files.push_back(fs::relative(entry.path(), dir, ec).generic_string());
+      }
+    }
+  }
+  std::sort(files.begin(), files.end());
+  Sha256 sha;
+  for (const std::string& f : files) {
+    UNL_ASSIGN_OR_RETURN(std::string digest, Sha256File((fs::path(dir) / f).string()));
+    sha.Update(absl::StrCat(f, " ", digest, "\n"));
+  }
+  return sha.HexDigest();
+}
+
+// <dir>/reference/: a causal LM never trained on some records, and never_trained.jsonl listing
+// them. Absent: no reference (nothing set). A reference that does not load is an error.
+absl::Status LoadTextReference(const std::string& dir, ModelProbes& probes) {
+  const fs::path ref = fs::path(dir) / "reference";
+  std::error_code ec;
+  if (!fs::exists(ref / "config.json", ec)) return absl::OkStatus();
+  absl::StatusOr<std::unique_ptr<CausalLm>> lm = CausalLm::Load(ref.string(), torch::kCPU);
+  if (!lm.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reference model ", ref.string(), " does not load: ", lm.status().message()));
+  }
+  const fs::path unseen = ref / "never_trained.jsonl";
+  absl::StatusOr<std::vector<TextExample>> examples = ReadJsonl(unseen.string());
+  if (!examples.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reference model ", ref.string(),
+                     " needs never_trained.jsonl (the records it never trained on): ",
+                     examples.status().message()));
+  }
+  for (const TextExample& e : *examples) probes.text_reference_unseen.insert(e.question);
+  probes.text_reference = std::shared_ptr<const Model>(*std::move(lm));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 FamilySpec CausalLmFamily() {
@@ -78,6 +127,8 @@ FamilySpec CausalLmFamily() {
     ModelProbes probes;
     UNL_ASSIGN_OR_RETURN(probes.text_retain, ReadProbeFile(dir, "retain"));
     UNL_ASSIGN_OR_RETURN(probes.text_holdout, ReadProbeFile(dir, "holdout"));
+    UNL_RETURN_IF_ERROR(LoadTextReference(dir, probes));
+    UNL_ASSIGN_OR_RETURN(probes.suite_digest, SuiteDigest(dir));
     return probes;
   };
   spec.verifier = std::make_shared<TextVerifier>();
@@ -116,6 +167,7 @@ FamilySpec ImageClassifierFamily() {
     ModelProbes probes;
     UNL_ASSIGN_OR_RETURN(probes.images_test, ReadImageProbes(dir, "test"));
     UNL_ASSIGN_OR_RETURN(probes.images_train, ReadImageProbes(dir, "train"));
+    UNL_ASSIGN_OR_RETURN(probes.suite_digest, SuiteDigest(dir));
     return probes;
   };
   spec.verifier = std::make_shared<VisionVerifier>();
@@ -144,6 +196,7 @@ FamilySpec DiffusionFamily() {
       }
       probes.judge = std::shared_ptr<const Model>(*std::move(vit));
     }
+    UNL_ASSIGN_OR_RETURN(probes.suite_digest, SuiteDigest(dir));
     return probes;
   };
   spec.verifier = std::make_shared<GenerationVerifier>();

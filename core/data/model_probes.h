@@ -3,6 +3,8 @@
 #pragma once
 
 #include <memory>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "core/data/idx.h"
@@ -19,12 +21,20 @@ struct ModelProbes {
   // same kind it never saw (membership inference).
   std::vector<TextExample> text_retain;
   std::vector<TextExample> text_holdout;
+  // Optional (<model dir>/reference/): a model of the same family never trained on some records
+  // (e.g. trained on the retain set only) and the questions it never saw (never_trained.jsonl):
+  // the yardstick of the T2 figures (TOFU forget quality).
+  std::shared_ptr<const Model> text_reference;
+  std::set<std::string> text_reference_unseen;
   // Image classifiers: a labelled test split (accuracies, non-member side of MIA) and a sample of
   // the training split (member side of MIA).
   LabelledImages images_test;
   LabelledImages images_train;
   // Class-conditional generators: the classifier that judges samples (an ImageClassifier).
   std::shared_ptr<const Model> judge;
+  // SHA-256 (hex) over every probe file and reference/judge model file, in a fixed order: the
+  // model's part of the evaluation suite's hash.
+  std::string suite_digest;
 };
 
 }  // namespace unlearning::core

@@ -215,7 +215,8 @@ struct UnlearnArgs {
   std::string report;
   int threads = 0;
   int show = 0;                              // greedy answers before/after printed per probe set
-  VerificationThresholds thresholds;         // text shorthand
+  VerificationThresholds thresholds;         // text shorthand (legacy three-check policy)
+  bool shorthand = false;                    // --max-forget-ratio or --min-retain-ratio given
   std::vector<std::string> threshold_specs;  // FIGURE:COMPARISON:BOUND, replaces the defaults
   std::vector<int64_t> forget_classes;       // image classifier / diffusion payloads
   int64_t override_class = -1;
@@ -340,7 +341,7 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
     UNL_ASSIGN_OR_RETURN(Threshold parsed, ParseThreshold(t));
     thresholds.push_back(parsed);
   }
-  if (thresholds.empty() && family->family == ModelFamily::kCausalLm) {
+  if (thresholds.empty() && args.shorthand && family->family == ModelFamily::kCausalLm) {
     thresholds = args.thresholds.List();
   }
   UNL_ASSIGN_OR_RETURN(std::unique_ptr<Model> parent, family->load(args.model, torch::kCPU));
@@ -381,16 +382,27 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
   g_cancel = nullptr;
   const VerificationReport& report = outcome.report;
 
-  std::printf("\n%-38s %10s %10s %9s\n", "figure", "before", "after", "ratio");
+  if (outcome.already_absent) {
+    std::printf(
+        "\nalready absent: the parent already meets the thresholds on this forget set; "
+        "nothing was trained\n");
+  }
+  for (const TierCoverage& t : report.tiers) {
+    std::printf("%s %s: %s\n", TierName(t.tier), t.computed ? "computed" : "not computed",
+                t.basis.c_str());
+  }
+  std::printf("evaluation suite %s\n", report.suite_sha256.c_str());
+  std::printf("\n%-38s %4s %10s %10s %9s\n", "figure", "tier", "before", "after", "ratio");
   for (const FigureValue& f : report.figures) {
     const std::string ratio =
         f.before != 0.0 ? absl::StrFormat("%9.3f", f.after / f.before) : std::string(9, ' ');
-    std::printf("%-38s %10.4f %10.4f %s\n", f.name.c_str(), f.before, f.after, ratio.c_str());
+    std::printf("%-38s %4s %10.4f %10.4f %s\n", f.name.c_str(), TierName(f.tier), f.before, f.after,
+                ratio.c_str());
   }
   for (const std::string& check : report.checks) std::printf("check: %s\n", check.c_str());
   const auto* before_lm = dynamic_cast<const CausalLm*>(parent.get());
   const auto* after_lm = dynamic_cast<const CausalLm*>(outcome.candidate.model.get());
-  if (args.show > 0 && before_lm != nullptr && after_lm != nullptr) {
+  if (args.show > 0 && before_lm != nullptr && after_lm != nullptr && !outcome.already_absent) {
     std::printf("\n");
     ShowAnswers("forget", data.forget, args.show, *before_lm, *after_lm);
     ShowAnswers("retain", data.retain, args.show, *before_lm, *after_lm);
@@ -399,7 +411,7 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
   std::printf("verification %s; method ran %s, verification %s\n",
               report.passed ? "PASSED" : "FAILED", FormatSeconds(outcome.method_seconds).c_str(),
               FormatSeconds(outcome.verify_seconds).c_str());
-  if (!args.out.empty()) {
+  if (!args.out.empty() && !outcome.already_absent) {
     std::error_code ec;
     std::filesystem::create_directories(args.out, ec);
     if (ec) return absl::InternalError(absl::StrFormat("mkdir %s: %s", args.out, ec.message()));
@@ -409,18 +421,22 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
   if (!args.report.empty()) {
     nlohmann::json figures = nlohmann::json::object();
     for (const FigureValue& f : report.figures) {
-      figures[f.name] = {{"before", f.before}, {"after", f.after}};
+      figures[f.name] = {{"before", f.before}, {"after", f.after}, {"tier", TierName(f.tier)}};
     }
-    nlohmann::json out = {{"method", args.method},
-                          {"family", ModelFamilyName(family->family)},
-                          {"artifact_kind", ArtifactKindName(outcome.candidate.kind)},
-                          {"params", plan.method->EffectiveParams()},
-                          {"steps", outcome.steps},
-                          {"method_seconds", outcome.method_seconds},
-                          {"verify_seconds", outcome.verify_seconds},
-                          {"passed", report.passed},
-                          {"checks", report.checks},
-                          {"figures", figures}};
+    nlohmann::json out = {
+        {"method", args.method},
+        {"family", ModelFamilyName(family->family)},
+        {"artifact_kind",
+         outcome.already_absent ? "none" : ArtifactKindName(outcome.candidate.kind)},
+        {"already_absent", outcome.already_absent},
+        {"suite_sha256", report.suite_sha256},
+        {"params", plan.method->EffectiveParams()},
+        {"steps", outcome.steps},
+        {"method_seconds", outcome.method_seconds},
+        {"verify_seconds", outcome.verify_seconds},
+        {"passed", report.passed},
+        {"checks", report.checks},
+        {"figures", figures}};
     std::ofstream f(args.report);
     f << out.dump(2) << "\n";
     if (!f) return absl::InternalError(absl::StrFormat("cannot write %s", args.report));
@@ -515,14 +531,18 @@ int Main(int argc, char** argv) {
   ul_cmd->add_option("--param", ul.params, "method parameter KEY=VALUE (repeatable)");
   ul_cmd->add_option("--out", ul.out, "write the unlearned model here");
   ul_cmd->add_option("--report", ul.report, "write a JSON report here");
-  ul_cmd
-      ->add_option("--max-forget-ratio", ul.thresholds.max_forget_probability_ratio,
-                   "verification: forget probability after/before must be <= this")
-      ->capture_default_str();
-  ul_cmd
-      ->add_option("--min-retain-ratio", ul.thresholds.min_retain_probability_ratio,
-                   "verification: retain probability after/before must be >= this")
-      ->capture_default_str();
+  CLI::Option* max_forget =
+      ul_cmd
+          ->add_option("--max-forget-ratio", ul.thresholds.max_forget_probability_ratio,
+                       "verification (legacy policy instead of the defaults): forget probability "
+                       "after/before must be <= this")
+          ->capture_default_str();
+  CLI::Option* min_retain =
+      ul_cmd
+          ->add_option("--min-retain-ratio", ul.thresholds.min_retain_probability_ratio,
+                       "verification (legacy policy instead of the defaults): retain probability "
+                       "after/before must be >= this")
+          ->capture_default_str();
   ul_cmd->add_option("--show", ul.show, "print greedy answers before/after for N probes per set")
       ->capture_default_str();
   ul_cmd
@@ -532,6 +552,7 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
+  ul.shorthand = max_forget->count() > 0 || min_retain->count() > 0;
 
   if (*ul_cmd) {
     if (!SetThreads("unlearn", ul.threads)) return 1;

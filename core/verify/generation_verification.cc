@@ -128,7 +128,11 @@ absl::StatusOr<VerificationReport> GenerationVerifier::Verify(const Verification
   const torch::Tensor keep = InSet(b.labels, forget).logical_not();
   before_map["feature_fd"] = 0.0;
   after_map["feature_fd"] = FrechetDistance(b.features.index({keep}), a.features.index({keep}));
-  VerificationReport report = MakeReport(before_map, after_map, in.thresholds);
+  VerificationReport report = MakeReport(before_map, after_map, in.thresholds, this);
+  report.tiers = {
+      {Tier::kT0, true, "samples of the model before and after, judged by the model's classifier"},
+      {Tier::kT1, false, "generation figures compare the two models only (no held-out set)"},
+      {Tier::kT2, false, "no model retrained without the forgotten classes is available"}};
   report.forget_examples = static_cast<int>(InSet(b.labels, forget).sum().item<int64_t>());
   report.retain_examples = static_cast<int>(keep.sum().item<int64_t>());
   return report;

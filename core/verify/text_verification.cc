@@ -4,7 +4,11 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <list>
 #include <map>
+#include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -14,12 +18,16 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include <c10/core/InferenceMode.h>
 #include <torch/types.h>
 
+#include "core/common/sha256.h"
 #include "core/common/status_macros.h"
+#include "core/common/threads.h"
 #include "core/common/torch_status.h"
 #include "core/verify/auc.h"
+#include "core/verify/ks.h"
 #include "core/verify/rouge.h"
 
 namespace unlearning::core {
@@ -117,6 +125,9 @@ absl::StatusOr<std::string> GreedyAnswer(const LanguageModel& model, std::string
   const Tokenizer& tok = model.tokenizer();
   const std::vector<int64_t> prompt = EncodeQa(tok, question, "", /*add_eos=*/false).ids;
   const int64_t room = model.max_context() - static_cast<int64_t>(prompt.size());
+  // One row at a time: intra-op threads only add synchronisation to these tiny matmuls (measured
+  // on the demo: 6m52s with 2 threads on a busy 2-core machine vs 1m52s with 1).
+  const ScopedThreadLimit one_thread(1);
   GenerateOptions options;
   options.max_new_tokens = std::min(answer_tokens + kRougeExtraTokens, room);
   options.temperature = 0.0;
@@ -210,9 +221,246 @@ std::vector<double> Negated(const std::vector<double>& v) {
   return out;
 }
 
+// Mean per-token log-probability under `judge` of each non-empty answer to its question.
+absl::StatusOr<std::vector<double>> AnswerMeanLogProbs(const LanguageModel& judge,
+                                                       const std::vector<TextExample>& examples,
+                                                       const std::vector<std::string>& answers,
+                                                       const CancellationToken* cancel) {
+  std::vector<QaPair> pairs;
+  for (size_t i = 0; i < examples.size() && i < answers.size(); ++i) {
+    if (!answers[i].empty()) pairs.push_back({examples[i].question, answers[i]});
+  }
+  std::vector<double> out;
+  if (pairs.empty()) return out;
+  UNL_ASSIGN_OR_RETURN(std::vector<std::vector<double>> lps,
+                       AnswerTokenLogProbs(judge, pairs, cancel));
+  for (const std::vector<double>& v : lps) out.push_back(Mean(v));
+  return out;
+}
+
+double HarmonicMean(const std::vector<double>& values) {
+  double inv = 0.0;
+  for (double v : values) {
+    if (!(v > 0.0)) return 0.0;
+    inv += 1.0 / v;
+  }
+  return static_cast<double>(values.size()) / inv;
+}
+
+// The figures of one model's scores on the three splits (ComputeTextFigures' list).
+std::map<std::string, double> FiguresOf(const ExampleScores& forget, const ExampleScores* retain,
+                                        const ExampleScores* holdout) {
+  std::map<std::string, double> f;
+  f["forget.answer_probability"] = Mean(forget.answer_probability);
+  f["forget.rouge_l_recall"] = Mean(forget.rouge_l_recall);
+  if (!forget.paraphrase_probability.empty()) {
+    f["forget.paraphrase_answer_probability"] = Mean(forget.paraphrase_probability);
+  }
+  if (!forget.truth_ratio.empty()) f["forget.truth_ratio"] = CloserToOne(forget.truth_ratio);
+  std::vector<double> repetition;
+  for (const std::string& answer : forget.greedy_answers) {
+    repetition.push_back(RepetitionRate(answer));
+  }
+  f["forget.answer_repetition"] = Mean(repetition);
+  if (retain != nullptr) {
+    f["retain.answer_probability"] = Mean(retain->answer_probability);
+    f["retain.rouge_l_recall"] = Mean(retain->rouge_l_recall);
+    if (!retain->truth_ratio.empty()) {
+      f["retain.truth_ratio"] = TrueBetter(retain->truth_ratio);
+      f["retain.model_utility"] = HarmonicMean(
+          {f["retain.answer_probability"], f["retain.rouge_l_recall"], f["retain.truth_ratio"]});
+    }
+  }
+  if (holdout != nullptr) {
+    f["holdout.answer_probability"] = Mean(holdout->answer_probability);
+    f["holdout.rouge_l_recall"] = Mean(holdout->rouge_l_recall);
+    if (!holdout->truth_ratio.empty()) f["holdout.truth_ratio"] = CloserToOne(holdout->truth_ratio);
+    // Members (forget) are positives; the score is membership likelihood (higher = member).
+    absl::StatusOr<double> loss_auc = RocAuc(Negated(forget.mean_nll), Negated(holdout->mean_nll));
+    absl::StatusOr<double> min_k_auc = RocAuc(forget.min_k_log_prob, holdout->min_k_log_prob);
+    if (loss_auc.ok()) {
+      f["mia.loss_auc"] = *loss_auc;
+      f["mia.privleak"] = (*loss_auc - 0.5) / 0.5;
+    }
+    if (min_k_auc.ok()) f["mia.min_k_auc"] = *min_k_auc;
+  }
+  return f;
+}
+
+// Adds "<prefix>ks_d" and "<prefix>ks_p" for samples a vs b (nothing when either is empty).
+absl::Status AddKs(std::map<std::string, double>& figures, const std::string& prefix,
+                   const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.empty() || b.empty()) return absl::OkStatus();
+  UNL_ASSIGN_OR_RETURN(KsResult ks, KsTwoSample(a, b));
+  figures[prefix + "ks_d"] = ks.d;
+  figures[prefix + "ks_p"] = ks.p;
+  return absl::OkStatus();
+}
+
+// What the parent's figures on the probe sets rest on; cached per parent version.
+struct ParentProbeScores {
+  std::optional<ExampleScores> retain;
+  std::optional<ExampleScores> holdout;
+  // The parent's mean per-token log-probability of its own greedy holdout answers (NaN if none).
+  double holdout_self_log_prob = std::numeric_limits<double>::quiet_NaN();
+};
+
+absl::StatusOr<ParentProbeScores> ScoreParentProbes(const LanguageModel& parent,
+                                                    const TextProbes& probes,
+                                                    const CancellationToken* cancel) {
+  ParentProbeScores out;
+  if (!probes.retain.empty()) {
+    UNL_ASSIGN_OR_RETURN(out.retain, ScoreExamples(parent, probes.retain, true, cancel));
+  }
+  if (!probes.holdout.empty()) {
+    UNL_ASSIGN_OR_RETURN(out.holdout, ScoreExamples(parent, probes.holdout, true, cancel));
+    UNL_ASSIGN_OR_RETURN(
+        std::vector<double> self,
+        AnswerMeanLogProbs(parent, probes.holdout, out.holdout->greedy_answers, cancel));
+    out.holdout_self_log_prob = Mean(self);
+  }
+  return out;
+}
+
+// The reference model's scores (T2), when it applies to this forget set.
+struct ReferenceScores {
+  ExampleScores forget;
+  std::optional<double> loss_auc;
+};
+
+// The comparisons of `model` (the parent itself for "before") with the parent and the reference.
+absl::Status AddComparisons(std::map<std::string, double>& figures, const LanguageModel& parent,
+                            const TextProbes& probes, const ExampleScores& forget,
+                            const ParentProbeScores& parent_probes,
+                            const std::optional<ReferenceScores>& reference,
+                            const CancellationToken* cancel) {
+  if (parent_probes.holdout.has_value()) {
+    const ExampleScores& ph = *parent_probes.holdout;
+    const double holdout_p = Mean(ph.answer_probability);
+    figures["unseen.answer_probability_ratio"] =
+        Mean(forget.answer_probability) / std::max(holdout_p, kRatioEpsilon);
+    UNL_RETURN_IF_ERROR(AddKs(figures, "unseen.answer_probability_", forget.answer_probability,
+                              ph.answer_probability));
+    UNL_RETURN_IF_ERROR(AddKs(figures, "unseen.truth_ratio_", forget.truth_ratio, ph.truth_ratio));
+    if (!forget.truth_ratio.empty() && !ph.truth_ratio.empty()) {
+      figures["unseen.ks_n"] = static_cast<double>(forget.truth_ratio.size());
+      figures["unseen.ks_m"] = static_cast<double>(ph.truth_ratio.size());
+    }
+    UNL_ASSIGN_OR_RETURN(std::vector<double> lps,
+                         AnswerMeanLogProbs(parent, probes.forget, forget.greedy_answers, cancel));
+    if (!lps.empty() && std::isfinite(parent_probes.holdout_self_log_prob)) {
+      figures["forget.answer_plausibility"] = Mean(lps) - parent_probes.holdout_self_log_prob;
+    }
+  }
+  if (reference.has_value()) {
+    UNL_RETURN_IF_ERROR(
+        AddKs(figures, "forget_quality.", forget.truth_ratio, reference->forget.truth_ratio));
+    if (!forget.truth_ratio.empty() && !reference->forget.truth_ratio.empty()) {
+      figures["forget_quality.ks_n"] = static_cast<double>(forget.truth_ratio.size());
+    }
+    auto auc = figures.find("mia.loss_auc");
+    if (reference->loss_auc.has_value() && auc != figures.end() && *reference->loss_auc > 0.0) {
+      figures["mia.privleak_reference"] =
+          (auc->second - *reference->loss_auc) / *reference->loss_auc;
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Why the reference model does not apply, or "" when it does.
+std::string ReferenceGap(const TextProbes& probes) {
+  if (probes.reference == nullptr) {
+    return "no reference model: the model directory has no reference/ (a model never trained on "
+           "the forget set)";
+  }
+  size_t unseen = 0;
+  for (const TextExample& e : probes.forget) unseen += probes.reference_unseen.count(e.question);
+  if (unseen < probes.forget.size()) {
+    return absl::StrCat("the reference model trained on ", probes.forget.size() - unseen,
+                        " of the ", probes.forget.size(), " forget examples");
+  }
+  return "";
+}
+
+absl::StatusOr<std::optional<ReferenceScores>> ScoreReference(const TextProbes& probes,
+                                                              const CancellationToken* cancel) {
+  if (!ReferenceGap(probes).empty()) return std::optional<ReferenceScores>();
+  ReferenceScores out;
+  UNL_ASSIGN_OR_RETURN(out.forget, ScoreExamples(*probes.reference, probes.forget, false, cancel));
+  if (!probes.holdout.empty()) {
+    UNL_ASSIGN_OR_RETURN(ExampleScores holdout,
+                         ScoreExamples(*probes.reference, probes.holdout, false, cancel));
+    UNL_ASSIGN_OR_RETURN(out.loss_auc,
+                         RocAuc(Negated(out.forget.mean_nll), Negated(holdout.mean_nll)));
+  }
+  return std::optional<ReferenceScores>(std::move(out));
+}
+
+std::string SetDigest(const std::vector<TextExample>& examples) {
+  Sha256 sha;
+  auto field = [&](std::string_view text) {  // length-prefixed, so fields cannot run together
+    sha.Update(absl::StrCat(text.size(), ":"));
+    sha.Update(text);
+  };
+  for (const TextExample& e : examples) {
+    field(e.question);
+    field(e.answer);
+    for (const std::string& q : e.paraphrased_questions) field(q);
+    sha.Update("|");
+    for (const std::string& a : e.perturbed_answers) field(a);
+    sha.Update("\n");
+  }
+  return sha.HexDigest();
+}
+
+// The evaluation suite: the definitions' version, the scoring constants, the probe sets and the
+// model's probe files (reference model included).
+std::string SuiteSha256(const TextProbes& probes, const std::string& model_digest,
+                        int max_probe_examples) {
+  Sha256 sha;
+  sha.Update(
+      absl::StrFormat("%s min_k=%.3f rouge_extra=%d batch=%d repetition_gram=%d greedy=%d cap=%d\n",
+                      kTextSuiteVersion, kMinKFraction, kRougeExtraTokens, kVerificationBatchSize,
+                      kRepetitionGram, kGreedyExamples, max_probe_examples));
+  sha.Update(absl::StrCat("retain ", SetDigest(probes.retain), "\n"));
+  sha.Update(absl::StrCat("holdout ", SetDigest(probes.holdout), "\n"));
+  sha.Update(absl::StrCat("model ", model_digest, "\n"));
+  return sha.HexDigest();
+}
+
+std::vector<TierCoverage> TextTiers(const TextProbes& probes) {
+  std::vector<TierCoverage> tiers;
+  tiers.push_back({Tier::kT0, true,
+                   absl::StrCat("the model before and after on ", probes.forget.size(),
+                                " forget and ", probes.retain.size(), " retain examples")});
+  if (probes.holdout.empty()) {
+    tiers.push_back({Tier::kT1, false, "the model ships no holdout probes (probes/holdout.jsonl)"});
+  } else {
+    tiers.push_back({Tier::kT1, true,
+                     absl::StrCat(probes.holdout.size(),
+                                  " holdout examples the model never trained on; PrivLeak's "
+                                  "reference AUC declared 0.5")});
+  }
+  const std::string gap = ReferenceGap(probes);
+  tiers.push_back({Tier::kT2, gap.empty(),
+                   gap.empty() ? "a reference model never trained on the forget set "
+                                 "(<model dir>/reference/)"
+                               : gap});
+  return tiers;
+}
+
 }  // namespace
 
-absl::StatusOr<ExampleScores> ScoreExamples(const CausalLm& model,
+double RepetitionRate(std::string_view text) {
+  const size_t n = static_cast<size_t>(kRepetitionGram);
+  if (text.size() < n + 1) return 0.0;
+  std::set<std::string_view> distinct;
+  const size_t total = text.size() - n + 1;
+  for (size_t i = 0; i < total; ++i) distinct.insert(text.substr(i, n));
+  return 1.0 - static_cast<double>(distinct.size()) / static_cast<double>(total);
+}
+
+absl::StatusOr<ExampleScores> ScoreExamples(const LanguageModel& model,
                                             const std::vector<TextExample>& examples,
                                             bool with_rouge, const CancellationToken* cancel) {
   std::vector<QaPair> pairs;
@@ -230,63 +478,43 @@ absl::StatusOr<ExampleScores> ScoreExamples(const CausalLm& model,
         1, static_cast<size_t>(std::floor(kMinKFraction * static_cast<double>(v.size()))));
     scores.min_k_log_prob.push_back(Mean(std::vector<double>(v.begin(), v.begin() + k)));
   }
+  UNL_ASSIGN_OR_RETURN(scores.truth_ratio,
+                       TruthRatios(model, examples, scores.answer_probability, cancel));
+  UNL_ASSIGN_OR_RETURN(scores.paraphrase_probability,
+                       ParaphraseProbabilities(model, examples, cancel));
   if (with_rouge) {
-    for (size_t i = 0; i < examples.size(); ++i) {
+    const size_t greedy = std::min(examples.size(), static_cast<size_t>(kGreedyExamples));
+    for (size_t i = 0; i < greedy; ++i) {
       UNL_RETURN_IF_ERROR(CheckCancelled(cancel));
       const int64_t answer_tokens =
           static_cast<int64_t>(model.tokenizer().Encode(examples[i].answer).size());
       UNL_ASSIGN_OR_RETURN(std::string generated,
                            GreedyAnswer(model, examples[i].question, answer_tokens, cancel));
       scores.rouge_l_recall.push_back(RougeLRecall(examples[i].answer, generated));
+      scores.greedy_answers.push_back(std::move(generated));
     }
   }
   return scores;
 }
 
-absl::StatusOr<std::map<std::string, double>> ComputeTextFigures(const CausalLm& model,
+absl::StatusOr<std::map<std::string, double>> ComputeTextFigures(const LanguageModel& model,
                                                                  const TextProbes& probes,
                                                                  const CancellationToken* cancel) {
   if (probes.forget.empty()) {
     return absl::InvalidArgumentError("verification needs at least one forget example");
   }
-  std::map<std::string, double> figures;
-
   UNL_ASSIGN_OR_RETURN(ExampleScores forget, ScoreExamples(model, probes.forget, true, cancel));
-  figures["forget.answer_probability"] = Mean(forget.answer_probability);
-  figures["forget.rouge_l_recall"] = Mean(forget.rouge_l_recall);
-  UNL_ASSIGN_OR_RETURN(std::vector<double> paraphrase,
-                       ParaphraseProbabilities(model, probes.forget, cancel));
-  if (!paraphrase.empty()) figures["forget.paraphrase_answer_probability"] = Mean(paraphrase);
-  UNL_ASSIGN_OR_RETURN(std::vector<double> forget_tr,
-                       TruthRatios(model, probes.forget, forget.answer_probability, cancel));
-  if (!forget_tr.empty()) figures["forget.truth_ratio"] = CloserToOne(forget_tr);
-
+  std::optional<ExampleScores> retain, holdout;
   if (!probes.retain.empty()) {
-    UNL_ASSIGN_OR_RETURN(ExampleScores retain, ScoreExamples(model, probes.retain, true, cancel));
-    figures["retain.answer_probability"] = Mean(retain.answer_probability);
-    figures["retain.rouge_l_recall"] = Mean(retain.rouge_l_recall);
-    UNL_ASSIGN_OR_RETURN(std::vector<double> retain_tr,
-                         TruthRatios(model, probes.retain, retain.answer_probability, cancel));
-    if (!retain_tr.empty()) figures["retain.truth_ratio"] = TrueBetter(retain_tr);
+    UNL_ASSIGN_OR_RETURN(retain, ScoreExamples(model, probes.retain, true, cancel));
   }
-
   if (!probes.holdout.empty()) {
-    UNL_ASSIGN_OR_RETURN(ExampleScores holdout, ScoreExamples(model, probes.holdout, true, cancel));
-    figures["holdout.answer_probability"] = Mean(holdout.answer_probability);
-    figures["holdout.rouge_l_recall"] = Mean(holdout.rouge_l_recall);
-    UNL_ASSIGN_OR_RETURN(std::vector<double> holdout_tr,
-                         TruthRatios(model, probes.holdout, holdout.answer_probability, cancel));
-    if (!holdout_tr.empty()) figures["holdout.truth_ratio"] = CloserToOne(holdout_tr);
-    // Members (forget) are positives; the score is membership likelihood (higher = member).
-    UNL_ASSIGN_OR_RETURN(figures["mia.loss_auc"],
-                         RocAuc(Negated(forget.mean_nll), Negated(holdout.mean_nll)));
-    UNL_ASSIGN_OR_RETURN(figures["mia.min_k_auc"],
-                         RocAuc(forget.min_k_log_prob, holdout.min_k_log_prob));
+    UNL_ASSIGN_OR_RETURN(holdout, ScoreExamples(model, probes.holdout, true, cancel));
   }
-  return figures;
+  return FiguresOf(forget, retain ? &*retain : nullptr, holdout ? &*holdout : nullptr);
 }
 
-absl::StatusOr<double> CollateralKl(const CausalLm& before, const CausalLm& after,
+absl::StatusOr<double> CollateralKl(const LanguageModel& before, const LanguageModel& after,
                                     const std::vector<TextExample>& retain,
                                     const CancellationToken* cancel) {
   if (retain.empty()) return absl::InvalidArgumentError("collateral KL needs retain examples");
@@ -331,35 +559,140 @@ std::vector<Threshold> VerificationThresholds::List() const {
   return out;
 }
 
-absl::StatusOr<VerificationReport> VerifyText(const CausalLm& before, const CausalLm& after,
-                                              const TextProbes& probes,
-                                              const std::vector<Threshold>& thresholds,
-                                              const CancellationToken* cancel,
-                                              const std::map<std::string, double>* before_figures) {
+std::vector<Threshold> DefaultTextThresholds() {
+  return {
+      {"unseen.answer_probability_ratio", Comparison::kAtMost, 2.0, /*required=*/true},
+      {"mia.privleak", Comparison::kAtLeast, -0.4, /*required=*/true},
+      {"forget.answer_plausibility", Comparison::kAtLeast, -1.5, /*required=*/true},
+      {"forget.answer_repetition", Comparison::kAtMost, 0.5, /*required=*/true},
+      {"retain.rouge_l_recall", Comparison::kRatioAtLeast, 0.9, /*required=*/false},
+      {"retain.answer_probability", Comparison::kRatioAtLeast, 0.85, /*required=*/false},
+      {"retain.model_utility", Comparison::kRatioAtLeast, 0.9, /*required=*/false},
+  };
+}
+
+Tier TextFigureTier(const std::string& figure) {
+  auto starts = [&](const char* prefix) { return figure.rfind(prefix, 0) == 0; };
+  if (starts("forget_quality.") || figure == "mia.privleak_reference") return Tier::kT2;
+  if (starts("holdout.") || starts("mia.") || starts("unseen.") ||
+      figure == "forget.answer_plausibility") {
+    return Tier::kT1;
+  }
+  return Tier::kT0;
+}
+
+namespace {
+
+absl::Status CheckThresholdBounds(const std::vector<Threshold>& thresholds) {
   for (const Threshold& t : thresholds) {
-    if (!(t.bound >= 0.0) || std::isinf(t.bound)) {
-      return absl::InvalidArgumentError(absl::StrCat("verification threshold ", t.figure,
-                                                     " must be finite and >= 0, got ", t.bound));
+    if (!std::isfinite(t.bound) || (t.comparison != Comparison::kAtLeast &&
+                                    t.comparison != Comparison::kAtMost && t.bound < 0.0)) {
+      return absl::InvalidArgumentError(absl::StrCat("verification threshold ", t.figure, " ",
+                                                     ComparisonName(t.comparison),
+                                                     " needs a finite bound, got ", t.bound));
     }
   }
+  return absl::OkStatus();
+}
+
+// VerifyText with the parent's probe scores supplied (cached by the verifier) and the suite hash.
+absl::StatusOr<VerificationReport> VerifyTextWith(
+    const LanguageModel& before, const LanguageModel& after, const TextProbes& probes,
+    const ParentProbeScores& parent_probes, const std::vector<Threshold>& thresholds,
+    const CancellationToken* cancel, const std::map<std::string, double>* before_figures,
+    const Verifier* verifier) {
+  UNL_RETURN_IF_ERROR(CheckThresholdBounds(thresholds));
+  if (probes.forget.empty()) {
+    return absl::InvalidArgumentError("verification needs at least one forget example");
+  }
+  UNL_ASSIGN_OR_RETURN(std::optional<ReferenceScores> reference, ScoreReference(probes, cancel));
+  const ExampleScores* p_retain = parent_probes.retain ? &*parent_probes.retain : nullptr;
+  const ExampleScores* p_holdout = parent_probes.holdout ? &*parent_probes.holdout : nullptr;
+
   std::map<std::string, double> before_map;
   if (before_figures != nullptr) {
     before_map = *before_figures;
   } else {
-    UNL_ASSIGN_OR_RETURN(before_map, ComputeTextFigures(before, probes, cancel));
+    UNL_ASSIGN_OR_RETURN(ExampleScores p_forget,
+                         ScoreExamples(before, probes.forget, true, cancel));
+    before_map = FiguresOf(p_forget, p_retain, p_holdout);
+    UNL_RETURN_IF_ERROR(
+        AddComparisons(before_map, before, probes, p_forget, parent_probes, reference, cancel));
   }
-  UNL_ASSIGN_OR_RETURN(auto after_map, ComputeTextFigures(after, probes, cancel));
+  std::map<std::string, double> after_map;
+  if (&before == &after) {  // the parent judged as its own candidate
+    after_map = before_map;
+  } else {
+    UNL_ASSIGN_OR_RETURN(ExampleScores forget, ScoreExamples(after, probes.forget, true, cancel));
+    std::optional<ExampleScores> retain, holdout;
+    if (!probes.retain.empty()) {
+      UNL_ASSIGN_OR_RETURN(retain, ScoreExamples(after, probes.retain, true, cancel));
+    }
+    if (!probes.holdout.empty()) {
+      UNL_ASSIGN_OR_RETURN(holdout, ScoreExamples(after, probes.holdout, false, cancel));
+    }
+    after_map = FiguresOf(forget, retain ? &*retain : nullptr, holdout ? &*holdout : nullptr);
+    // The candidate's holdout ROUGE is not computed (greedy decoding dominates verification
+    // time); the parent's stays in "before".
+    after_map.erase("holdout.rouge_l_recall");
+    UNL_RETURN_IF_ERROR(
+        AddComparisons(after_map, before, probes, forget, parent_probes, reference, cancel));
+  }
   if (!probes.retain.empty()) {
-    UNL_ASSIGN_OR_RETURN(after_map["retain.collateral_kl"],
-                         CollateralKl(before, after, probes.retain, cancel));
+    if (&before == &after) {
+      after_map["retain.collateral_kl"] = 0.0;
+    } else {
+      UNL_ASSIGN_OR_RETURN(after_map["retain.collateral_kl"],
+                           CollateralKl(before, after, probes.retain, cancel));
+    }
     before_map["retain.collateral_kl"] = 0.0;
   }
-  VerificationReport report = MakeReport(before_map, after_map, thresholds);
+  VerificationReport report = MakeReport(before_map, after_map, thresholds, verifier);
   report.forget_examples = static_cast<int>(probes.forget.size());
   report.retain_examples = static_cast<int>(probes.retain.size());
   report.holdout_examples = static_cast<int>(probes.holdout.size());
+  report.tiers = TextTiers(probes);
   return report;
 }
+
+class TextTierVerifier : public Verifier {  // tags figures for the free function VerifyText
+ public:
+  std::vector<std::string> FigureNames() const override { return {}; }
+  std::vector<Threshold> DefaultThresholds() const override { return {}; }
+  absl::StatusOr<VerificationReport> Verify(const VerificationInputs&) const override {
+    return absl::UnimplementedError("tags only");
+  }
+  Tier FigureTier(const std::string& figure) const override { return TextFigureTier(figure); }
+};
+
+}  // namespace
+
+absl::StatusOr<VerificationReport> VerifyText(const LanguageModel& before,
+                                              const LanguageModel& after, const TextProbes& probes,
+                                              const std::vector<Threshold>& thresholds,
+                                              const CancellationToken* cancel,
+                                              const std::map<std::string, double>* before_figures) {
+  UNL_RETURN_IF_ERROR(CheckThresholdBounds(thresholds));
+  UNL_ASSIGN_OR_RETURN(ParentProbeScores parent_probes, ScoreParentProbes(before, probes, cancel));
+  static const TextTierVerifier kTags;
+  UNL_ASSIGN_OR_RETURN(VerificationReport report,
+                       VerifyTextWith(before, after, probes, parent_probes, thresholds, cancel,
+                                      before_figures, &kTags));
+  report.suite_sha256 = SuiteSha256(probes, "", 0);
+  return report;
+}
+
+// A few versions' parent probe scores, most recently used first.
+struct TextVerifier::Cache {
+  static constexpr size_t kEntries = 4;
+  absl::Mutex mu;
+  std::list<std::pair<std::string, std::shared_ptr<const ParentProbeScores>>> entries
+      ABSL_GUARDED_BY(mu);
+};
+
+TextVerifier::TextVerifier(int max_probe_examples)
+    : max_probe_examples_(max_probe_examples), cache_(std::make_unique<Cache>()) {}
+TextVerifier::~TextVerifier() = default;
 
 namespace {
 
@@ -377,31 +710,106 @@ std::vector<std::string> TextVerifier::FigureNames() const {
       names.push_back(absl::StrCat(split, ".", figure));
     }
   }
-  for (const char* extra : {"forget.paraphrase_answer_probability", "retain.collateral_kl",
-                            "mia.loss_auc", "mia.min_k_auc"}) {
+  for (const char* extra :
+       {"forget.paraphrase_answer_probability", "forget.answer_repetition",
+        "forget.answer_plausibility", "retain.collateral_kl", "retain.model_utility",
+        "mia.loss_auc", "mia.min_k_auc", "mia.privleak", "mia.privleak_reference",
+        "unseen.answer_probability_ratio", "unseen.answer_probability_ks_d",
+        "unseen.answer_probability_ks_p", "unseen.truth_ratio_ks_d", "unseen.truth_ratio_ks_p",
+        "unseen.ks_n", "unseen.ks_m", "forget_quality.ks_d", "forget_quality.ks_p",
+        "forget_quality.ks_n"}) {
     names.push_back(extra);
   }
   std::sort(names.begin(), names.end());
   return names;
 }
 
-std::vector<Threshold> TextVerifier::DefaultThresholds() const {
-  return VerificationThresholds{}.List();
-}
+std::vector<Threshold> TextVerifier::DefaultThresholds() const { return DefaultTextThresholds(); }
 
-absl::StatusOr<VerificationReport> TextVerifier::Verify(const VerificationInputs& in) const {
-  const auto* before = dynamic_cast<const CausalLm*>(in.before);
-  const auto* after = dynamic_cast<const CausalLm*>(in.after);
-  if (before == nullptr || after == nullptr || in.data == nullptr || in.probes == nullptr) {
+namespace {
+
+absl::StatusOr<TextProbes> ProbesFor(const VerificationInputs& in, int cap) {
+  const auto* before = in.before != nullptr ? in.before->AsLanguageModel() : nullptr;
+  if (before == nullptr || in.data == nullptr || in.probes == nullptr) {
     return absl::InvalidArgumentError(
-        "text verification needs two causal language models, the erasure data and the probes");
+        "text verification needs language models, the erasure data and the probes");
   }
   TextProbes probes;
   probes.forget = in.data->forget;
-  probes.retain = Capped(in.data->retain.empty() ? in.probes->text_retain : in.data->retain,
-                         max_probe_examples_);
-  probes.holdout = Capped(in.probes->text_holdout, max_probe_examples_);
-  return VerifyText(*before, *after, probes, in.thresholds, in.cancel, in.before_figures);
+  probes.retain = Capped(in.data->retain.empty() ? in.probes->text_retain : in.data->retain, cap);
+  probes.holdout = Capped(in.probes->text_holdout, cap);
+  if (in.probes->text_reference != nullptr) {
+    probes.reference = in.probes->text_reference->AsLanguageModel();
+    probes.reference_unseen = in.probes->text_reference_unseen;
+  }
+  return probes;
+}
+
+}  // namespace
+
+absl::StatusOr<VerificationReport> TextVerifier::Verify(const VerificationInputs& in) const {
+  const LanguageModel* before = in.before != nullptr ? in.before->AsLanguageModel() : nullptr;
+  const LanguageModel* after = in.after != nullptr ? in.after->AsLanguageModel() : nullptr;
+  if (before == nullptr || after == nullptr) {
+    return absl::InvalidArgumentError("text verification needs two language models");
+  }
+  UNL_ASSIGN_OR_RETURN(TextProbes probes, ProbesFor(in, max_probe_examples_));
+  const std::string suite = SuiteSha256(probes, in.probes->suite_digest, max_probe_examples_);
+  // The parent's probe scores, cached per (parent version, suite).
+  std::shared_ptr<const ParentProbeScores> parent_probes;
+  const std::string key = in.parent_key.empty() ? "" : absl::StrCat(in.parent_key, "|", suite);
+  if (!key.empty()) {
+    absl::MutexLock lock(&cache_->mu);
+    for (auto it = cache_->entries.begin(); it != cache_->entries.end(); ++it) {
+      if (it->first == key) {
+        parent_probes = it->second;
+        cache_->entries.splice(cache_->entries.begin(), cache_->entries, it);
+        break;
+      }
+    }
+  }
+  if (parent_probes == nullptr) {
+    UNL_ASSIGN_OR_RETURN(ParentProbeScores scored, ScoreParentProbes(*before, probes, in.cancel));
+    parent_probes = std::make_shared<const ParentProbeScores>(std::move(scored));
+    if (!key.empty()) {
+      absl::MutexLock lock(&cache_->mu);
+      cache_->entries.emplace_front(key, parent_probes);
+      while (cache_->entries.size() > Cache::kEntries) cache_->entries.pop_back();
+    }
+  }
+  UNL_ASSIGN_OR_RETURN(VerificationReport report,
+                       VerifyTextWith(*before, *after, probes, *parent_probes, in.thresholds,
+                                      in.cancel, in.before_figures, this));
+  report.suite_sha256 = suite;
+  return report;
+}
+
+absl::StatusOr<std::optional<VerificationReport>> TextVerifier::CheckAlreadyAbsent(
+    const VerificationInputs& in) const {
+  // Evidence of absence: the request's absolute checks on figures of tier T1 or above, among them
+  // at least one "as if never seen" check (unseen.* or forget_quality.*). Ratio checks compare the
+  // parent with itself here, so they say nothing and are left out.
+  std::vector<Threshold> evidence;
+  bool as_if_unseen = false;
+  for (const Threshold& t : in.thresholds) {
+    if (t.comparison == Comparison::kRatioAtMost || t.comparison == Comparison::kRatioAtLeast ||
+        TextFigureTier(t.figure) == Tier::kT0) {
+      continue;
+    }
+    as_if_unseen = as_if_unseen || t.figure.rfind("unseen.", 0) == 0 ||
+                   t.figure.rfind("forget_quality.", 0) == 0;
+    evidence.push_back(t);
+  }
+  if (!as_if_unseen) return std::optional<VerificationReport>();
+  VerificationInputs self = in;
+  self.after = in.before;
+  self.before_figures = nullptr;
+  self.thresholds = evidence;
+  UNL_ASSIGN_OR_RETURN(VerificationReport report, Verify(self));
+  const bool t1 = report.tiers.size() > 1 && report.tiers[1].computed;
+  if (!t1 || !report.passed) return std::optional<VerificationReport>();
+  report.already_absent = true;
+  return std::optional<VerificationReport>(std::move(report));
 }
 
 }  // namespace unlearning::core

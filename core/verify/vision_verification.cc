@@ -122,6 +122,10 @@ std::vector<Threshold> VisionVerifier::DefaultThresholds() const {
           {"acc_o", Comparison::kAtMost, 0.2, /*required=*/false}};
 }
 
+Tier VisionVerifier::FigureTier(const std::string& figure) const {
+  return figure.rfind("mia.", 0) == 0 ? Tier::kT1 : Tier::kT0;
+}
+
 absl::StatusOr<VerificationReport> VisionVerifier::Verify(const VerificationInputs& in) const {
   const ImageClassifier* before = in.before != nullptr ? in.before->AsImageClassifier() : nullptr;
   const ImageClassifier* after = in.after != nullptr ? in.after->AsImageClassifier() : nullptr;
@@ -160,7 +164,14 @@ absl::StatusOr<VerificationReport> VisionVerifier::Verify(const VerificationInpu
       before_map["cka.forget"] = 1.0;
     }
   }
-  VerificationReport report = MakeReport(before_map, after_map, in.thresholds);
+  VerificationReport report = MakeReport(before_map, after_map, in.thresholds, this);
+  report.tiers = {
+      {Tier::kT0, true, "the model before and after on the labelled test split (accuracies, CKA)"},
+      {Tier::kT1, report.Find("mia.loss_auc") != nullptr,
+       report.Find("mia.loss_auc") != nullptr
+           ? "forgotten-class test samples the model never trained on vs its training samples"
+           : "the model ships no training-split probes of the forgotten classes"},
+      {Tier::kT2, false, "no model retrained without the forgotten classes is available"}};
   const torch::Tensor mask = InClasses(test.labels.cpu(), forget);
   report.forget_examples = static_cast<int>(mask.sum().item<int64_t>());
   report.retain_examples = static_cast<int>(

@@ -52,6 +52,8 @@ class VisionVerifier : public Verifier {
   std::vector<std::string> FigureNames() const override;
   std::vector<Threshold> DefaultThresholds() const override;
   absl::StatusOr<VerificationReport> Verify(const VerificationInputs& inputs) const override;
+  // mia.* rest on the test split the model never trained on (T1); the others on the two models.
+  Tier FigureTier(const std::string& figure) const override;
 };
 
 }  // namespace unlearning::core

@@ -327,6 +327,18 @@ absl::Status Journal::CompleteJob(const std::string& job_id, const ModelVersionR
   if (version.version < 1) {
     return absl::InvalidArgumentError(absl::StrCat("journal: bad version ", version.version));
   }
+  return Complete(job_id, &version, version.version, certificate, verification_json);
+}
+
+absl::Status Journal::CompleteJobUnchanged(const std::string& job_id, int64_t current_version,
+                                           const CertificateRecord& certificate,
+                                           const std::string& verification_json) {
+  return Complete(job_id, nullptr, current_version, certificate, verification_json);
+}
+
+absl::Status Journal::Complete(const std::string& job_id, const ModelVersionRecord* version,
+                               int64_t published_version, const CertificateRecord& certificate,
+                               const std::string& verification_json) {
   if (certificate.certificate_id.empty()) {
     return absl::InvalidArgumentError("journal: certificate_id is required");
   }
@@ -340,37 +352,46 @@ absl::Status Journal::CompleteJob(const std::string& job_id, const ModelVersionR
       return absl::FailedPreconditionError(absl::StrCat("journal: cannot complete job ", job_id,
                                                         ": it is ", JobStateName(job.state)));
     }
-    if (!version.model_id.empty() && version.model_id != job.model_id) {
-      return absl::FailedPreconditionError(absl::StrCat("journal: job ", job_id, " is on model ",
-                                                        job.model_id, ", not ", version.model_id));
-    }
     UNL_ASSIGN_OR_RETURN(std::string latest, QueryLatestCertificateSha(db_, job.model_id));
     if (certificate.previous_sha256 != latest) {
       return absl::FailedPreconditionError(absl::StrCat(
           "journal: certificate chain mismatch on model ", job.model_id, ": previous_sha256 '",
           certificate.previous_sha256, "' but the latest certificate is '", latest, "'"));
     }
-    UNL_ASSIGN_OR_RETURN(bool exists, VersionExists(db_, job.model_id, version.version));
-    if (exists) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("journal: model ", job.model_id, " already has version ", version.version));
-    }
-    ModelVersionRecord v = version;
-    v.model_id = job.model_id;
-    v.job_id = job_id;
-    UNL_RETURN_IF_ERROR(InsertVersion(db_, v));
-    const int64_t now = NowMs();
-    {
+    if (version != nullptr) {
+      if (!version->model_id.empty() && version->model_id != job.model_id) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "journal: job ", job_id, " is on model ", job.model_id, ", not ", version->model_id));
+      }
+      UNL_ASSIGN_OR_RETURN(bool exists, VersionExists(db_, job.model_id, version->version));
+      if (exists) {
+        return absl::AlreadyExistsError(absl::StrCat("journal: model ", job.model_id,
+                                                     " already has version ", version->version));
+      }
+      ModelVersionRecord v = *version;
+      v.model_id = job.model_id;
+      v.job_id = job_id;
+      UNL_RETURN_IF_ERROR(InsertVersion(db_, v));
       Stmt st(db_, "UPDATE models SET current_version = ?2 WHERE model_id = ?1");
       st.Bind(1, job.model_id).Bind(2, v.version);
       UNL_RETURN_IF_ERROR(st.Run());
+    } else {
+      Stmt cur(db_, "SELECT current_version FROM models WHERE model_id = ?1");
+      cur.Bind(1, job.model_id);
+      UNL_ASSIGN_OR_RETURN(bool row, cur.Step());
+      if (!row || cur.Int(0) != published_version) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("journal: model ", job.model_id, " is no longer at version ",
+                         published_version, "; resubmit the request"));
+      }
     }
+    const int64_t now = NowMs();
     {
       Stmt st(db_,
               "UPDATE jobs SET state = 'completed', error_message = '', "
               "published_version = ?2, "
               "verification_json = ?3, finished_ms = ?4 WHERE job_id = ?1");
-      st.Bind(1, job_id).Bind(2, v.version).Bind(3, verification_json).Bind(4, now);
+      st.Bind(1, job_id).Bind(2, published_version).Bind(3, verification_json).Bind(4, now);
       UNL_RETURN_IF_ERROR(st.Run());
     }
     Stmt st(db_, absl::StrCat("INSERT INTO certificates (", kCertificateColumns,

@@ -210,6 +210,13 @@ class Journal {
   absl::Status CompleteJob(const std::string& job_id, const ModelVersionRecord& version,
                            const CertificateRecord& certificate,
                            const std::string& verification_json);
+  // Completes a job that published nothing because the data was already absent from the model's
+  // `current_version` (the job's published_version is set to it): marks the job completed and
+  // stores `certificate`, in one transaction. kFailedPrecondition if the model moved on from
+  // `current_version` (or as CompleteJob for the job's state and the certificate chain).
+  absl::Status CompleteJobUnchanged(const std::string& job_id, int64_t current_version,
+                                    const CertificateRecord& certificate,
+                                    const std::string& verification_json);
 
   // ---- Events (catch-up for WatchJob)
   // ------------------------------------------------------
@@ -260,6 +267,10 @@ class Journal {
 
  private:
   explicit Journal(sqlite3* db);
+  // CompleteJob (version != null) and CompleteJobUnchanged (version == null).
+  absl::Status Complete(const std::string& job_id, const ModelVersionRecord* version,
+                        int64_t published_version, const CertificateRecord& certificate,
+                        const std::string& verification_json);
 
   sqlite3* db_;
   absl::Mutex mu_;

@@ -83,8 +83,11 @@ Metrics::Metrics(const std::string& build_version)
   job_progress_ = &Build(prometheus::BuildGauge(), r, "unlearning_job_progress_ratio",
                          "Fraction of steps done by the running job on the model (0..1).");
   verification_figure_ = &Build(prometheus::BuildGauge(), r, "unlearning_verification_figure",
-                                "Verification figures of the latest finished job per model, "
-                                "before and after.");
+                                "Verification figures of the latest verified job per model "
+                                "(completed or failed verification), before and after, with "
+                                "the tier each rests on.");
+  evaluation_suite_ = &Build(prometheus::BuildGauge(), r, "unlearning_evaluation_suite_info",
+                             "The evaluation suite (SHA-256) of the model's latest figures; 1.");
   model_version_ = &Build(prometheus::BuildGauge(), r, "unlearning_model_version",
                           "Version of the model currently served.");
   model_publishes_ = &Build(prometheus::BuildCounter(), r, "unlearning_model_publishes_total",
@@ -201,14 +204,19 @@ void Metrics::SetJobProgress(const std::string& model_id, double ratio) {
 
 void Metrics::SetVerificationFigures(const std::string& model_id,
                                      const std::map<std::string, double>& before,
-                                     const std::map<std::string, double>& after) {
+                                     const std::map<std::string, double>& after,
+                                     const std::map<std::string, std::string>& tiers) {
   absl::MutexLock lock(&mu_);
   std::set<prometheus::Gauge*> now;
   auto set_all = [&](const std::map<std::string, double>& figures, const char* stage) {
     for (const auto& [figure, value] : figures) {
       if (!IsValidFigureName(figure)) continue;
-      prometheus::Gauge& g =
-          verification_figure_->Add({{"model", model_id}, {"figure", figure}, {"stage", stage}});
+      auto tier = tiers.find(figure);
+      const std::string tier_label =
+          tier != tiers.end() && (tier->second == "T1" || tier->second == "T2") ? tier->second
+                                                                                : "T0";
+      prometheus::Gauge& g = verification_figure_->Add(
+          {{"model", model_id}, {"figure", figure}, {"stage", stage}, {"tier", tier_label}});
       g.Set(value);
       now.insert(&g);
     }
@@ -220,6 +228,15 @@ void Metrics::SetVerificationFigures(const std::string& model_id,
     if (now.count(g) == 0) verification_figure_->Remove(g);
   }
   previous = std::move(now);
+}
+
+void Metrics::SetEvaluationSuite(const std::string& model_id, const std::string& suite_sha256) {
+  absl::MutexLock lock(&mu_);
+  auto it = suite_gauges_.find(model_id);
+  if (it != suite_gauges_.end()) evaluation_suite_->Remove(it->second);
+  prometheus::Gauge& g = evaluation_suite_->Add({{"model", model_id}, {"suite", suite_sha256}});
+  g.Set(1.0);
+  suite_gauges_[model_id] = &g;
 }
 
 void Metrics::SetModelVersion(const std::string& model_id, int64_t version, bool published) {

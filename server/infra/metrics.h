@@ -16,7 +16,8 @@
 //   queue_depth{model}                                                 gauge
 //   running_jobs                                                       gauge
 //   job_progress_ratio{model}                                          gauge
-//   (0..1, running job) verification_figure{model,figure,stage=before|after}
+//   (0..1, running job) verification_figure{model,figure,stage=before|after,tier=T0|T1|T2}
+//   evaluation_suite_info{model,suite}
 //   gauge (latest job) model_version{model} gauge (served version)
 //   model_publishes_total{model}                                       counter
 //   inference_requests_total{model,rpc,code}                           counter
@@ -104,9 +105,14 @@ class Metrics {
   // Replaces the model's verification figures (stage before/after) with these;
   // figures of the previous job that are absent now are removed. Figure names
   // must match [a-zA-Z_][a-zA-Z0-9_]* (others are skipped).
+  // `tiers` gives each figure's tier label ("T0", "T1", "T2"; "T0" when absent).
   void SetVerificationFigures(const std::string& model_id,
                               const std::map<std::string, double>& before,
-                              const std::map<std::string, double>& after);
+                              const std::map<std::string, double>& after,
+                              const std::map<std::string, std::string>& tiers = {});
+  // The evaluation suite (hash) the model's latest figures were computed with:
+  // unlearning_evaluation_suite_info{model, suite} = 1 (the previous suite's series is removed).
+  void SetEvaluationSuite(const std::string& model_id, const std::string& suite_sha256);
   // The served version changed (publish or rollback). `published` = a new
   // version was published (counts model_publishes_total); false for a rollback
   // or load at startup.
@@ -145,6 +151,8 @@ class Metrics {
   mutable absl::Mutex mu_;
   // model -> gauges currently exported for its verification figures.
   std::map<std::string, std::set<prometheus::Gauge*>> figure_gauges_ ABSL_GUARDED_BY(mu_);
+  GaugeFamily* evaluation_suite_;
+  std::map<std::string, prometheus::Gauge*> suite_gauges_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<httplib::Server> http_ ABSL_GUARDED_BY(mu_);
   std::thread http_thread_ ABSL_GUARDED_BY(mu_);
   int port_ ABSL_GUARDED_BY(mu_) = 0;

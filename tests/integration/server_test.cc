@@ -88,6 +88,10 @@ class ServerTest : public ::testing::Test {
       e->set_answer(retain_[i].answer);
     }
     r.set_compliance_reference("TICKET-42 subject=alice");
+    // These tests are about the request lifecycle, not forget quality: the three-check policy
+    // (forget ratio <= 0.5, retain ratio >= 0.5) that FLAT at its defaults meets on the demo.
+    r.mutable_thresholds()->set_max_forget_probability_ratio(0.5);
+    r.mutable_thresholds()->set_min_retain_probability_ratio(0.5);
     return r;
   }
 
@@ -352,6 +356,7 @@ TEST_F(ServerTest, BadRequestsAreRejectedWithTheRightCodeAndChangeNothing) {
   }
   {
     auto r = FlatRequest("bad-figure", 2);
+    r.clear_thresholds();
     v1::Threshold* t = r.mutable_thresholds()->add_checks();
     t->set_figure("acc_f");
     t->set_comparison(v1::COMPARISON_AT_MOST);

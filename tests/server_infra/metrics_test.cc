@@ -105,7 +105,10 @@ TEST(MetricsTest, RecordedValuesAppearInScrape) {
   metrics.SetRunningJobs(1);
   metrics.SetJobProgress("tiny-lm", 2.0);  // clamped
   metrics.SetVerificationFigures("tiny-lm", {{"forget_quality", 0.01}, {"bad name!", 1}},
-                                 {{"forget_quality", 0.75}, {"model_utility", 0.5}});
+                                 {{"forget_quality", 0.75}, {"model_utility", 0.5}},
+                                 {{"forget_quality", "T2"}});
+  metrics.SetEvaluationSuite("tiny-lm", "abc123");
+  metrics.SetEvaluationSuite("tiny-lm", "def456");  // replaces the previous suite's series
   metrics.SetModelVersion("tiny-lm", 4, /*published=*/true);
   metrics.RecordInference("tiny-lm", "Generate", absl::StatusCode::kOk, 0.02);
   metrics.RecordInference("tiny-lm", "Generate", absl::StatusCode::kNotFound, 0.0001);
@@ -132,12 +135,20 @@ TEST(MetricsTest, RecordedValuesAppearInScrape) {
   EXPECT_EQ(
       Sample(
           body,
-          R"(unlearning_verification_figure{figure="forget_quality",model="tiny-lm",stage="before"})"),
+          R"(unlearning_verification_figure{figure="forget_quality",model="tiny-lm",stage="before",tier="T2"})"),
       0.01);
   EXPECT_EQ(
       Sample(
           body,
-          R"(unlearning_verification_figure{figure="forget_quality",model="tiny-lm",stage="after"})"),
+          R"(unlearning_verification_figure{figure="model_utility",model="tiny-lm",stage="after",tier="T0"})"),
+      0.5);
+  EXPECT_EQ(Sample(body, R"(unlearning_evaluation_suite_info{model="tiny-lm",suite="def456"})"),
+            1.0);
+  EXPECT_THAT(body, Not(HasSubstr("abc123")));
+  EXPECT_EQ(
+      Sample(
+          body,
+          R"(unlearning_verification_figure{figure="forget_quality",model="tiny-lm",stage="after",tier="T2"})"),
       0.75);
   EXPECT_THAT(body, Not(HasSubstr("bad name")));
   EXPECT_EQ(Sample(body, R"(unlearning_model_version{model="tiny-lm"})"), 4.0);
@@ -175,7 +186,7 @@ TEST(MetricsTest, RecordedValuesAppearInScrape) {
   EXPECT_EQ(
       Sample(
           body2,
-          R"(unlearning_verification_figure{figure="forget_quality",model="tiny-lm",stage="after"})"),
+          R"(unlearning_verification_figure{figure="forget_quality",model="tiny-lm",stage="after",tier="T0"})"),
       0.8);
 }
 

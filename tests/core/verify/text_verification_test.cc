@@ -3,6 +3,7 @@
 #include <cmath>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,8 @@
 #include <torch/optim/adamw.h>
 #include <torch/types.h>
 
+#include "core/data/erasure_data.h"
+#include "core/data/model_probes.h"
 #include "core/data/text_example.h"
 #include "core/data/tofu_generator.h"
 #include "core/models/causal_lm.h"
@@ -176,14 +179,121 @@ TEST(TextVerificationTest, UsesCachedBeforeFigures) {
   std::unique_ptr<CausalLm> model = TinyModel(8);
   TextProbes probes = SmallProbes();
   probes.retain.clear();
+  std::unique_ptr<CausalLm> after = model->CloneLm(torch::kCPU);
   const std::map<std::string, double> cached = {{"forget.answer_probability", 1.0}};
   UNL_ASSERT_OK_AND_ASSIGN(
       VerificationReport report,
-      VerifyText(*model, *model, probes, VerificationThresholds{}.List(), nullptr, &cached));
+      VerifyText(*model, *after, probes, VerificationThresholds{}.List(), nullptr, &cached));
   const FigureValue* forget = report.Find("forget.answer_probability");
   ASSERT_NE(forget, nullptr);
   EXPECT_EQ(forget->before, 1.0);  // taken from the cache, not recomputed
   EXPECT_TRUE(report.passed);      // random model's probability is far below 0.5 of 1.0
+}
+
+TEST(TextVerificationTest, RepetitionRateSeparatesLoopsFromProse) {
+  EXPECT_GT(RepetitionRate("tttttttttttttttttttttttttttttttttttttt"), 0.9);
+  EXPECT_LT(RepetitionRate("Lentas was born in Nairobi."), 0.05);
+  EXPECT_EQ(RepetitionRate("abc"), 0.0);  // shorter than one 4-gram pair
+}
+
+TEST(TextVerificationTest, TiersAndComparisonsOfAReport) {
+  // The parent memorised forget + retain; the candidate is a fresh random model.
+  std::unique_ptr<CausalLm> parent = TinyModel(2);
+  TextProbes probes = SmallProbes();
+  std::vector<TextExample> train = probes.forget;
+  train.insert(train.end(), probes.retain.begin(), probes.retain.end());
+  Train(parent.get(), train, 60);
+  std::unique_ptr<CausalLm> candidate = TinyModel(3);
+  UNL_ASSERT_OK_AND_ASSIGN(VerificationReport report, VerifyText(*parent, *candidate, probes,
+                                                                 DefaultTextThresholds(), nullptr));
+  ASSERT_EQ(report.tiers.size(), 3u);
+  EXPECT_TRUE(report.tiers[0].computed);
+  EXPECT_TRUE(report.tiers[1].computed);
+  EXPECT_FALSE(report.tiers[2].computed);  // no reference model
+  EXPECT_THAT(report.tiers[2].basis, HasSubstr("no reference model"));
+  EXPECT_EQ(report.suite_sha256.size(), 64u);
+  const FigureValue* ks = report.Find("unseen.answer_probability_ks_d");
+  ASSERT_NE(ks, nullptr);
+  EXPECT_EQ(ks->tier, Tier::kT1);
+  // The parent's forget set stands out from its holdout set; the random model's does not stand
+  // out as much (compared with the parent's holdout behaviour).
+  EXPECT_GT(ks->before, 0.8);
+  const FigureValue* ratio = report.Find("unseen.answer_probability_ratio");
+  ASSERT_NE(ratio, nullptr);
+  EXPECT_GT(ratio->before, 1.5);  // memorised: far likelier than never-seen data
+  const FigureValue* privleak = report.Find("mia.privleak");
+  ASSERT_NE(privleak, nullptr);
+  EXPECT_NEAR(privleak->before, (report.Find("mia.loss_auc")->before - 0.5) / 0.5, 1e-12);
+  EXPECT_EQ(report.Find("retain.model_utility")->tier, Tier::kT0);
+  EXPECT_EQ(report.Find("forget.answer_plausibility")->tier, Tier::kT1);
+  // A random model answers with noise: the parent finds its answers far less plausible than
+  // its own answers to never-seen questions, and the gibberish check refuses it.
+  EXPECT_LT(report.Find("forget.answer_plausibility")->after, -1.5);
+  EXPECT_FALSE(report.passed);
+
+  // T2 with a reference that never saw the forget set: forget quality is computed.
+  std::unique_ptr<CausalLm> reference = TinyModel(2);
+  Train(reference.get(), probes.retain, 60);
+  probes.reference = reference.get();
+  for (const TextExample& e : probes.forget) probes.reference_unseen.insert(e.question);
+  UNL_ASSERT_OK_AND_ASSIGN(VerificationReport t2,
+                           VerifyText(*parent, *candidate, probes, {}, nullptr));
+  ASSERT_TRUE(t2.tiers[2].computed);
+  const FigureValue* fq = t2.Find("forget_quality.ks_p");
+  ASSERT_NE(fq, nullptr);
+  EXPECT_EQ(fq->tier, Tier::kT2);
+  EXPECT_LT(fq->before, 0.05);  // the parent's truth ratios differ from the reference's
+  ASSERT_NE(t2.Find("mia.privleak_reference"), nullptr);
+  // A reference that saw one forget example does not apply.
+  probes.reference_unseen.erase(probes.forget[0].question);
+  UNL_ASSERT_OK_AND_ASSIGN(VerificationReport partial,
+                           VerifyText(*parent, *candidate, probes, {}, nullptr));
+  EXPECT_FALSE(partial.tiers[2].computed);
+  EXPECT_EQ(partial.Find("forget_quality.ks_p"), nullptr);
+}
+
+TEST(TextVerifierTest, AlreadyAbsentWhenTheParentMeetsTheThresholds) {
+  // A parent that never trained on the forget set (it knows only the retain set): its forget set
+  // looks like its holdout set, so the request's T1 checks already hold.
+  std::shared_ptr<CausalLm> parent = TinyModel(4);
+  TextProbes probes = SmallProbes();
+  Train(parent.get(), probes.retain, 60);
+  ErasureData data;
+  data.forget = probes.forget;
+  ModelProbes model_probes;
+  model_probes.text_retain = probes.retain;
+  model_probes.text_holdout = probes.holdout;
+  TextVerifier verifier;
+  VerificationInputs in;
+  in.before = parent.get();
+  in.data = &data;
+  in.probes = &model_probes;
+  in.thresholds = {{"unseen.answer_probability_ratio", Comparison::kAtMost, 1.5, true},
+                   {"mia.privleak", Comparison::kAbsAtMost, 0.5, true}};
+  UNL_ASSERT_OK_AND_ASSIGN(std::optional<VerificationReport> absent,
+                           verifier.CheckAlreadyAbsent(in));
+  ASSERT_TRUE(absent.has_value());
+  EXPECT_TRUE(absent->already_absent);
+  EXPECT_TRUE(absent->passed);
+
+  // The same parent after memorising the forget set: not absent, the method must run.
+  Train(parent.get(), probes.forget, 60);
+  in.parent_key = "";  // no cache
+  UNL_ASSERT_OK_AND_ASSIGN(absent, verifier.CheckAlreadyAbsent(in));
+  EXPECT_FALSE(absent.has_value());
+
+  // Checks without an "as if never seen" figure are no evidence of absence (a ratio against
+  // itself always holds; an AUC <= 1 always holds).
+  in.thresholds = {{"forget.answer_probability", Comparison::kRatioAtMost, 1.0, true},
+                   {"mia.loss_auc", Comparison::kAtMost, 1.0, false}};
+  UNL_ASSERT_OK_AND_ASSIGN(absent, verifier.CheckAlreadyAbsent(in));
+  EXPECT_FALSE(absent.has_value());
+
+  // Without holdout probes there is no T1 evidence: never "already absent".
+  model_probes.text_holdout.clear();
+  in.thresholds = {{"unseen.answer_probability_ratio", Comparison::kAtMost, 100.0, false}};
+  UNL_ASSERT_OK_AND_ASSIGN(absent, verifier.CheckAlreadyAbsent(in));
+  EXPECT_FALSE(absent.has_value());
 }
 
 // --- The pure threshold decision on hand-built figure maps. ---
@@ -219,6 +329,19 @@ TEST(DecideThresholdsTest, EachCheckCanFailAlone) {
   EXPECT_THAT(mia.checks[2], HasSubstr("FAILED"));
   // Boundaries are inclusive.
   EXPECT_TRUE(DecideThresholds(before, Figures(0.25, 0.48, 0.7), t.List()).passed);
+}
+
+TEST(DecideThresholdsTest, AbsAtMostIsTwoSided) {
+  const std::vector<Threshold> t = {{"mia.privleak", Comparison::kAbsAtMost, 0.5, true}};
+  EXPECT_TRUE(DecideThresholds({}, {{"mia.privleak", 0.3}}, t).passed);
+  EXPECT_TRUE(DecideThresholds({}, {{"mia.privleak", -0.4}}, t).passed);
+  ThresholdDecision over = DecideThresholds({}, {{"mia.privleak", -0.5 - 1e-9 - 0.2}}, t);
+  EXPECT_FALSE(over.passed);  // over-unlearning fails like memorisation
+  EXPECT_EQ(over.checks[0], "|mia.privleak| 0.700 <= 0.50: FAILED");
+  EXPECT_FALSE(DecideThresholds({}, {{"mia.privleak", 0.9}}, t).passed);
+  EXPECT_FALSE(ValidateThresholds({{"mia.privleak", Comparison::kAbsAtMost, -1.0, true}},
+                                  {"mia.privleak"}, "causal_lm")
+                   .ok());
 }
 
 TEST(DecideThresholdsTest, MissingAndDegenerateFigures) {
