@@ -6,11 +6,13 @@
 #
 #   tools/demo.sh [--method M] [--param key=value ...] [--keep]
 #
-# Default: gradient_difference with learning_rate=2e-4, epochs=8, retain_weight=3 (the settings of
-# the behaviour test; on the demo it passes verification). FLAT
-# at its default learning rate forgets everything, the retain set included, and verification
-# refuses to publish it (FAILED_VERIFICATION): try `--method flat` to see that safety net, or
-# `--method flat --param learning_rate=3e-5`.
+# Default: gradient_difference with learning_rate=1e-4, retain_weight=3 and the stopping rule
+# (stop_at_holdout_level: train until the forget set's answer probability is at most 1.5x the
+# model's level on never-seen holdout people, checked every step, capped at 30 epochs) instead of a
+# guessed epoch count. The old fixed settings (lr 2e-4, 8 epochs) end FAILED_VERIFICATION under the
+# default checks: the forgotten answers become gibberish (forget.answer_plausibility) and retain
+# ROUGE-L falls (retain.rouge_l_recall). Try `--method gradient_difference --param
+# learning_rate=2e-4 --param epochs=8 --param retain_weight=3` to see that safety net.
 #
 # --keep leaves unlearnd running afterwards (stop it with the printed kill command).
 set -euo pipefail
@@ -67,7 +69,8 @@ echo "True answer: $answer"
 printf 'Model:       '; "$ctl" --server "$grpc" generate --model demo --qa --prompt "$question" --max-tokens 60; echo
 
 if ((user_params == 0)) && [[ "$method" == gradient_difference ]]; then
-  params=(--param learning_rate=2e-4 --param epochs=8 --param retain_weight=3)
+  params=(--param learning_rate=1e-4 --param epochs=30 --param retain_weight=3
+    --param stop_at_holdout_level=true --param stop_check_every=1 --param stop_probability_ratio=1.5)
 fi
 step "Erasure request: $method ${params[*]} on $(wc -l <"$demo/data/forget.jsonl") records (unlearnctl erase --wait)"
 "$ctl" --server "$grpc" erase --model demo --method "$method" \
@@ -80,7 +83,7 @@ printf 'Model:       '; "$ctl" --server "$grpc" generate --model demo --qa --pro
 "$ctl" --server "$grpc" models describe demo
 
 step "Metrics: http://$metrics/metrics"
-curl -s "http://$metrics/metrics" | grep -E '^unlearning_verification_figure\{.*figure="(forget|retain|holdout)\.answer_probability"' || true
+curl -s "http://$metrics/metrics" | grep -E '^unlearning_verification_figure\{.*figure="(forget\.answer_probability|unseen\.answer_probability_ratio|mia\.privleak|forget_quality\.ks_p|forget\.answer_plausibility|retain\.model_utility)"' || true
 if ((keep)); then
   echo
   echo "unlearnd keeps running (pid $pid): unlearnctl --server $grpc ...; stop with: kill $pid"

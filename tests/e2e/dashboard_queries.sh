@@ -13,15 +13,7 @@
 # Figures (and the one metric) that the server does not export yet: a query whose text contains one
 # of these names may return an empty result. Everything else must return data. Empty this list
 # when the change that adds the `tier` label and these figures lands.
-PENDING_FIGURES=(
-  mia.privleak
-  forget_quality.ks_p
-  forget_quality.ks_d
-  unseen.truth_ratio_ks_d
-  forget.answer_plausibility
-  retain.model_utility
-  unlearning_evaluation_suite_info # a metric, not a figure: {model, suite} = 1
-)
+PENDING_FIGURES=()
 # --------------------------------------------------------------------------------------------------
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
