@@ -25,6 +25,11 @@ void AddTraining(const v1::TrainingOptions& t, nlohmann::json* out) {
   if (t.has_max_grad_norm()) (*out)["max_grad_norm"] = t.max_grad_norm();
   if (t.has_max_steps()) (*out)["max_steps"] = t.max_steps();
   if (t.has_seed()) (*out)["seed"] = t.seed();
+  if (t.has_stop_at_holdout_level()) (*out)["stop_at_holdout_level"] = t.stop_at_holdout_level();
+  if (t.has_stop_probability_ratio()) {
+    (*out)["stop_probability_ratio"] = t.stop_probability_ratio();
+  }
+  if (t.has_stop_check_every()) (*out)["stop_check_every"] = t.stop_check_every();
 }
 
 const char* DivergenceName(v1::FlatParams::Divergence d) {

@@ -127,7 +127,9 @@ TEST(BuildMethodParams, RejectsUnknownKeysWithTheValidOnes) {
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
                                HasSubstr("unknown parameter 'bogus' for method npo (valid: "
                                          "batch_size, beta, epochs, learning_rate, max_grad_norm, "
-                                         "max_steps, retain_weight, seed, weight_decay)")));
+                                         "max_steps, retain_weight, seed, stop_at_holdout_level, "
+                                         "stop_check_every, stop_probability_ratio, "
+                                         "weight_decay)")));
   // A key of another method is unknown too.
   EXPECT_THAT(BuildMethodParams("flat", {"beta=0.1"}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'beta' for method flat")));
@@ -184,7 +186,8 @@ TEST(ParseThresholdSpec, ParsesAndNamesMistakes) {
 TEST(ValidParamKeys, ListsTrainingAndMethodKeys) {
   EXPECT_THAT(ValidParamKeys("gradient_ascent"),
               ElementsAre("batch_size", "epochs", "learning_rate", "max_grad_norm", "max_steps",
-                          "seed", "weight_decay"));
+                          "seed", "stop_at_holdout_level", "stop_check_every",
+                          "stop_probability_ratio", "weight_decay"));
   EXPECT_TRUE(ValidParamKeys("nope").empty());
 }
 
