@@ -135,7 +135,7 @@ TEST(MethodParamsTest, EffectiveParamsListEveryKeyWithDefaults) {
     UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> method,
                              MethodRegistry::Builtin().Create(c.method, nlohmann::json::object()));
     const nlohmann::json p = method->EffectiveParams();
-    EXPECT_EQ(p.size(), 7 + c.extra_keys.size()) << p.dump();
+    EXPECT_EQ(p.size(), 10 + c.extra_keys.size()) << p.dump();
     EXPECT_DOUBLE_EQ(p.at("learning_rate").get<double>(), c.learning_rate);
     EXPECT_EQ(p.at("epochs").get<int64_t>(), c.epochs);
     EXPECT_EQ(p.at("batch_size").get<int64_t>(), 8);
@@ -143,6 +143,9 @@ TEST(MethodParamsTest, EffectiveParamsListEveryKeyWithDefaults) {
     EXPECT_DOUBLE_EQ(p.at("max_grad_norm").get<double>(), 1.0);
     EXPECT_EQ(p.at("max_steps").get<int64_t>(), 0);
     EXPECT_EQ(p.at("seed").get<uint64_t>(), 0u);
+    EXPECT_FALSE(p.at("stop_at_holdout_level").get<bool>());
+    EXPECT_DOUBLE_EQ(p.at("stop_probability_ratio").get<double>(), 1.0);
+    EXPECT_EQ(p.at("stop_check_every").get<int64_t>(), 0);
     for (const std::string& key : c.extra_keys) EXPECT_TRUE(p.contains(key)) << key;
   }
 }
