@@ -599,8 +599,7 @@ absl::Status CheckThresholdBounds(const std::vector<Threshold>& thresholds) {
 absl::StatusOr<VerificationReport> VerifyTextWith(
     const LanguageModel& before, const LanguageModel& after, const TextProbes& probes,
     const ParentProbeScores& parent_probes, const std::vector<Threshold>& thresholds,
-    const CancellationToken* cancel, const std::map<std::string, double>* before_figures,
-    const Verifier* verifier) {
+    const CancellationToken* cancel, const std::map<std::string, double>* before_figures) {
   UNL_RETURN_IF_ERROR(CheckThresholdBounds(thresholds));
   if (probes.forget.empty()) {
     return absl::InvalidArgumentError("verification needs at least one forget example");
@@ -647,23 +646,14 @@ absl::StatusOr<VerificationReport> VerifyTextWith(
     }
     before_map["retain.collateral_kl"] = 0.0;
   }
-  VerificationReport report = MakeReport(before_map, after_map, thresholds, verifier);
+  VerificationReport report = MakeReport(before_map, after_map, thresholds);
+  for (FigureValue& f : report.figures) f.tier = TextFigureTier(f.name);
   report.forget_examples = static_cast<int>(probes.forget.size());
   report.retain_examples = static_cast<int>(probes.retain.size());
   report.holdout_examples = static_cast<int>(probes.holdout.size());
   report.tiers = TextTiers(probes);
   return report;
 }
-
-class TextTierVerifier : public Verifier {  // tags figures for the free function VerifyText
- public:
-  std::vector<std::string> FigureNames() const override { return {}; }
-  std::vector<Threshold> DefaultThresholds() const override { return {}; }
-  absl::StatusOr<VerificationReport> Verify(const VerificationInputs&) const override {
-    return absl::UnimplementedError("tags only");
-  }
-  Tier FigureTier(const std::string& figure) const override { return TextFigureTier(figure); }
-};
 
 }  // namespace
 
@@ -674,10 +664,9 @@ absl::StatusOr<VerificationReport> VerifyText(const LanguageModel& before,
                                               const std::map<std::string, double>* before_figures) {
   UNL_RETURN_IF_ERROR(CheckThresholdBounds(thresholds));
   UNL_ASSIGN_OR_RETURN(ParentProbeScores parent_probes, ScoreParentProbes(before, probes, cancel));
-  static const TextTierVerifier kTags;
-  UNL_ASSIGN_OR_RETURN(VerificationReport report,
-                       VerifyTextWith(before, after, probes, parent_probes, thresholds, cancel,
-                                      before_figures, &kTags));
+  UNL_ASSIGN_OR_RETURN(
+      VerificationReport report,
+      VerifyTextWith(before, after, probes, parent_probes, thresholds, cancel, before_figures));
   report.suite_sha256 = SuiteSha256(probes, "", 0);
   return report;
 }
@@ -779,7 +768,7 @@ absl::StatusOr<VerificationReport> TextVerifier::Verify(const VerificationInputs
   }
   UNL_ASSIGN_OR_RETURN(VerificationReport report,
                        VerifyTextWith(*before, *after, probes, *parent_probes, in.thresholds,
-                                      in.cancel, in.before_figures, this));
+                                      in.cancel, in.before_figures));
   report.suite_sha256 = suite;
   return report;
 }
