@@ -110,6 +110,17 @@ class CausalLmDecodeState : public DecodeState {
                                                                &cache_);  // [B, T_new, V]
     return logits.select(1, -1);                                          // [B, V]
   }
+  bool supports_padding() const override { return true; }
+  torch::Tensor StepPadded(const torch::Tensor& ids, const torch::Tensor& valid) override {
+    TORCH_CHECK(ids.dim() == 2 && ids.size(0) == batch_ && ids.size(1) >= 1,
+                "decode step: ids must be [", batch_, ", T >= 1], got ", ids.sizes());
+    TORCH_CHECK(valid.sizes() == ids.sizes(), "decode step: valid must be ", ids.sizes(), ", got ",
+                valid.sizes());
+    c10::InferenceMode guard;
+    torch::Tensor logits = lm_->module().ptr()->forward_cached(ids.to(lm_->device(), torch::kInt64),
+                                                               &cache_, valid);  // [B, T_new, V]
+    return logits.select(1, -1);                                                 // [B, V]
+  }
   int64_t length() const override { return cache_.length; }
   int64_t batch_size() const override { return batch_; }
 
@@ -236,6 +247,11 @@ absl::StatusOr<std::unique_ptr<Model>> CausalLm::Clone(torch::Device device) con
 torch::Tensor CausalLm::Logits(const torch::Tensor& input_ids) const {
   c10::InferenceMode guard;
   return module_.ptr()->forward(input_ids.to(device_));
+}
+
+torch::Tensor CausalLm::HiddenStates(const torch::Tensor& input_ids, int64_t layers) const {
+  c10::InferenceMode guard;
+  return module_.ptr()->hidden_states(input_ids.to(device_), layers);
 }
 
 std::unique_ptr<DecodeState> CausalLm::NewDecodeState(int64_t batch) const {

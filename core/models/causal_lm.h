@@ -55,6 +55,7 @@ struct KvCache {
   std::vector<torch::Tensor> keys;    // per layer: [B, n_kv_heads, T_cached, head_dim]
   std::vector<torch::Tensor> values;  // per layer: [B, n_kv_heads, T_cached, head_dim]
   int64_t length = 0;                 // T_cached
+  torch::Tensor valid;                // [B, T_cached] bool: real (not padding); undefined = all
 };
 
 // The decoder as a torch::nn::Module whose named_parameters() are exactly the Hugging Face names
@@ -72,7 +73,15 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
   // Incremental forward: appends `input_ids` after the cached positions and updates `cache`.
   //   input_ids: [B, T_new] int64; returns [B, T_new, V] float32 logits.
-  torch::Tensor forward_cached(const torch::Tensor& input_ids, KvCache* cache);
+  //   valid: [B, T_new] bool, false for padding (left-padded prompts of different lengths); no
+  //   other position attends to a padded one. Undefined = every new position is real.
+  torch::Tensor forward_cached(const torch::Tensor& input_ids, KvCache* cache,
+                               const torch::Tensor& valid = {});
+
+  // The residual stream after the first `layers` decoder blocks (0 = the embeddings;
+  // num_hidden_layers = the last block's output, before the final norm).
+  //   input_ids: [B, T] int64 (right-padded); returns [B, T, C] float32.
+  torch::Tensor hidden_states(const torch::Tensor& input_ids, int64_t layers);
 
   // All LoRA-capable linear layers (q/k/v/o and gate/up/down projections), with their HF names
   // ("model.layers.0.self_attn.q_proj").
@@ -124,8 +133,10 @@ class CausalLm : public Model, public LanguageModel {
   // Logits without autograd (inference mode).
   //   input_ids: [B, T] int64 (right-padded); returns [B, T, V] float32.
   torch::Tensor Logits(const torch::Tensor& input_ids) const override;
-  // A KvCache stepped through LlamaForCausalLMImpl::forward_cached.
+  // A KvCache stepped through LlamaForCausalLMImpl::forward_cached (supports padding).
   std::unique_ptr<DecodeState> NewDecodeState(int64_t batch) const override;
+  int64_t num_hidden_layers() const override { return config().num_hidden_layers; }
+  torch::Tensor HiddenStates(const torch::Tensor& input_ids, int64_t layers) const override;
 
   // GenerateTokens (language_model.h) over this model, returning the generated ids.
   absl::StatusOr<std::vector<int64_t>> Generate(

@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include "core/common/status_macros.h"
 #include "core/common/torch_status.h"
 
 namespace unlearning::core {
@@ -57,11 +58,9 @@ const char* FinishReasonName(FinishReason reason) {
   return "unknown";
 }
 
-absl::StatusOr<GeneratedTokens> GenerateTokens(const LanguageModel& lm,
-                                               const std::vector<int64_t>& prompt_ids,
-                                               const GenerateOptions& options,
-                                               const std::function<bool(int64_t)>& on_token,
-                                               const CancellationToken* cancel) {
+namespace {
+
+absl::Status CheckPrompt(const LanguageModel& lm, const std::vector<int64_t>& prompt_ids) {
   const int64_t vocab = lm.vocab_size();
   if (prompt_ids.empty()) return absl::InvalidArgumentError("generate: empty prompt");
   for (int64_t id : prompt_ids) {
@@ -70,6 +69,10 @@ absl::StatusOr<GeneratedTokens> GenerateTokens(const LanguageModel& lm,
           absl::StrCat("generate: prompt token ", id, " outside [0, ", vocab, ")"));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status CheckOptions(const GenerateOptions& options) {
   if (options.max_new_tokens < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_tokens must be >= 0, got ", options.max_new_tokens));
@@ -81,6 +84,86 @@ absl::StatusOr<GeneratedTokens> GenerateTokens(const LanguageModel& lm,
   if (!(options.top_p > 0.0 && options.top_p <= 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", options.top_p));
   }
+  return absl::OkStatus();
+}
+
+// One batch of GenerateTokensBatch: `rows` index `prompts`; left-padded when lengths differ.
+absl::Status GenerateRows(const LanguageModel& lm, const std::vector<std::vector<int64_t>>& prompts,
+                          const std::vector<size_t>& rows, const GenerateOptions& options,
+                          const std::function<bool(size_t, int64_t)>& on_token,
+                          const CancellationToken* cancel, std::vector<GeneratedTokens>& out) {
+  const int64_t b = static_cast<int64_t>(rows.size());
+  size_t longest = 0;
+  for (size_t r : rows) longest = std::max(longest, prompts[r].size());
+  const int64_t t = static_cast<int64_t>(longest);
+  torch::Tensor ids = torch::full({b, t}, lm.pad_id(), torch::kInt64);
+  torch::Tensor valid = torch::zeros({b, t}, torch::kBool);
+  bool padded = false;
+  for (int64_t i = 0; i < b; ++i) {
+    const std::vector<int64_t>& p = prompts[rows[i]];
+    const int64_t offset = t - static_cast<int64_t>(p.size());
+    padded = padded || offset > 0;
+    ids[i].narrow(0, offset, static_cast<int64_t>(p.size())).copy_(torch::tensor(p, torch::kInt64));
+    valid[i].narrow(0, offset, static_cast<int64_t>(p.size())).fill_(true);
+  }
+  std::unique_ptr<DecodeState> state = lm.NewDecodeState(b);
+  torch::Tensor logits = padded ? state->StepPadded(ids, valid) : state->Step(ids);  // [B, V]
+  std::vector<std::mt19937_64> rngs(rows.size(), std::mt19937_64(options.seed));
+  std::vector<bool> done(rows.size(), false);
+  size_t running = rows.size();
+  const int64_t eos = lm.eos_id();
+  for (int64_t step = 0; step < options.max_new_tokens && running > 0; ++step) {
+    torch::Tensor picks = options.temperature <= 0.0 ? logits.argmax(-1).to(torch::kCPU) : logits;
+    std::vector<int64_t> next(rows.size(), lm.pad_id());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (done[i]) continue;
+      const int64_t id = options.temperature <= 0.0
+                             ? picks[static_cast<int64_t>(i)].item<int64_t>()
+                             : PickToken(logits[static_cast<int64_t>(i)], options, rngs[i]);
+      GeneratedTokens& row = out[rows[i]];
+      if (options.stop_at_eos && id == eos) {
+        row.finish_reason = FinishReason::kEos;
+      } else {
+        row.ids.push_back(id);
+        next[i] = id;
+        if (on_token && !on_token(rows[i], id)) {
+          row.finish_reason = FinishReason::kStopped;
+        } else if (step + 1 < options.max_new_tokens) {
+          continue;
+        }
+      }
+      done[i] = true;
+      --running;
+    }
+    if (running == 0 || step + 1 == options.max_new_tokens) break;
+    if (cancel != nullptr && cancel->cancelled()) {
+      return absl::CancelledError("generation cancelled");
+    }
+    // Finished rows keep stepping (a pad id) so the batch stays rectangular; their output is done.
+    logits = state->Step(torch::tensor(next, torch::kInt64).view({b, 1}));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+torch::Tensor DecodeState::StepPadded(const torch::Tensor& ids, const torch::Tensor& valid) {
+  TORCH_CHECK(valid.all().item<bool>(), "this model's decode state does not support padding");
+  return Step(ids);
+}
+
+torch::Tensor LanguageModel::HiddenStates(const torch::Tensor& /*ids*/, int64_t /*layers*/) const {
+  TORCH_CHECK(false, "this language model exposes no hidden states");
+  return {};
+}
+
+absl::StatusOr<GeneratedTokens> GenerateTokens(const LanguageModel& lm,
+                                               const std::vector<int64_t>& prompt_ids,
+                                               const GenerateOptions& options,
+                                               const std::function<bool(int64_t)>& on_token,
+                                               const CancellationToken* cancel) {
+  UNL_RETURN_IF_ERROR(CheckPrompt(lm, prompt_ids));
+  UNL_RETURN_IF_ERROR(CheckOptions(options));
   auto cancelled = [cancel] { return cancel != nullptr && cancel->cancelled(); };
   return TorchCall("generate", [&]() -> absl::StatusOr<GeneratedTokens> {
     c10::InferenceMode guard;
@@ -109,6 +192,52 @@ absl::StatusOr<GeneratedTokens> GenerateTokens(const LanguageModel& lm,
     out.finish_reason = FinishReason::kMaxTokens;
     return out;
   });
+}
+
+absl::StatusOr<std::vector<GeneratedTokens>> GenerateTokensBatch(
+    const LanguageModel& lm, const std::vector<std::vector<int64_t>>& prompts,
+    const GenerateOptions& options, const std::function<bool(size_t, int64_t)>& on_token,
+    const CancellationToken* cancel, int64_t max_batch) {
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    absl::Status status = CheckPrompt(lm, prompts[i]);
+    if (!status.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt ", i, ": ", status.message()));
+    }
+  }
+  UNL_RETURN_IF_ERROR(CheckOptions(options));
+  if (max_batch < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("max_batch must be >= 1, got ", max_batch));
+  }
+  std::vector<GeneratedTokens> out(prompts.size());
+  for (GeneratedTokens& row : out) row.finish_reason = FinishReason::kMaxTokens;
+  if (prompts.empty() || options.max_new_tokens == 0) return out;
+  // Batches: with padding, prompts in order; without, prompts of equal length.
+  const bool padding = lm.NewDecodeState(1)->supports_padding();
+  std::vector<size_t> order(prompts.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  if (!padding) {
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return prompts[a].size() < prompts[b].size(); });
+  }
+  absl::Status status = TorchCall("generate", [&]() -> absl::Status {
+    c10::InferenceMode guard;
+    for (size_t begin = 0; begin < order.size();) {
+      if (cancel != nullptr && cancel->cancelled()) {
+        return absl::CancelledError("generation cancelled");
+      }
+      size_t end = begin;
+      while (end < order.size() && static_cast<int64_t>(end - begin) < max_batch &&
+             (padding || prompts[order[end]].size() == prompts[order[begin]].size())) {
+        ++end;
+      }
+      const std::vector<size_t> rows(order.begin() + begin, order.begin() + end);
+      UNL_RETURN_IF_ERROR(GenerateRows(lm, prompts, rows, options, on_token, cancel, out));
+      begin = end;
+    }
+    return absl::OkStatus();
+  });
+  UNL_RETURN_IF_ERROR(status);
+  return out;
 }
 
 }  // namespace unlearning::core

@@ -39,6 +39,12 @@ class DecodeState {
   // Positions consumed so far.
   virtual int64_t length() const = 0;
   virtual int64_t batch_size() const = 0;
+  // Whether StepPadded works: rows of different lengths decoded together, left-padded.
+  virtual bool supports_padding() const { return false; }
+  // Step for left-padded rows: `valid` [B, T_new] bool is false at padding, which no later
+  // position attends to; every row's real tokens then decode as they would alone. The default
+  // accepts only all-true `valid` (no padding) and throws c10::Error otherwise.
+  virtual torch::Tensor StepPadded(const torch::Tensor& ids, const torch::Tensor& valid);
 };
 
 // A causal language model. Thread-compatible: const methods may run concurrently; each decode
@@ -62,6 +68,15 @@ class LanguageModel {
   virtual torch::Tensor Logits(const torch::Tensor& ids) const = 0;
   // A fresh decoding state for `batch` sequences (no position consumed yet).
   virtual std::unique_ptr<DecodeState> NewDecodeState(int64_t batch) const = 0;
+
+  // Number of decoder blocks whose outputs HiddenStates returns; 0 when the model exposes none
+  // (e.g. a composite of two models).
+  virtual int64_t num_hidden_layers() const { return 0; }
+  // The residual stream after the first `layers` blocks (0 = embeddings, num_hidden_layers() = the
+  // last block, before the final norm), without autograd.
+  //   ids: [B, T] int64, right-padded; returns [B, T, C] float32 on the model's device.
+  // Throws c10::Error when the model exposes no hidden states or `layers` is out of range.
+  virtual torch::Tensor HiddenStates(const torch::Tensor& ids, int64_t layers) const;
 };
 
 // Decoding options for GenerateTokens (and the text-level Generate of core/app/text_inference.h).
@@ -99,5 +114,16 @@ absl::StatusOr<GeneratedTokens> GenerateTokens(const LanguageModel& lm,
                                                const GenerateOptions& options,
                                                const std::function<bool(int64_t)>& on_token,
                                                const CancellationToken* cancel = nullptr);
+
+// GenerateTokens for many prompts at once (same options; each row as GenerateTokens would produce
+// it alone, up to floating-point rounding in batched matmuls, with its own std::mt19937_64 seeded
+// by options.seed). Prompts of different lengths are left-padded into one batch of at most
+// `max_batch` rows when the model's decode state supports padding, else batched by equal length.
+// `on_token(row, id)` (may be empty) returning false ends that row (the id is kept). Errors as
+// GenerateTokens, for any prompt.
+absl::StatusOr<std::vector<GeneratedTokens>> GenerateTokensBatch(
+    const LanguageModel& lm, const std::vector<std::vector<int64_t>>& prompts,
+    const GenerateOptions& options, const std::function<bool(size_t, int64_t)>& on_token,
+    const CancellationToken* cancel = nullptr, int64_t max_batch = 32);
 
 }  // namespace unlearning::core

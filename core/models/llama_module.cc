@@ -189,9 +189,11 @@ struct LlamaForCausalLMImpl::Impl {
   LoraLinear lm_head{nullptr};  // null when tie_word_embeddings
   torch::Tensor inv_freq;       // [D/2] float32, CPU: 1 / theta^(2i/D)
 
-  //   input_ids: [B, T] int64; cache: null for a full forward. Returns [B, T,
-  //   V] float32.
-  torch::Tensor Forward(const LlamaConfig& config, const torch::Tensor& input_ids, KvCache* cache) {
+  //   input_ids: [B, T] int64; cache: null for a full forward; valid: [B, T] bool (which new
+  //   positions are real tokens; undefined = all). Returns [B, T, V] float32, or the residual
+  //   stream after `stop_after_layers` blocks ([B, T, C], no final norm) when it is >= 0.
+  torch::Tensor Forward(const LlamaConfig& config, const torch::Tensor& input_ids, KvCache* cache,
+                        const torch::Tensor& valid = {}, int64_t stop_after_layers = -1) {
     TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [B, T], got ", input_ids.sizes());
     const int64_t t = input_ids.size(1);
     const int64_t past = cache != nullptr ? cache->length : 0;
@@ -219,11 +221,46 @@ struct LlamaForCausalLMImpl::Impl {
     torch::Tensor cos = emb.cos().unsqueeze(1);
     torch::Tensor sin = emb.sin().unsqueeze(1);
 
+    // Key padding (left-padded batches of prompts of different lengths): a padded key is seen by
+    // no other query. RoPE makes attention depend only on the distance between positions, so the
+    // real tokens of a padded row attend exactly as they would unpadded.
+    if (cache != nullptr && (valid.defined() || cache->valid.defined())) {
+      const int64_t b = input_ids.size(0);
+      torch::Tensor new_valid =
+          valid.defined()
+              ? valid.to(device, torch::kBool)
+              : torch::ones({b, t}, torch::TensorOptions().dtype(torch::kBool).device(device));
+      TORCH_CHECK(new_valid.sizes() == input_ids.sizes(), "valid must be ", input_ids.sizes(),
+                  ", got ", new_valid.sizes());
+      torch::Tensor old_valid =
+          cache->valid.defined()
+              ? cache->valid
+              : torch::ones({b, past}, torch::TensorOptions().dtype(torch::kBool).device(device));
+      cache->valid = at::cat({old_valid, new_valid}, 1);  // [B, S]
+    }
+
     // Causal mask for T > 1: query i (absolute position past + i) sees keys 0
     // .. past + i. Rows are tiled R times to match the grouped query layout:
-    // [R*T, S].
+    // [R*T, S]; with key padding [B*KV, R*T, S], where a padded query still sees itself (so no
+    // softmax row is empty).
     torch::Tensor mask;
-    if (t > 1) {
+    if (cache != nullptr && cache->valid.defined()) {
+      const int64_t b = input_ids.size(0);
+      const int64_t s = past + t;
+      const int64_t kv = config.num_key_value_heads;
+      const int64_t r = config.num_attention_heads / kv;
+      const auto bool_opts = torch::TensorOptions().dtype(torch::kBool).device(device);
+      torch::Tensor causal = torch::ones({t, s}, bool_opts).tril(past);  // [T, S]
+      torch::Tensor self = torch::eye(t, s - past, bool_opts);           // [T, T]
+      self = at::cat({torch::zeros({t, past}, bool_opts), self}, 1);     // [T, S]
+      torch::Tensor allowed =
+          causal.unsqueeze(0) & (cache->valid.unsqueeze(1) | self.unsqueeze(0));  // [B, T, S]
+      mask = torch::zeros({b, t, s}, f32)
+                 .masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity())
+                 .view({b, 1, 1, t, s})
+                 .expand({b, kv, r, t, s})
+                 .reshape({b * kv, r * t, s});
+    } else if (t > 1) {
       const int64_t s = past + t;
       const int64_t r = config.num_attention_heads / config.num_key_value_heads;
       torch::Tensor blocked =
@@ -235,6 +272,7 @@ struct LlamaForCausalLMImpl::Impl {
     }
 
     for (int64_t i = 0; i < num_layers; ++i) {
+      if (i == stop_after_layers) return h;
       DecoderLayerImpl& layer = *model->layers[i];
       torch::Tensor* ck = cache != nullptr ? &cache->keys[i] : nullptr;
       torch::Tensor* cv = cache != nullptr ? &cache->values[i] : nullptr;
@@ -242,6 +280,7 @@ struct LlamaForCausalLMImpl::Impl {
       h = h + layer.mlp(layer.post_attention_layernorm(h));
     }
     if (cache != nullptr) cache->length = past + t;
+    if (stop_after_layers == num_layers) return h;
     h = model->norm(h);
     return lm_head.is_empty() ? at::linear(h, embed) : lm_head(h);  // [B, T, V]
   }
@@ -266,9 +305,16 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids) {
   return impl_->Forward(config_, input_ids, nullptr);
 }
 
-torch::Tensor LlamaForCausalLMImpl::forward_cached(const torch::Tensor& input_ids, KvCache* cache) {
+torch::Tensor LlamaForCausalLMImpl::forward_cached(const torch::Tensor& input_ids, KvCache* cache,
+                                                   const torch::Tensor& valid) {
   TORCH_CHECK(cache != nullptr, "forward_cached needs a cache");
-  return impl_->Forward(config_, input_ids, cache);
+  return impl_->Forward(config_, input_ids, cache, valid);
+}
+
+torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& input_ids, int64_t layers) {
+  TORCH_CHECK(layers >= 0 && layers <= config_.num_hidden_layers, "hidden_states: layer ", layers,
+              " outside [0, ", config_.num_hidden_layers, "]");
+  return impl_->Forward(config_, input_ids, nullptr, {}, layers);
 }
 
 std::vector<std::pair<std::string, LoraLinear>> LlamaForCausalLMImpl::lora_linears() {

@@ -136,5 +136,107 @@ TEST(LanguageModelTest, GenerateTokensReportsWhyItStopped) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("top_p must be in (0, 1]")));
 }
 
+// Left-padded rows decode as they would alone: a prompt of 4 tokens padded to 9 beside a prompt of
+// 9 gives, at every step, the logits of its own unpadded decode state.
+TEST(LanguageModelTest, PaddedDecodeStateMatchesEachRowDecodedAlone) {
+  std::unique_ptr<CausalLm> lm = testing::TinyCausalLm(5);
+  torch::Tensor longer = torch::randint(3, 259, {1, 9}, torch::kInt64);
+  torch::Tensor shorter = torch::randint(3, 259, {1, 4}, torch::kInt64);
+  torch::Tensor ids = torch::full({2, 9}, ByteTokenizer::kPad, torch::kInt64);
+  ids[0].copy_(longer[0]);
+  ids[1].narrow(0, 5, 4).copy_(shorter[0]);
+  torch::Tensor valid = torch::ones({2, 9}, torch::kBool);
+  valid[1].narrow(0, 0, 5).fill_(false);
+  std::unique_ptr<DecodeState> batch = lm->NewDecodeState(2);
+  ASSERT_TRUE(batch->supports_padding());
+  std::unique_ptr<DecodeState> alone_long = lm->NewDecodeState(1);
+  std::unique_ptr<DecodeState> alone_short = lm->NewDecodeState(1);
+  torch::Tensor step = batch->StepPadded(ids, valid);  // [2, V]
+  double worst = std::max(MaxAbsDiff(step[0], alone_long->Step(longer)[0]),
+                          MaxAbsDiff(step[1], alone_short->Step(shorter)[0]));
+  for (int64_t t = 0; t < 6; ++t) {
+    torch::Tensor next = torch::randint(3, 259, {2, 1}, torch::kInt64);
+    step = batch->Step(next);
+    worst = std::max(worst, MaxAbsDiff(step[0], alone_long->Step(next.narrow(0, 0, 1))[0]));
+    worst = std::max(worst, MaxAbsDiff(step[1], alone_short->Step(next.narrow(0, 1, 1))[0]));
+  }
+  EXPECT_LT(worst, kTolerance);
+  // Without the mask the padded row reads the pad tokens and its logits move (the test can fail).
+  std::unique_ptr<DecodeState> unmasked = lm->NewDecodeState(2);
+  std::unique_ptr<DecodeState> fresh_short = lm->NewDecodeState(1);
+  EXPECT_GT(MaxAbsDiff(unmasked->Step(ids)[1], fresh_short->Step(shorter)[0]), 100 * kTolerance);
+}
+
+// GenerateTokensBatch gives every prompt the ids GenerateTokens gives it alone (greedy and
+// sampled), with per-row stops and EOS.
+TEST(LanguageModelTest, GenerateTokensBatchMatchesOnePromptAtATime) {
+  std::unique_ptr<CausalLm> lm = testing::TinyCausalLm(7);
+  const std::vector<std::vector<int64_t>> prompts = {
+      {1, 'H' + 3, 'i' + 3},
+      {1, 'W' + 3, 'h' + 3, 'e' + 3, 'r' + 3, 'e' + 3, '?' + 3},
+      {1, 'A' + 3},
+      {1, 'H' + 3, 'o' + 3, 'w' + 3},
+  };
+  for (double temperature : {0.0, 0.9}) {
+    GenerateOptions options;
+    options.max_new_tokens = 12;
+    options.temperature = temperature;
+    options.seed = 11;
+    for (int64_t max_batch : {1, 3, 32}) {
+      std::vector<int> calls(prompts.size(), 0);
+      UNL_ASSERT_OK_AND_ASSIGN(
+          std::vector<GeneratedTokens> batch,
+          GenerateTokensBatch(
+              *lm, prompts, options,
+              [&](size_t row, int64_t) { return ++calls[row] < 5 + static_cast<int>(row); },
+              nullptr, max_batch));
+      ASSERT_EQ(batch.size(), prompts.size());
+      for (size_t r = 0; r < prompts.size(); ++r) {
+        int alone_calls = 0;
+        UNL_ASSERT_OK_AND_ASSIGN(GeneratedTokens alone,
+                                 GenerateTokens(*lm, prompts[r], options, [&](int64_t) {
+                                   return ++alone_calls < 5 + static_cast<int>(r);
+                                 }));
+        EXPECT_EQ(batch[r].ids, alone.ids) << "row " << r << " T " << temperature;
+        EXPECT_EQ(batch[r].finish_reason, alone.finish_reason) << "row " << r;
+      }
+      EXPECT_EQ(batch[3].ids.size(), 8u);  // stopped by its callback after 5 + 3 tokens
+    }
+  }
+  GenerateOptions options;
+  EXPECT_THAT(GenerateTokensBatch(*lm, {{1, 2}, {}}, options, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("prompt 1: generate: empty")));
+  CancellationToken cancel;
+  cancel.Cancel();
+  EXPECT_THAT(GenerateTokensBatch(*lm, prompts, options, nullptr, &cancel),
+              StatusIs(absl::StatusCode::kCancelled, ::testing::_));
+}
+
+// HiddenStates: layer 0 is the embedding lookup; the last layer, normed and projected by lm_head,
+// gives the logits.
+TEST(LanguageModelTest, HiddenStatesAreTheResidualStreamBehindTheLogits) {
+  std::unique_ptr<CausalLm> lm = testing::TinyCausalLm(5);
+  torch::Tensor ids = torch::randint(3, 259, {2, 7}, torch::kInt64);
+  const LanguageModel& capability = *lm;
+  ASSERT_EQ(capability.num_hidden_layers(), lm->config().num_hidden_layers);
+  torch::Tensor embeddings = capability.HiddenStates(ids, 0);
+  EXPECT_LT(MaxAbsDiff(embeddings,
+                       lm->module()->named_parameters()["model.embed_tokens.weight"].index({ids})),
+            kTolerance);
+  torch::Tensor last = capability.HiddenStates(ids, capability.num_hidden_layers());
+  ASSERT_EQ(last.sizes(), (std::vector<int64_t>{2, 7, lm->config().hidden_size}));
+  const double eps = lm->config().rms_norm_eps;
+  torch::Tensor normed = last * torch::rsqrt(last.pow(2).mean(-1, true) + eps) *
+                         lm->module()->named_parameters()["model.norm.weight"];
+  torch::Tensor logits =
+      at::linear(normed, lm->module()->named_parameters()["lm_head.weight"]);  // [2, 7, V]
+  EXPECT_LT(MaxAbsDiff(logits, lm->Logits(ids)), kTolerance);
+  absl::Status out_of_range = TorchCall("hidden", [&]() -> absl::Status {
+    capability.HiddenStates(ids, capability.num_hidden_layers() + 1);
+    return absl::OkStatus();
+  });
+  EXPECT_THAT(out_of_range, StatusIs(absl::StatusCode::kInternal, HasSubstr("outside [0, ")));
+}
+
 }  // namespace
 }  // namespace unlearning::core
