@@ -24,7 +24,6 @@
 
 #include "core/common/sha256.h"
 #include "core/common/status_macros.h"
-#include "core/common/threads.h"
 #include "core/common/torch_status.h"
 #include "core/verify/auc.h"
 #include "core/verify/ks.h"
@@ -68,8 +67,12 @@ TokenBatch EncodeBatch(const LanguageModel& model, const std::vector<QaPair>& pa
 }
 
 // Log-probabilities of every answer token of every pair under `model`, in order.
+// With `vocab_log_probs`, also the log-probabilities over the whole vocabulary at every answer
+// position, in the same order ([positions, V] float32 on the CPU).
 absl::StatusOr<std::vector<std::vector<double>>> AnswerTokenLogProbs(
-    const LanguageModel& model, const std::vector<QaPair>& pairs, const CancellationToken* cancel) {
+    const LanguageModel& model, const std::vector<QaPair>& pairs, const CancellationToken* cancel,
+    torch::Tensor* vocab_log_probs = nullptr) {
+  std::vector<torch::Tensor> vocab_parts;
   std::vector<std::vector<double>> out;
   out.reserve(pairs.size());
   for (size_t begin = 0; begin < pairs.size(); begin += kVerificationBatchSize) {
@@ -84,6 +87,9 @@ absl::StatusOr<std::vector<std::vector<double>>> AnswerTokenLogProbs(
       torch::Tensor mask = labels.ne(kIgnoreIndex);                              // [B, T]
       torch::Tensor targets = labels.clamp_min(0).unsqueeze(-1);                 // [B, T, 1]
       torch::Tensor token_lp = log_probs.gather(-1, targets).squeeze(-1);        // [B, T]
+      if (vocab_log_probs != nullptr) {
+        vocab_parts.push_back(log_probs.index({mask}).to(torch::kCPU));  // [positions, V]
+      }
       token_lp = token_lp.to(torch::kCPU, torch::kFloat64).contiguous();
       mask = mask.to(torch::kCPU).contiguous();
       auto lp = token_lp.accessor<double, 2>();
@@ -96,6 +102,9 @@ absl::StatusOr<std::vector<std::vector<double>>> AnswerTokenLogProbs(
         out.push_back(std::move(values));
       }
     }));
+  }
+  if (vocab_log_probs != nullptr) {
+    *vocab_log_probs = vocab_parts.empty() ? torch::Tensor() : at::cat(vocab_parts, 0);
   }
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i].empty()) {
@@ -119,33 +128,45 @@ absl::StatusOr<std::vector<double>> AnswerProbabilities(const LanguageModel& mod
   return probs;
 }
 
-// Greedy answer to `question`, cut at the first newline; `answer_tokens` sets the budget.
-absl::StatusOr<std::string> GreedyAnswer(const LanguageModel& model, std::string_view question,
-                                         int64_t answer_tokens, const CancellationToken* cancel) {
+// Greedy answers to the questions of `examples`, each cut at its first newline and capped at its
+// answer's token count + kRougeExtraTokens (and the model's context), decoded as one left-padded
+// batch (GenerateTokensBatch).
+absl::StatusOr<std::vector<std::string>> GreedyAnswers(const LanguageModel& model,
+                                                       const std::vector<TextExample>& examples,
+                                                       const CancellationToken* cancel) {
   const Tokenizer& tok = model.tokenizer();
-  const std::vector<int64_t> prompt = EncodeQa(tok, question, "", /*add_eos=*/false).ids;
-  const int64_t room = model.max_context() - static_cast<int64_t>(prompt.size());
-  // One row at a time: intra-op threads only add synchronisation to these tiny matmuls (measured
-  // on the demo: 6m52s with 2 threads on a busy 2-core machine vs 1m52s with 1).
-  const ScopedThreadLimit one_thread(1);
+  std::vector<std::vector<int64_t>> prompts;
+  std::vector<size_t> owner;
+  std::vector<int64_t> budget;
+  for (size_t i = 0; i < examples.size(); ++i) {
+    std::vector<int64_t> prompt = EncodeQa(tok, examples[i].question, "", /*add_eos=*/false).ids;
+    const int64_t room = model.max_context() - static_cast<int64_t>(prompt.size());
+    const int64_t answer_tokens = static_cast<int64_t>(tok.Encode(examples[i].answer).size());
+    const int64_t tokens = std::min(answer_tokens + kRougeExtraTokens, room);
+    if (tokens <= 0) continue;  // no room: an empty answer
+    prompts.push_back(std::move(prompt));
+    owner.push_back(i);
+    budget.push_back(tokens);
+  }
+  std::vector<std::vector<int64_t>> kept(prompts.size());
   GenerateOptions options;
-  options.max_new_tokens = std::min(answer_tokens + kRougeExtraTokens, room);
   options.temperature = 0.0;
-  if (options.max_new_tokens <= 0) return std::string();
-  std::vector<int64_t> kept;
-  absl::StatusOr<GeneratedTokens> generated = GenerateTokens(
-      model, prompt, options,
-      [&](int64_t id) {
+  options.max_new_tokens = budget.empty() ? 0 : *std::max_element(budget.begin(), budget.end());
+  absl::StatusOr<std::vector<GeneratedTokens>> generated = GenerateTokensBatch(
+      model, prompts, options,
+      [&](size_t row, int64_t id) {
         if (tok.Decode({id}).find('\n') != std::string::npos) return false;
-        kept.push_back(id);
-        return true;
+        kept[row].push_back(id);
+        return static_cast<int64_t>(kept[row].size()) < budget[row];
       },
-      cancel);
+      cancel, kVerificationBatchSize * 2);
   if (absl::IsCancelled(generated.status())) {
     return absl::CancelledError("verification cancelled");
   }
   UNL_RETURN_IF_ERROR(generated.status());
-  return tok.Decode(kept);
+  std::vector<std::string> answers(examples.size());
+  for (size_t row = 0; row < prompts.size(); ++row) answers[owner[row]] = tok.Decode(kept[row]);
+  return answers;
 }
 
 // Aggregations of per-item truth ratios (TOFU / open-unlearning).
@@ -213,6 +234,13 @@ absl::StatusOr<std::vector<double>> ParaphraseProbabilities(
   }
   return per_item;
 }
+
+// What each split needs: paraphrase figures exist for the forget set only; the retain set keeps
+// the vocabulary log-probabilities for the collateral KL and greedy answers for ROUGE-L.
+constexpr ScoreOptions kRetainScoring{/*greedy=*/true, /*paraphrases=*/false,
+                                      /*vocab_log_probs=*/true};
+constexpr ScoreOptions kHoldoutScoring{/*greedy=*/false, /*paraphrases=*/false,
+                                       /*vocab_log_probs=*/false};
 
 std::vector<double> Negated(const std::vector<double>& v) {
   std::vector<double> out;
@@ -299,8 +327,10 @@ absl::Status AddKs(std::map<std::string, double>& figures, const std::string& pr
 
 // What the parent's figures on the probe sets rest on; cached per parent version.
 struct ParentProbeScores {
-  std::optional<ExampleScores> retain;
+  std::optional<ExampleScores> retain;  // with vocab_log_probs (collateral KL)
   std::optional<ExampleScores> holdout;
+  // The reference model's scores on the holdout set (when the model ships a reference).
+  std::optional<ExampleScores> reference_holdout;
   // The parent's mean per-token log-probability of its own greedy holdout answers (NaN if none).
   double holdout_self_log_prob = std::numeric_limits<double>::quiet_NaN();
 };
@@ -310,10 +340,17 @@ absl::StatusOr<ParentProbeScores> ScoreParentProbes(const LanguageModel& parent,
                                                     const CancellationToken* cancel) {
   ParentProbeScores out;
   if (!probes.retain.empty()) {
-    UNL_ASSIGN_OR_RETURN(out.retain, ScoreExamples(parent, probes.retain, true, cancel));
+    UNL_ASSIGN_OR_RETURN(out.retain, ScoreExamples(parent, probes.retain, kRetainScoring, cancel));
   }
   if (!probes.holdout.empty()) {
-    UNL_ASSIGN_OR_RETURN(out.holdout, ScoreExamples(parent, probes.holdout, true, cancel));
+    ScoreOptions holdout_scoring = kHoldoutScoring;
+    holdout_scoring.greedy = true;  // the parent's own answers: the plausibility baseline
+    UNL_ASSIGN_OR_RETURN(out.holdout,
+                         ScoreExamples(parent, probes.holdout, holdout_scoring, cancel));
+    if (probes.reference != nullptr) {
+      UNL_ASSIGN_OR_RETURN(out.reference_holdout, ScoreExamples(*probes.reference, probes.holdout,
+                                                                kHoldoutScoring, cancel));
+    }
     UNL_ASSIGN_OR_RETURN(
         std::vector<double> self,
         AnswerMeanLogProbs(parent, probes.holdout, out.holdout->greedy_answers, cancel));
@@ -382,16 +419,16 @@ std::string ReferenceGap(const TextProbes& probes) {
   return "";
 }
 
-absl::StatusOr<std::optional<ReferenceScores>> ScoreReference(const TextProbes& probes,
-                                                              const CancellationToken* cancel) {
+absl::StatusOr<std::optional<ReferenceScores>> ScoreReference(
+    const TextProbes& probes, const ParentProbeScores& parent_probes,
+    const CancellationToken* cancel) {
   if (!ReferenceGap(probes).empty()) return std::optional<ReferenceScores>();
   ReferenceScores out;
-  UNL_ASSIGN_OR_RETURN(out.forget, ScoreExamples(*probes.reference, probes.forget, false, cancel));
-  if (!probes.holdout.empty()) {
-    UNL_ASSIGN_OR_RETURN(ExampleScores holdout,
-                         ScoreExamples(*probes.reference, probes.holdout, false, cancel));
-    UNL_ASSIGN_OR_RETURN(out.loss_auc,
-                         RocAuc(Negated(out.forget.mean_nll), Negated(holdout.mean_nll)));
+  UNL_ASSIGN_OR_RETURN(out.forget,
+                       ScoreExamples(*probes.reference, probes.forget, kHoldoutScoring, cancel));
+  if (parent_probes.reference_holdout.has_value()) {
+    UNL_ASSIGN_OR_RETURN(out.loss_auc, RocAuc(Negated(out.forget.mean_nll),
+                                              Negated(parent_probes.reference_holdout->mean_nll)));
   }
   return std::optional<ReferenceScores>(std::move(out));
 }
@@ -463,12 +500,23 @@ double RepetitionRate(std::string_view text) {
 absl::StatusOr<ExampleScores> ScoreExamples(const LanguageModel& model,
                                             const std::vector<TextExample>& examples,
                                             bool with_rouge, const CancellationToken* cancel) {
+  ScoreOptions options;
+  options.greedy = with_rouge;
+  return ScoreExamples(model, examples, options, cancel);
+}
+
+absl::StatusOr<ExampleScores> ScoreExamples(const LanguageModel& model,
+                                            const std::vector<TextExample>& examples,
+                                            const ScoreOptions& options,
+                                            const CancellationToken* cancel) {
   std::vector<QaPair> pairs;
   pairs.reserve(examples.size());
   for (const TextExample& e : examples) pairs.push_back({e.question, e.answer});
-  UNL_ASSIGN_OR_RETURN(std::vector<std::vector<double>> lps,
-                       AnswerTokenLogProbs(model, pairs, cancel));
   ExampleScores scores;
+  UNL_ASSIGN_OR_RETURN(
+      std::vector<std::vector<double>> lps,
+      AnswerTokenLogProbs(model, pairs, cancel,
+                          options.vocab_log_probs ? &scores.vocab_log_probs : nullptr));
   for (std::vector<double>& v : lps) {
     const double mean_lp = Mean(v);
     scores.mean_nll.push_back(-mean_lp);
@@ -480,18 +528,18 @@ absl::StatusOr<ExampleScores> ScoreExamples(const LanguageModel& model,
   }
   UNL_ASSIGN_OR_RETURN(scores.truth_ratio,
                        TruthRatios(model, examples, scores.answer_probability, cancel));
-  UNL_ASSIGN_OR_RETURN(scores.paraphrase_probability,
-                       ParaphraseProbabilities(model, examples, cancel));
-  if (with_rouge) {
+  if (options.paraphrases) {
+    UNL_ASSIGN_OR_RETURN(scores.paraphrase_probability,
+                         ParaphraseProbabilities(model, examples, cancel));
+  }
+  if (options.greedy) {
     const size_t greedy = std::min(examples.size(), static_cast<size_t>(kGreedyExamples));
+    UNL_ASSIGN_OR_RETURN(
+        scores.greedy_answers,
+        GreedyAnswers(model, std::vector<TextExample>(examples.begin(), examples.begin() + greedy),
+                      cancel));
     for (size_t i = 0; i < greedy; ++i) {
-      UNL_RETURN_IF_ERROR(CheckCancelled(cancel));
-      const int64_t answer_tokens =
-          static_cast<int64_t>(model.tokenizer().Encode(examples[i].answer).size());
-      UNL_ASSIGN_OR_RETURN(std::string generated,
-                           GreedyAnswer(model, examples[i].question, answer_tokens, cancel));
-      scores.rouge_l_recall.push_back(RougeLRecall(examples[i].answer, generated));
-      scores.greedy_answers.push_back(std::move(generated));
+      scores.rouge_l_recall.push_back(RougeLRecall(examples[i].answer, scores.greedy_answers[i]));
     }
   }
   return scores;
@@ -505,14 +553,38 @@ absl::StatusOr<std::map<std::string, double>> ComputeTextFigures(const LanguageM
   }
   UNL_ASSIGN_OR_RETURN(ExampleScores forget, ScoreExamples(model, probes.forget, true, cancel));
   std::optional<ExampleScores> retain, holdout;
+  ScoreOptions options;
+  options.greedy = true;
+  options.paraphrases = false;  // only the forget set's paraphrase figure exists
   if (!probes.retain.empty()) {
-    UNL_ASSIGN_OR_RETURN(retain, ScoreExamples(model, probes.retain, true, cancel));
+    UNL_ASSIGN_OR_RETURN(retain, ScoreExamples(model, probes.retain, options, cancel));
   }
   if (!probes.holdout.empty()) {
-    UNL_ASSIGN_OR_RETURN(holdout, ScoreExamples(model, probes.holdout, true, cancel));
+    UNL_ASSIGN_OR_RETURN(holdout, ScoreExamples(model, probes.holdout, options, cancel));
   }
   return FiguresOf(forget, retain ? &*retain : nullptr, holdout ? &*holdout : nullptr);
 }
+
+namespace {
+
+// Mean over positions of KL(p_before || p_after), from [positions, V] log-probabilities.
+absl::StatusOr<double> KlOfLogProbs(const torch::Tensor& before, const torch::Tensor& after) {
+  if (!before.defined() || !after.defined() || before.size(0) == 0) {
+    return absl::InvalidArgumentError("collateral KL: no answer positions");
+  }
+  if (before.sizes() != after.sizes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("collateral KL: log-probabilities of shapes ", c10::str(before.sizes()),
+                     " and ", c10::str(after.sizes()), " (vocab sizes differ?)"));
+  }
+  return TorchCall("collateral KL", [&]() -> absl::StatusOr<double> {
+    c10::InferenceMode guard;
+    torch::Tensor kl = (before.exp() * (before - after)).sum(-1);  // [positions]
+    return kl.to(torch::kFloat64).mean().item<double>();
+  });
+}
+
+}  // namespace
 
 absl::StatusOr<double> CollateralKl(const LanguageModel& before, const LanguageModel& after,
                                     const std::vector<TextExample>& retain,
@@ -525,26 +597,10 @@ absl::StatusOr<double> CollateralKl(const LanguageModel& before, const LanguageM
   }
   std::vector<QaPair> pairs;
   for (const TextExample& e : retain) pairs.push_back({e.question, e.answer});
-  double kl_sum = 0.0;
-  int64_t positions = 0;
-  for (size_t begin = 0; begin < pairs.size(); begin += kVerificationBatchSize) {
-    UNL_RETURN_IF_ERROR(CheckCancelled(cancel));
-    const size_t end = std::min(pairs.size(), begin + kVerificationBatchSize);
-    UNL_RETURN_IF_ERROR(TorchCall("collateral KL", [&]() {
-      c10::InferenceMode guard;
-      TokenBatch batch = EncodeBatch(before, pairs, begin, end);
-      torch::Tensor lp_before =
-          torch::log_softmax(before.Logits(batch.input_ids).to(torch::kFloat32), -1);  // [B,T,V]
-      torch::Tensor lp_after = torch::log_softmax(
-          after.Logits(batch.input_ids).to(lp_before.device(), torch::kFloat32), -1);  // [B,T,V]
-      torch::Tensor kl = (lp_before.exp() * (lp_before - lp_after)).sum(-1);           // [B, T]
-      torch::Tensor mask = batch.labels.to(kl.device()).ne(kIgnoreIndex);              // [B, T]
-      kl_sum += kl.masked_select(mask).sum().to(torch::kFloat64).item<double>();
-      positions += mask.sum().item<int64_t>();
-    }));
-  }
-  if (positions == 0) return absl::InvalidArgumentError("collateral KL: no answer positions");
-  return kl_sum / static_cast<double>(positions);
+  torch::Tensor lp_before, lp_after;
+  UNL_RETURN_IF_ERROR(AnswerTokenLogProbs(before, pairs, cancel, &lp_before).status());
+  UNL_RETURN_IF_ERROR(AnswerTokenLogProbs(after, pairs, cancel, &lp_after).status());
+  return KlOfLogProbs(lp_before, lp_after);
 }
 
 std::vector<Threshold> VerificationThresholds::List() const {
@@ -604,7 +660,8 @@ absl::StatusOr<VerificationReport> VerifyTextWith(
   if (probes.forget.empty()) {
     return absl::InvalidArgumentError("verification needs at least one forget example");
   }
-  UNL_ASSIGN_OR_RETURN(std::optional<ReferenceScores> reference, ScoreReference(probes, cancel));
+  UNL_ASSIGN_OR_RETURN(std::optional<ReferenceScores> reference,
+                       ScoreReference(probes, parent_probes, cancel));
   const ExampleScores* p_retain = parent_probes.retain ? &*parent_probes.retain : nullptr;
   const ExampleScores* p_holdout = parent_probes.holdout ? &*parent_probes.holdout : nullptr;
 
@@ -619,16 +676,17 @@ absl::StatusOr<VerificationReport> VerifyTextWith(
         AddComparisons(before_map, before, probes, p_forget, parent_probes, reference, cancel));
   }
   std::map<std::string, double> after_map;
-  if (&before == &after) {  // the parent judged as its own candidate
+  std::optional<ExampleScores> retain;  // the candidate's
+  if (&before == &after) {              // the parent judged as its own candidate
     after_map = before_map;
   } else {
     UNL_ASSIGN_OR_RETURN(ExampleScores forget, ScoreExamples(after, probes.forget, true, cancel));
-    std::optional<ExampleScores> retain, holdout;
     if (!probes.retain.empty()) {
-      UNL_ASSIGN_OR_RETURN(retain, ScoreExamples(after, probes.retain, true, cancel));
+      UNL_ASSIGN_OR_RETURN(retain, ScoreExamples(after, probes.retain, kRetainScoring, cancel));
     }
+    std::optional<ExampleScores> holdout;
     if (!probes.holdout.empty()) {
-      UNL_ASSIGN_OR_RETURN(holdout, ScoreExamples(after, probes.holdout, false, cancel));
+      UNL_ASSIGN_OR_RETURN(holdout, ScoreExamples(after, probes.holdout, kHoldoutScoring, cancel));
     }
     after_map = FiguresOf(forget, retain ? &*retain : nullptr, holdout ? &*holdout : nullptr);
     // The candidate's holdout ROUGE is not computed (greedy decoding dominates verification
@@ -641,8 +699,9 @@ absl::StatusOr<VerificationReport> VerifyTextWith(
     if (&before == &after) {
       after_map["retain.collateral_kl"] = 0.0;
     } else {
-      UNL_ASSIGN_OR_RETURN(after_map["retain.collateral_kl"],
-                           CollateralKl(before, after, probes.retain, cancel));
+      UNL_ASSIGN_OR_RETURN(
+          after_map["retain.collateral_kl"],
+          KlOfLogProbs(parent_probes.retain->vocab_log_probs, retain->vocab_log_probs));
     }
     before_map["retain.collateral_kl"] = 0.0;
   }

@@ -89,9 +89,23 @@ struct ExampleScores {
   std::vector<std::string> greedy_answers;
   // TR_i = mean_j P̄(perturbed a_ij | q_i) / P̄(a_i | q_i), for items with perturbed answers.
   std::vector<double> truth_ratio;
-  // mean_j P̄(a_i | paraphrased q_ij), for items with paraphrases.
+  // mean_j P̄(a_i | paraphrased q_ij), for items with paraphrases (only if options.paraphrases).
   std::vector<double> paraphrase_probability;
+  // Log-probabilities over the vocabulary at every answer token of every example, in order:
+  // [answer tokens, V] float32 on the CPU (only if options.vocab_log_probs; collateral KL).
+  torch::Tensor vocab_log_probs;
 };
+// What ScoreExamples computes besides the per-example answer scores and truth ratios.
+struct ScoreOptions {
+  bool greedy = false;           // greedy answers and their ROUGE-L (first kGreedyExamples)
+  bool paraphrases = true;       // paraphrase_probability
+  bool vocab_log_probs = false;  // vocab_log_probs
+};
+absl::StatusOr<ExampleScores> ScoreExamples(const LanguageModel& model,
+                                            const std::vector<TextExample>& examples,
+                                            const ScoreOptions& options,
+                                            const CancellationToken* cancel);
+// ScoreExamples with options.greedy = with_rouge (and paraphrases).
 absl::StatusOr<ExampleScores> ScoreExamples(const LanguageModel& model,
                                             const std::vector<TextExample>& examples,
                                             bool with_rouge, const CancellationToken* cancel);
