@@ -75,13 +75,72 @@ bool IsTerminal(JobState state) {
   return state != JobState::kQueued && state != JobState::kRunning;
 }
 
-Journal::Journal(sqlite3* db) : db_(db) {}
+Journal::Journal(sqlite3* db, JournalOptions options) : db_(db), options_(std::move(options)) {}
 
 Journal::~Journal() { sqlite3_close_v2(db_); }
 
-absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& path,
+                                                       JournalOptions options) {
   UNL_ASSIGN_OR_RETURN(sqlite3 * db, journal_sql::OpenDatabase(path, kSchemaVersion));
-  return std::unique_ptr<Journal>(new Journal(db));
+  std::unique_ptr<Journal> journal(new Journal(db, std::move(options)));
+  UNL_RETURN_IF_ERROR(journal->PurgeFinishedPayloads().status());
+  // A crash between a purge's commit and its checkpoint leaves the old page images in the WAL:
+  // checkpoint and truncate it now.
+  UNL_RETURN_IF_ERROR(journal_sql::CheckpointTruncate(db));
+  return journal;
+}
+
+absl::Status Journal::PurgeIfTerminal(const std::string& job_id, bool* purged) {
+  if (options_.retain_payload) return absl::OkStatus();
+  UNL_ASSIGN_OR_RETURN(JobRecord job, QueryJob(db_, "job_id", job_id));
+  if (!IsTerminal(job.state) || job.payload_purged_unix_ms != 0) return absl::OkStatus();
+  const std::string redacted =
+      options_.redact_payload ? options_.redact_payload(job.request_blob) : std::string();
+  UNL_RETURN_IF_ERROR(journal_sql::PurgePayload(db_, job_id, redacted));
+  *purged = true;
+  return absl::OkStatus();
+}
+
+absl::Status Journal::AfterPurge(bool purged) {
+  if (!purged) return absl::OkStatus();
+  return journal_sql::CheckpointTruncate(db_);
+}
+
+absl::StatusOr<int64_t> Journal::PurgeFinishedPayloads() {
+  if (options_.retain_payload) return 0;
+  absl::MutexLock lock(&mu_);
+  int64_t count = 0;
+  absl::Status txn = InTransaction(db_, [&]() -> absl::Status {
+    std::vector<std::string> ids;
+    {
+      Stmt st(db_,
+              "SELECT job_id FROM jobs WHERE payload_purged_ms = 0 AND "
+              "state NOT IN ('queued', 'running') ORDER BY seq");
+      while (true) {
+        UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+        if (!row) break;
+        ids.push_back(st.Text(0));
+      }
+    }
+    for (const std::string& id : ids) {
+      bool purged = false;
+      UNL_RETURN_IF_ERROR(PurgeIfTerminal(id, &purged));
+      count += purged ? 1 : 0;
+    }
+    return absl::OkStatus();
+  });
+  if (!txn.ok()) return txn;
+  UNL_RETURN_IF_ERROR(AfterPurge(count > 0));
+  return count;
+}
+
+absl::StatusOr<std::vector<JobRecord>> Journal::CompletedJobs(const std::string& model_id) {
+  absl::MutexLock lock(&mu_);
+  Stmt st(db_, absl::StrCat("SELECT ", kJobColumns,
+                            " FROM jobs WHERE model_id = ?1 AND state = 'completed'"
+                            " ORDER BY finished_ms, seq"));
+  st.Bind(1, model_id);
+  return QueryJobs(st);
 }
 
 // ---- Jobs
@@ -182,7 +241,7 @@ absl::StatusOr<JobPage> Journal::ListJobs(const JobFilter& filter) {
     }
     UNL_ASSIGN_OR_RETURN(JobRecord j, ReadJob(st));
     page.jobs.push_back(std::move(j));
-    last_seq = st.Int(21);
+    last_seq = st.Int(journal_sql::kJobColumnCount);
   }
   return page;
 }
@@ -207,7 +266,17 @@ absl::StatusOr<int64_t> Journal::CountQueued(const std::string& model_id) {
 absl::StatusOr<int64_t> Journal::RequeueInterrupted() {
   absl::MutexLock lock(&mu_);
   int64_t changed = 0;
+  bool purged = false;
   absl::Status txn = InTransaction(db_, [&]() -> absl::Status {
+    std::vector<std::string> cancelled;
+    {
+      Stmt st(db_, "SELECT job_id FROM jobs WHERE state = 'running' AND cancel_requested != 0");
+      while (true) {
+        UNL_ASSIGN_OR_RETURN(bool row, st.Step());
+        if (!row) break;
+        cancelled.push_back(st.Text(0));
+      }
+    }
     Stmt cancel(db_,
                 "UPDATE jobs SET state = 'cancelled', finished_ms = ?1, error_message "
                 "= "
@@ -219,9 +288,11 @@ absl::StatusOr<int64_t> Journal::RequeueInterrupted() {
     Stmt requeue(db_, "UPDATE jobs SET state = 'queued' WHERE state = 'running'");
     UNL_RETURN_IF_ERROR(requeue.Run());
     changed += sqlite3_changes(db_);
+    for (const std::string& id : cancelled) UNL_RETURN_IF_ERROR(PurgeIfTerminal(id, &purged));
     return absl::OkStatus();
   });
   if (!txn.ok()) return txn;
+  AfterPurge(purged).IgnoreError();  // the purge stands; the next one truncates the WAL
   return changed;
 }
 
@@ -266,6 +337,7 @@ absl::Status Journal::UpdateProgress(const std::string& job_id, int64_t step, in
 absl::StatusOr<JobRecord> Journal::RequestCancel(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   JobRecord out;
+  bool purged = false;
   absl::Status txn = InTransaction(db_, [&]() -> absl::Status {
     UNL_ASSIGN_OR_RETURN(JobRecord job, QueryJob(db_, "job_id", job_id));
     if (IsTerminal(job.state)) {
@@ -279,6 +351,7 @@ absl::StatusOr<JobRecord> Journal::RequestCancel(const std::string& job_id) {
               "error_message = 'cancelled before it started' WHERE job_id = ?1");
       st.Bind(1, job_id).Bind(2, NowMs());
       UNL_RETURN_IF_ERROR(st.Run());
+      UNL_RETURN_IF_ERROR(PurgeIfTerminal(job_id, &purged));
     } else {
       Stmt st(db_, "UPDATE jobs SET cancel_requested = 1 WHERE job_id = ?1");
       st.Bind(1, job_id);
@@ -288,6 +361,7 @@ absl::StatusOr<JobRecord> Journal::RequestCancel(const std::string& job_id) {
     return absl::OkStatus();
   });
   if (!txn.ok()) return txn;
+  AfterPurge(purged).IgnoreError();  // the purge stands; the next one truncates the WAL
   return out;
 }
 
@@ -302,7 +376,8 @@ absl::Status Journal::FinishJob(const std::string& job_id, JobState state,
                      JobStateName(state)));
   }
   absl::MutexLock lock(&mu_);
-  return InTransaction(db_, [&]() -> absl::Status {
+  bool purged = false;
+  absl::Status txn = InTransaction(db_, [&]() -> absl::Status {
     UNL_ASSIGN_OR_RETURN(JobRecord job, QueryJob(db_, "job_id", job_id));
     if (IsTerminal(job.state)) {
       return absl::FailedPreconditionError(
@@ -317,8 +392,12 @@ absl::Status Journal::FinishJob(const std::string& job_id, JobState state,
         .Bind(3, error_message)
         .Bind(4, verification_json)
         .Bind(5, NowMs());
-    return st.Run();
+    UNL_RETURN_IF_ERROR(st.Run());
+    return PurgeIfTerminal(job_id, &purged);
   });
+  if (!txn.ok()) return txn;
+  AfterPurge(purged).IgnoreError();  // the purge stands; the next one truncates the WAL
+  return absl::OkStatus();
 }
 
 absl::Status Journal::CompleteJob(const std::string& job_id, const ModelVersionRecord& version,
@@ -346,7 +425,8 @@ absl::Status Journal::Complete(const std::string& job_id, const ModelVersionReco
     return absl::InvalidArgumentError("journal: certificate sha256 does not match its json");
   }
   absl::MutexLock lock(&mu_);
-  return InTransaction(db_, [&]() -> absl::Status {
+  bool purged = false;
+  absl::Status txn = InTransaction(db_, [&]() -> absl::Status {
     UNL_ASSIGN_OR_RETURN(JobRecord job, QueryJob(db_, "job_id", job_id));
     if (job.state != JobState::kRunning) {
       return absl::FailedPreconditionError(absl::StrCat("journal: cannot complete job ", job_id,
@@ -395,16 +475,21 @@ absl::Status Journal::Complete(const std::string& job_id, const ModelVersionReco
       UNL_RETURN_IF_ERROR(st.Run());
     }
     Stmt st(db_, absl::StrCat("INSERT INTO certificates (", kCertificateColumns,
-                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
     st.Bind(1, certificate.certificate_id)
         .Bind(2, job_id)
         .Bind(3, job.model_id)
         .Bind(4, certificate.json)
         .Bind(5, certificate.sha256)
         .Bind(6, certificate.previous_sha256)
-        .Bind(7, now);
-    return st.Run();
+        .Bind(7, now)
+        .Bind(8, kCertificateKindErasure);
+    UNL_RETURN_IF_ERROR(st.Run());
+    return PurgeIfTerminal(job_id, &purged);
   });
+  if (!txn.ok()) return txn;
+  AfterPurge(purged).IgnoreError();  // the purge stands; the next one truncates the WAL
+  return absl::OkStatus();
 }
 
 // ---- Events
@@ -561,6 +646,71 @@ absl::Status Journal::SetCurrentVersion(const std::string& model_id, int64_t ver
     }
     Stmt st(db_, "UPDATE models SET current_version = ?2 WHERE model_id = ?1");
     st.Bind(1, model_id).Bind(2, version);
+    return st.Run();
+  });
+}
+
+absl::Status Journal::MarkVersionPurged(const std::string& model_id, int64_t version,
+                                        const std::string& by_job_id) {
+  absl::MutexLock lock(&mu_);
+  return InTransaction(db_, [&]() -> absl::Status {
+    UNL_ASSIGN_OR_RETURN(ModelRecord model, QueryModel(db_, model_id));
+    UNL_ASSIGN_OR_RETURN(bool exists, VersionExists(db_, model_id, version));
+    if (!exists) {
+      return absl::NotFoundError(
+          absl::StrCat("journal: model ", model_id, " has no version ", version));
+    }
+    if (model.current_version == version) {
+      return absl::FailedPreconditionError(absl::StrCat("journal: version ", version, " of model ",
+                                                        model_id, " is serving; not purged"));
+    }
+    Stmt st(db_,
+            "UPDATE model_versions SET purged_ms = ?3, purged_by_job = ?4 "
+            "WHERE model_id = ?1 AND version = ?2 AND purged_ms = 0");
+    st.Bind(1, model_id).Bind(2, version).Bind(3, NowMs()).Bind(4, by_job_id);
+    return st.Run();
+  });
+}
+
+absl::Status Journal::RecordForcedRollback(const ModelVersionRecord& version,
+                                           const CertificateRecord& certificate) {
+  UNL_RETURN_IF_ERROR(CheckVersion(version));
+  if (certificate.certificate_id.empty()) {
+    return absl::InvalidArgumentError("journal: certificate_id is required");
+  }
+  if (certificate.sha256 != core::Sha256Hex(certificate.json)) {
+    return absl::InvalidArgumentError("journal: certificate sha256 does not match its json");
+  }
+  absl::MutexLock lock(&mu_);
+  return InTransaction(db_, [&]() -> absl::Status {
+    UNL_RETURN_IF_ERROR(QueryModel(db_, version.model_id).status());
+    UNL_ASSIGN_OR_RETURN(std::string latest, QueryLatestCertificateSha(db_, version.model_id));
+    if (certificate.previous_sha256 != latest) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "journal: certificate chain mismatch on model ", version.model_id, ": previous_sha256 '",
+          certificate.previous_sha256, "' but the latest certificate is '", latest, "'"));
+    }
+    UNL_ASSIGN_OR_RETURN(bool exists, VersionExists(db_, version.model_id, version.version));
+    if (exists) {
+      return absl::AlreadyExistsError(absl::StrCat("journal: model ", version.model_id,
+                                                   " already has version ", version.version));
+    }
+    UNL_RETURN_IF_ERROR(InsertVersion(db_, version));
+    {
+      Stmt st(db_, "UPDATE models SET current_version = ?2 WHERE model_id = ?1");
+      st.Bind(1, version.model_id).Bind(2, version.version);
+      UNL_RETURN_IF_ERROR(st.Run());
+    }
+    Stmt st(db_, absl::StrCat("INSERT INTO certificates (", kCertificateColumns,
+                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+    st.Bind(1, certificate.certificate_id)
+        .BindNull(2)
+        .Bind(3, version.model_id)
+        .Bind(4, certificate.json)
+        .Bind(5, certificate.sha256)
+        .Bind(6, certificate.previous_sha256)
+        .Bind(7, NowMs())
+        .Bind(8, kCertificateKindForcedRollback);
     return st.Run();
   });
 }

@@ -16,9 +16,21 @@
 //
 // No gRPC/protobuf here: request_blob is opaque bytes (the server stores the
 // serialized proto).
+//
+// Retention (JournalOptions): a request's payload (the forget set: the very data to erase) is kept
+// only while its job may still run. In the transaction that makes a job terminal, request_blob is
+// replaced by JournalOptions::redact_payload(request_blob) (default: empty) and
+// payload_purged_unix_ms is stamped; what stays is the request's fingerprint (SHA-256), the forget
+// set's SHA-256, whatever counts the redacted blob keeps, and the certificate. PRAGMA
+// secure_delete is on (freed content is zeroed in the file) and the WAL is checkpointed and
+// truncated after a purge, so the bytes are gone from journal.sqlite and journal.sqlite-wal alike.
+// Open() purges every terminal job still holding its payload (a journal of an older version, or
+// one written with retain_payload). Queued and running jobs are never purged: a restart re-runs
+// them from their payload.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +95,8 @@ struct JobRecord {
   int64_t published_version = 0;  // 0 = nothing published (set by CompleteJob)
   std::string verification_json;
   bool cancel_requested = false;
+  // When request_blob was replaced by its redacted form (0 = still the full request).
+  int64_t payload_purged_unix_ms = 0;
 };
 
 struct AcceptResult {
@@ -99,15 +113,22 @@ struct JobEvent {
   int64_t unix_ms = 0;
 };
 
+// Kinds of record in a model's certificate chain.
+inline constexpr const char* kCertificateKindErasure = "erasure";
+// An admin forced a rollback to a version older than completed erasures: the record names the
+// erasures (and their requests) it undoes. It has no job.
+inline constexpr const char* kCertificateKindForcedRollback = "forced_rollback";
+
 struct CertificateRecord {
   std::string certificate_id;  // caller-chosen, unique (e.g. "cert-<job id>")
-  std::string job_id;
+  std::string job_id;          // "" for a forced rollback
   std::string model_id;
   std::string json;             // the certificate document
   std::string sha256;           // sha256 (hex) of `json`; checked by CompleteJob
   std::string previous_sha256;  // LatestCertificateSha(model_id) at completion
                                 // ("" for the first)
   int64_t created_unix_ms = 0;  // filled by the journal
+  std::string kind = kCertificateKindErasure;
 };
 
 struct ModelRecord {
@@ -130,6 +151,19 @@ struct ModelVersionRecord {
   int64_t created_unix_ms = 0;  // filled by the journal
   std::string figures_json;     // verification figures of the job that produced it
                                 // ("" if none)
+  // Set once the version's bytes were deleted because it precedes a completed erasure: when, and
+  // the erasure job that caused it. The row stays (lineage is never rewritten).
+  int64_t purged_unix_ms = 0;
+  std::string purged_by_job;
+};
+
+struct JournalOptions {
+  // true: keep every request's payload after its job ends (--retain-forget-payload; for
+  // debugging and audits that need the data; the data to be erased then stays on disk).
+  bool retain_payload = false;
+  // What a terminal job keeps of its request_blob (e.g. the request with its records' text
+  // cleared, so counts survive). Unset: nothing (empty blob). Must not fail or throw.
+  std::function<std::string(const std::string& request_blob)> redact_payload;
 };
 
 struct JobFilter {
@@ -149,7 +183,10 @@ class Journal {
   // Opens (creating if needed) the database at `path` and migrates the schema.
   // kInternal on SQLite errors; kFailedPrecondition if the file's schema is
   // newer than this binary's.
-  static absl::StatusOr<std::unique_ptr<Journal>> Open(const std::string& path);
+  // Also purges the payloads of terminal jobs that still hold one (unless
+  // options.retain_payload).
+  static absl::StatusOr<std::unique_ptr<Journal>> Open(const std::string& path,
+                                                       JournalOptions options = {});
   ~Journal();
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
@@ -250,6 +287,27 @@ class Journal {
   // Rollback: points the model at an existing version. kNotFound if the version
   // does not exist.
   absl::Status SetCurrentVersion(const std::string& model_id, int64_t version);
+  // Records that version `version`'s bytes were deleted because it precedes the completed erasure
+  // `by_job_id` (purged_unix_ms = now). kNotFound for an unknown version; kFailedPrecondition for
+  // the serving version. OK (unchanged) if it is already marked.
+  absl::Status MarkVersionPurged(const std::string& model_id, int64_t version,
+                                 const std::string& by_job_id);
+  // A forced rollback, in ONE transaction: inserts `version` and makes it current, and appends
+  // `certificate` (kind forced_rollback, no job) to the model's chain. Preconditions as
+  // CompleteJob's for the chain (kFailedPrecondition) and the certificate's sha256
+  // (kInvalidArgument); kAlreadyExists if the version exists.
+  absl::Status RecordForcedRollback(const ModelVersionRecord& version,
+                                    const CertificateRecord& certificate);
+
+  // ---- Retention
+  // ----------------------------------------------------------------------------
+
+  // Completed jobs of `model_id`, oldest completion first.
+  absl::StatusOr<std::vector<JobRecord>> CompletedJobs(const std::string& model_id);
+  // Purges the payload of every terminal job that still holds one (a no-op with retain_payload),
+  // then truncates the WAL. Returns how many were purged.
+  absl::StatusOr<int64_t> PurgeFinishedPayloads();
+  bool retains_payload() const { return options_.retain_payload; }
 
   // ---- Certificates
   // -------------------------------------------------------------------------
@@ -263,16 +321,23 @@ class Journal {
   absl::StatusOr<std::vector<CertificateRecord>> ListCertificates(const std::string& model_id);
 
   // The current schema version (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
  private:
-  explicit Journal(sqlite3* db);
+  Journal(sqlite3* db, JournalOptions options);
+  // Inside a transaction that has just made `job_id` terminal: replaces its payload by the
+  // redacted form (unless retain_payload). Sets *purged when it did.
+  absl::Status PurgeIfTerminal(const std::string& job_id, bool* purged)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a committed purge: truncates the WAL (errors are returned but the purge stands).
+  absl::Status AfterPurge(bool purged) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // CompleteJob (version != null) and CompleteJobUnchanged (version == null).
   absl::Status Complete(const std::string& job_id, const ModelVersionRecord* version,
                         int64_t published_version, const CertificateRecord& certificate,
                         const std::string& verification_json);
 
   sqlite3* db_;
+  JournalOptions options_;
   absl::Mutex mu_;
 };
 

@@ -78,6 +78,35 @@ CREATE TABLE certificates (
 CREATE INDEX certificates_by_model ON certificates (model_id, seq);
 )sql";
 
+// v1 -> v2 (retention): when a job's payload was purged, when a version's bytes were purged and by
+// which erasure, and certificate record kinds ("erasure", "forced_rollback"). A forced rollback's
+// record has no job, so certificates.job_id becomes nullable: SQLite cannot drop a NOT NULL with
+// ALTER TABLE, so the table is rebuilt (same rows, same seq, same chain).
+constexpr const char* kMigrateV2 = R"sql(
+ALTER TABLE jobs ADD COLUMN payload_purged_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE model_versions ADD COLUMN purged_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE model_versions ADD COLUMN purged_by_job TEXT NOT NULL DEFAULT '';
+CREATE TABLE certificates_v2 (
+  seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+  certificate_id  TEXT NOT NULL UNIQUE,
+  job_id          TEXT UNIQUE REFERENCES jobs(job_id),
+  model_id        TEXT NOT NULL REFERENCES models(model_id),
+  json            TEXT NOT NULL,
+  sha256          TEXT NOT NULL,
+  previous_sha256 TEXT NOT NULL,
+  created_ms      INTEGER NOT NULL,
+  kind            TEXT NOT NULL DEFAULT 'erasure' CHECK (kind IN ('erasure', 'forced_rollback')),
+  CHECK ((kind = 'erasure') = (job_id IS NOT NULL))
+);
+INSERT INTO certificates_v2 (seq, certificate_id, job_id, model_id, json, sha256, previous_sha256,
+                             created_ms, kind)
+  SELECT seq, certificate_id, job_id, model_id, json, sha256, previous_sha256, created_ms,
+         'erasure' FROM certificates ORDER BY seq;
+DROP TABLE certificates;
+ALTER TABLE certificates_v2 RENAME TO certificates;
+CREATE INDEX certificates_by_model ON certificates (model_id, seq);
+)sql";
+
 }  // namespace
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
@@ -140,6 +169,9 @@ absl::StatusOr<sqlite3*> OpenDatabase(const std::string& path, int schema_versio
   }
   UNL_RETURN_IF_ERROR(Exec(db, "PRAGMA synchronous = FULL"));
   UNL_RETURN_IF_ERROR(Exec(db, "PRAGMA foreign_keys = ON"));
+  // Deleted or overwritten content (a purged payload) is overwritten with zeros in its page, and
+  // freed pages are zeroed, instead of lingering in the file's free space.
+  UNL_RETURN_IF_ERROR(Exec(db, "PRAGMA secure_delete = ON"));
 
   int64_t user_version = 0;
   {
@@ -159,8 +191,14 @@ absl::StatusOr<sqlite3*> OpenDatabase(const std::string& path, int schema_versio
     });
     if (!txn.ok()) return txn;
   }
-  // Future migrations: if (user_version < 2) { ALTER TABLE ...; PRAGMA
-  // user_version = 2; }
+  if (user_version < 2 && schema_version >= 2) {
+    absl::Status txn = InTransaction(db, [&]() -> absl::Status {
+      UNL_RETURN_IF_ERROR(Exec(db, kMigrateV2));
+      return Exec(db, "PRAGMA user_version = 2");
+    });
+    if (!txn.ok()) return txn;
+  }
+  // Future migrations: if (user_version < 3) { ...; PRAGMA user_version = 3; }
   return guard.release();
 }
 
@@ -187,6 +225,7 @@ absl::StatusOr<JobRecord> ReadJob(const Stmt& st) {
   j.published_version = st.Int(18);
   j.verification_json = st.Text(19);
   j.cancel_requested = st.Int(20) != 0;
+  j.payload_purged_unix_ms = st.Int(21);
   return j;
 }
 
@@ -212,6 +251,8 @@ ModelVersionRecord ReadVersion(const Stmt& st) {
   v.manifest_sha256 = st.Text(6);
   v.created_unix_ms = st.Int(7);
   v.figures_json = st.Text(8);
+  v.purged_unix_ms = st.Int(9);
+  v.purged_by_job = st.Text(10);
   return v;
 }
 
@@ -224,6 +265,7 @@ CertificateRecord ReadCertificate(const Stmt& st) {
   c.sha256 = st.Text(4);
   c.previous_sha256 = st.Text(5);
   c.created_unix_ms = st.Int(6);
+  c.kind = st.Text(7);
   return c;
 }
 
@@ -262,7 +304,7 @@ absl::StatusOr<bool> VersionExists(sqlite3* db, const std::string& model_id, int
 
 absl::Status InsertVersion(sqlite3* db, const ModelVersionRecord& v) {
   Stmt st(db, absl::StrCat("INSERT INTO model_versions (", kVersionColumns,
-                           ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
+                           ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, '')"));
   st.Bind(1, v.model_id)
       .Bind(2, v.version)
       .Bind(3, v.parent_version)
@@ -273,6 +315,23 @@ absl::Status InsertVersion(sqlite3* db, const ModelVersionRecord& v) {
       .Bind(8, NowMs())
       .Bind(9, v.figures_json);
   return st.Run();
+}
+
+absl::Status PurgePayload(sqlite3* db, const std::string& job_id, const std::string& redacted) {
+  Stmt st(db,
+          "UPDATE jobs SET request_blob = ?2, payload_purged_ms = ?3 WHERE job_id = ?1 AND "
+          "payload_purged_ms = 0 AND state NOT IN ('queued', 'running')");
+  st.Bind(1, job_id).BindBlob(2, redacted).Bind(3, NowMs());
+  return st.Run();
+}
+
+absl::Status CheckpointTruncate(sqlite3* db) {
+  int wal_frames = 0;
+  int checkpointed = 0;
+  const int rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &wal_frames,
+                                           &checkpointed);
+  if (rc != SQLITE_OK) return SqlError(db, rc, "wal_checkpoint(TRUNCATE)");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> QueryLatestCertificateSha(sqlite3* db, const std::string& model_id) {

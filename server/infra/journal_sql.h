@@ -27,16 +27,18 @@ inline constexpr const char* kJobColumns =
     "step, total_steps, "
     "loss, accepted_ms, started_ms, finished_ms, published_version, "
     "verification_json, "
-    "cancel_requested";
+    "cancel_requested, payload_purged_ms";
+// Number of columns in kJobColumns (a query may select more after them).
+inline constexpr int kJobColumnCount = 22;
 inline constexpr const char* kModelColumns =
     "model_id, family, architecture, source_dir, current_version, created_ms";
 inline constexpr const char* kVersionColumns =
     "model_id, version, parent_version, job_id, artifact_kind, dir, "
     "weights_sha256, created_ms, "
-    "figures_json";
+    "figures_json, purged_ms, purged_by_job";
 inline constexpr const char* kCertificateColumns =
     "certificate_id, job_id, model_id, json, sha256, previous_sha256, "
-    "created_ms";
+    "created_ms, kind";
 
 // Now as Unix milliseconds.
 int64_t NowMs();
@@ -60,6 +62,7 @@ class Stmt {
         sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
   }
   Stmt& Bind(int i, const char* v) { return Bind(i, std::string(v)); }
+  Stmt& BindNull(int i) { return Check(sqlite3_bind_null(stmt_, i)); }
   Stmt& BindBlob(int i, const std::string& v) {
     return Check(
         sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
@@ -108,8 +111,10 @@ absl::Status Exec(sqlite3* db, const std::string& sql);
 // Runs `fn` inside BEGIN IMMEDIATE ... COMMIT; rolls back if it fails.
 absl::Status InTransaction(sqlite3* db, const std::function<absl::Status()>& fn);
 
-// Opens (creating it if needed) the database at `path` in WAL mode with synchronous=FULL and
-// foreign keys on, and brings its schema to `schema_version`. kFailedPrecondition if the file's
+// Opens (creating it if needed) the database at `path` in WAL mode with synchronous=FULL,
+// secure_delete (freed pages and cells are overwritten with zeros) and foreign keys on, and brings
+// its schema to `schema_version` (1: the first schema; 2: payload retention, purged versions,
+// certificate record kinds), migrating an older file in place. kFailedPrecondition if the file's
 // schema is newer; kInternal for SQLite errors. The caller owns the handle (sqlite3_close_v2).
 absl::StatusOr<sqlite3*> OpenDatabase(const std::string& path, int schema_version);
 
@@ -127,6 +132,12 @@ absl::StatusOr<std::vector<JobRecord>> QueryJobs(Stmt& st);
 absl::StatusOr<ModelRecord> QueryModel(sqlite3* db, const std::string& model_id);
 absl::StatusOr<bool> VersionExists(sqlite3* db, const std::string& model_id, int64_t version);
 absl::Status InsertVersion(sqlite3* db, const ModelVersionRecord& v);
+// Overwrites the payload of terminal job `job_id` with `redacted` and stamps payload_purged_ms
+// (no-op for a job that is not terminal or already purged). Inside a transaction.
+absl::Status PurgePayload(sqlite3* db, const std::string& job_id, const std::string& redacted);
+// Copies every WAL frame into the database file and truncates the WAL to zero bytes, so that the
+// old page images (e.g. a purged payload) are gone from the -wal file too. Outside a transaction.
+absl::Status CheckpointTruncate(sqlite3* db);
 // "" if the model has no certificate yet.
 absl::StatusOr<std::string> QueryLatestCertificateSha(sqlite3* db, const std::string& model_id);
 
