@@ -26,6 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kTempPrefix = ".tmp-";
+constexpr const char* kPurgePrefix = ".purge-";
 
 absl::Status FsError(const std::string& what, const std::string& path, const std::error_code& ec) {
   return absl::InternalError(absl::StrCat("model store: ", what, " ", path, ": ", ec.message()));
@@ -62,6 +63,46 @@ absl::Status FsyncTree(const std::string& dir) {
   }
   if (ec) return FsError("list", dir, ec);
   return FsyncPath(dir, /*is_dir=*/true);
+}
+
+// Unlinks every file under `dir` (depth first), fsyncing each directory once its entries are
+// gone, then removes the (empty) directories. Counts the files unlinked in *files.
+absl::Status UnlinkTree(const fs::path& dir, int64_t* files) {
+  std::error_code ec;
+  std::vector<fs::path> subdirs;
+  std::vector<fs::path> others;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::file_status st = it->symlink_status(ec);
+    if (ec) break;
+    (fs::is_directory(st) ? subdirs : others).push_back(it->path());
+  }
+  if (ec) return FsError("list", dir.string(), ec);
+  for (const fs::path& sub : subdirs) UNL_RETURN_IF_ERROR(UnlinkTree(sub, files));
+  for (const fs::path& file : others) {
+    if (::unlink(file.c_str()) != 0 && errno != ENOENT) {
+      return absl::InternalError(
+          absl::StrCat("model store: unlink ", file.string(), ": ", std::strerror(errno)));
+    }
+    ++*files;
+  }
+  for (const fs::path& sub : subdirs) {
+    if (::rmdir(sub.c_str()) != 0 && errno != ENOENT) {
+      return absl::InternalError(
+          absl::StrCat("model store: rmdir ", sub.string(), ": ", std::strerror(errno)));
+    }
+  }
+  return FsyncPath(dir.string(), /*is_dir=*/true);
+}
+
+// Deletes `dir` (a directory being purged) with UnlinkTree, then `dir` itself, and fsyncs its
+// parent.
+absl::Status PurgeTree(const fs::path& dir, int64_t* files) {
+  UNL_RETURN_IF_ERROR(UnlinkTree(dir, files));
+  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT) {
+    return absl::InternalError(
+        absl::StrCat("model store: rmdir ", dir.string(), ": ", std::strerror(errno)));
+  }
+  return FsyncPath(dir.parent_path().string(), /*is_dir=*/true);
 }
 
 std::string RandomHex() {
@@ -234,6 +275,27 @@ absl::Status ModelStore::RemoveVersion(const std::string& model_id, int64_t vers
   return FsyncPath(fs::path(dir).parent_path().string(), /*is_dir=*/true);
 }
 
+absl::StatusOr<int64_t> ModelStore::PurgeVersionDir(const std::string& dir) {
+  std::error_code ec;
+  const fs::path path = fs::weakly_canonical(fs::absolute(dir, ec), ec);
+  const fs::path root = fs::weakly_canonical(fs::absolute(root_, ec), ec);
+  int64_t version = 0;
+  const fs::path model_dir = path.parent_path();
+  if (ec || !ParseVersionDirName(path.filename().string(), &version) ||
+      model_dir.parent_path() != root || !ValidateModelId(model_dir.filename().string()).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model store: ", dir, " is not a version directory (", root_, "/<model>/v<N>)"));
+  }
+  if (!fs::exists(path, ec)) return 0;
+  const fs::path doomed = model_dir / absl::StrCat(kPurgePrefix, "v", version, "-", RandomHex());
+  fs::rename(path, doomed, ec);
+  if (ec) return FsError("rename to", doomed.string(), ec);
+  UNL_RETURN_IF_ERROR(FsyncPath(model_dir.string(), /*is_dir=*/true));
+  int64_t files = 0;
+  UNL_RETURN_IF_ERROR(PurgeTree(doomed, &files));
+  return files;
+}
+
 absl::StatusOr<int> ModelStore::CleanupStaleTemps() {
   int removed = 0;
   std::error_code ec;
@@ -242,12 +304,20 @@ absl::StatusOr<int> ModelStore::CleanupStaleTemps() {
     std::vector<fs::path> stale;
     std::error_code ec2;
     for (fs::directory_iterator it(m->path(), ec2); !ec2 && it != end; it.increment(ec2)) {
-      if (it->path().filename().string().rfind(kTempPrefix, 0) == 0) stale.push_back(it->path());
+      const std::string name = it->path().filename().string();
+      if (name.rfind(kTempPrefix, 0) == 0 || name.rfind(kPurgePrefix, 0) == 0) {
+        stale.push_back(it->path());
+      }
     }
     if (ec2) return FsError("list", m->path().string(), ec2);
     for (const fs::path& p : stale) {
-      fs::remove_all(p, ec2);
-      if (ec2) return FsError("remove", p.string(), ec2);
+      if (p.filename().string().rfind(kPurgePrefix, 0) == 0) {
+        int64_t files = 0;  // a purge interrupted by a crash: finish it the same way
+        UNL_RETURN_IF_ERROR(PurgeTree(p, &files));
+      } else {
+        fs::remove_all(p, ec2);
+        if (ec2) return FsError("remove", p.string(), ec2);
+      }
       ++removed;
     }
     if (!stale.empty()) UNL_RETURN_IF_ERROR(FsyncPath(m->path().string(), /*is_dir=*/true));

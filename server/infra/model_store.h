@@ -83,7 +83,16 @@ class ModelStore {
   absl::StatusOr<std::vector<int64_t>> ListVersionsOnDisk(const std::string& model_id) const;
   // Deletes v<version> (e.g. an orphan). OK if it does not exist.
   absl::Status RemoveVersion(const std::string& model_id, int64_t version);
-  // Removes every .tmp-* directory under the store; returns how many. Called by
+  // Retention: deletes the version directory `dir` (a v<N> directory of this store) so that its
+  // bytes are gone: renamed to .purge-v<N>-<random> (a reader never sees a half-deleted v<N>;
+  // the model directory fsync'd), then every file unlinked and each directory fsync'd after its
+  // entries are gone, the directories removed and the model directory fsync'd again. A crash
+  // part-way leaves a .purge-* directory that Open() finishes deleting. Only the version
+  // directory is touched (not its siblings, e.g. other versions). OK if `dir` does not exist;
+  // kInvalidArgument for a directory that is not a version directory of this store. Returns the
+  // number of files unlinked.
+  absl::StatusOr<int64_t> PurgeVersionDir(const std::string& dir);
+  // Removes every .tmp-* and .purge-* directory under the store; returns how many. Called by
   // Open().
   absl::StatusOr<int> CleanupStaleTemps();
 
