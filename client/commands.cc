@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 #include "client/exit_codes.h"
 #include "client/format.h"
@@ -31,7 +32,10 @@ void PrintVersions(const v1::ModelInfo& model, std::ostream& out) {
                   version.serving() ? "*" : "", ArtifactKindName(version.artifact_kind()),
                   version.job_id().empty() ? "-" : version.job_id(),
                   FormatUnixMs(version.created_unix_ms()), ShortSha(version.manifest_sha256()),
-                  version.note()});
+                  version.purged() ? absl::StrCat(version.note(), "; purged ",
+                                                  FormatUnixMs(version.purged_unix_ms()),
+                                                  " (after ", version.purged_by_job_id(), ")")
+                                   : version.note()});
   }
   table.Print(out);
 }
@@ -93,18 +97,27 @@ int ModelsLoad(Connection& connection, const std::string& model_id, const std::s
   return kExitOk;
 }
 
-int ModelsRollback(Connection& connection, const std::string& model_id, int64_t version) {
+int ModelsRollback(Connection& connection, const std::string& model_id, int64_t version,
+                   bool force) {
   grpc::ClientContext context;
   connection.PrepareUnary(context);
   v1::RollbackModelRequest request;
   request.set_model_id(model_id);
   request.set_version(version);
+  request.set_force(force);
   v1::ModelInfo model;
   grpc::Status status = connection.models().RollbackModel(&context, request, &model);
   if (!status.ok()) return connection.ReportRpcError(status);
   if (!connection.options().json) {
     std::cout << "model " << model_id << " now serves version " << model.serving_version()
               << " (the weights of version " << version << ")\n";
+    for (const v1::ModelVersion& v : model.versions()) {
+      if (v.version() != model.serving_version() || v.undoes_job_ids().empty()) continue;
+      std::cout << "forced: this undoes the erasure jobs "
+                << absl::StrJoin(v.undoes_job_ids(), ", ") << " (requests "
+                << absl::StrJoin(v.undoes_request_ids(), ", ") << "); recorded in the "
+                << "certificate chain as " << v.certificate_id() << "\n";
+    }
   }
   PrintModel(connection, model);
   return kExitOk;

@@ -12,7 +12,9 @@ namespace unlearning::client {
 int ModelsList(Connection& connection);
 int ModelsDescribe(Connection& connection, const std::string& model_id);
 int ModelsLoad(Connection& connection, const std::string& model_id, const std::string& model_dir);
-int ModelsRollback(Connection& connection, const std::string& model_id, int64_t version);
+// `force`: roll back even across completed erasures (recorded in the certificate chain).
+int ModelsRollback(Connection& connection, const std::string& model_id, int64_t version,
+                   bool force);
 
 // `state` is "", or a state name ("running", "COMPLETED", "JOB_STATE_FAILED").
 int JobsList(Connection& connection, const std::string& model_id, const std::string& state,

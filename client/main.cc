@@ -71,8 +71,13 @@ int Main(int argc, char** argv) {
   rollback->add_option("--version", version, "Version to serve again")
       ->required()
       ->check(CLI::PositiveNumber);
-  rollback->callback(
-      [&] { command = [&](Connection& c) { return ModelsRollback(c, model_id, version); }; });
+  bool force_rollback = false;
+  rollback->add_flag("--force", force_rollback,
+                     "roll back even to a version older than completed erasures (it still holds "
+                     "their data); recorded in the certificate chain as undoing them");
+  rollback->callback([&] {
+    command = [&](Connection& c) { return ModelsRollback(c, model_id, version, force_rollback); };
+  });
 
   // erase
   EraseOptions erase;

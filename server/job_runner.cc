@@ -230,6 +230,8 @@ absl::Status JobRunner::CompleteUnchanged(const JobRecord& job, const core::Eras
   const CertificateRecord record = SignedRecord(job, cert, previous_sha);
   UNL_RETURN_IF_ERROR(
       journal_->CompleteJobUnchanged(job.job_id, parent.version, record, report_json));
+  // Retention: versions older than the one the data is absent from are due like after a publish.
+  models_->ApplyRetention(job.model_id).status().IgnoreError();
   const std::string message =
       absl::StrCat("already absent from version ", parent.version, " of ", job.model_id,
                    ": nothing trained or published (the evidence is in the certificate)");

@@ -84,6 +84,15 @@ int main(int argc, char** argv) {
                  "seconds running jobs get to finish on SIGTERM")
       ->check(CLI::Range(0, 86400))
       ->capture_default_str();
+  app.add_flag("--retain-forget-payload", options.retain_forget_payload,
+               "keep each request's forget set (and retain set, templates) in the journal after "
+               "its job ends (default: purged when the job ends; only the request's SHA-256, its "
+               "counts and the certificate stay)");
+  app.add_option("--purge-grace-seconds", options.purge_grace_seconds,
+                 "seconds the model versions older than a completed erasure (they still hold the "
+                 "erased data) are kept after it is published before their files are deleted "
+                 "(0 = at once; negative = keep forever, logged at startup)")
+      ->capture_default_str();
   app.add_option("--ready-file", ready_file,
                  "write {\"grpc\",\"metrics\",\"pid\"} JSON here once serving");
   CLI11_PARSE(app, argc, argv);
@@ -106,6 +115,22 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  std::cerr << "unlearnd: retention: forget-set payloads "
+            << (options.retain_forget_payload
+                    ? "KEPT in the journal after their jobs end (--retain-forget-payload)"
+                    : "purged from the journal when their jobs end")
+            << "; model versions older than a completed erasure ";
+  if (options.purge_grace_seconds < 0) {
+    std::cerr << "KEPT FOREVER (--purge-grace-seconds " << options.purge_grace_seconds
+              << "): the erased data stays on disk in them";
+  } else if (options.purge_grace_seconds == 0) {
+    std::cerr << "purged as soon as the erasure is published";
+  } else {
+    std::cerr << "purged " << options.purge_grace_seconds
+              << " s after the erasure is published (--purge-grace-seconds)";
+  }
+  std::cerr << std::endl;
 
   auto server = unlearning::server::UnlearningServer::Start(options);
   if (!server.ok()) {

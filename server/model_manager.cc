@@ -1,13 +1,22 @@
 #include "server/model_manager.h"
 
 #include <filesystem>
+#include <iostream>
+#include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include <google/protobuf/util/json_util.h>
 
+#include "core/common/sha256.h"
 #include "core/common/status_macros.h"
 #include "core/common/torch_status.h"
 #include "server/infra/manifest.h"
 #include "server/proto_convert.h"
+#include "unlearning/v1/erasure.pb.h"
 
 namespace unlearning::server {
 namespace fs = std::filesystem;
@@ -17,17 +26,59 @@ namespace {
 // Longest chain a version may resolve through (adapters on adapters on ... a base).
 constexpr int kMaxChainDepth = 64;
 
+std::string UtcTime(int64_t unix_ms) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(unix_ms), absl::UTCTimeZone());
+}
+
+// Why a purged version cannot be used.
+std::string PurgedMessage(const std::string& model_id, const ModelVersionRecord& v) {
+  return absl::StrCat("version ", v.version, " of model '", model_id, "' was purged at ",
+                      UtcTime(v.purged_unix_ms), " because it precedes the completed erasure job ",
+                      v.purged_by_job,
+                      " (it still held the erased data): its files are deleted and it cannot be "
+                      "served again");
+}
+
+// The completed erasures a model at `version` would not reflect: those that published a later
+// version (or found the data already absent from one), oldest first.
+std::vector<JobRecord> ErasuresAfter(const std::vector<JobRecord>& completed, int64_t version) {
+  std::vector<JobRecord> out;
+  for (const JobRecord& j : completed) {
+    if (j.published_version > version) out.push_back(j);
+  }
+  return out;
+}
+
+std::string DescribeErasures(const std::vector<JobRecord>& jobs) {
+  std::vector<std::string> parts;
+  for (const JobRecord& j : jobs) {
+    parts.push_back(
+        absl::StrCat(j.job_id, " (request ", j.request_id, ", version ", j.published_version, ")"));
+  }
+  return absl::StrJoin(parts, ", ");
+}
+
+std::string CertificateJson(const v1::Certificate& cert) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(cert, &out, options);
+  return out;
+}
+
 }  // namespace
 
 ModelManager::ModelManager(Journal* journal, ModelStore* store, ModelRegistry* registry,
                            Metrics* metrics, const core::FamilyRegistry* families,
-                           torch::Device device)
+                           torch::Device device, int64_t purge_grace_seconds)
     : journal_(journal),
       store_(store),
       registry_(registry),
       metrics_(metrics),
       families_(families),
-      device_(device) {}
+      device_(device),
+      purge_grace_seconds_(purge_grace_seconds) {}
 
 absl::StatusOr<std::shared_ptr<const ServedModelInfo>> ModelManager::MakeInfo(
     const ModelRecord& record, const core::Model& model) {
@@ -194,12 +245,18 @@ absl::StatusOr<std::shared_ptr<const ServedVersion>> ModelManager::Resolve(
     return absl::NotFoundError(absl::StrCat("model '", model_id, "' has no version ", version,
                                             " (serving version is ", serving->version, ")"));
   }
+  if (record->purged_unix_ms > 0) {
+    return absl::NotFoundError(absl::StrCat(PurgedMessage(model_id, *record),
+                                            "; query the serving version ", serving->version,
+                                            " instead"));
+  }
   UNL_ASSIGN_OR_RETURN(std::shared_ptr<ServedVersion> served, LoadVersion(model_id, *record));
   registry_->CacheResident(model_id, served);
   return std::shared_ptr<const ServedVersion>(served);
 }
 
-absl::StatusOr<v1::ModelInfo> ModelManager::Rollback(const std::string& model_id, int64_t version) {
+absl::StatusOr<v1::ModelInfo> ModelManager::Rollback(const std::string& model_id, int64_t version,
+                                                     bool force) {
   {
     absl::MutexLock lock(&mutate_mu_);
     UNL_ASSIGN_OR_RETURN(ModelRecord model, journal_->GetModel(model_id));
@@ -210,9 +267,26 @@ absl::StatusOr<v1::ModelInfo> ModelManager::Rollback(const std::string& model_id
     if (!target.ok()) {
       return absl::NotFoundError(absl::StrCat("model '", model_id, "' has no version ", version));
     }
+    if (target->purged_unix_ms > 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot roll back: ", PurgedMessage(model_id, *target),
+                       "; roll back to a version that is not purged (models describe ", model_id,
+                       " lists them)"));
+    }
     if (version == model.current_version) {
       return absl::FailedPreconditionError(
           absl::StrCat("version ", version, " of model '", model_id, "' is already serving"));
+    }
+    UNL_ASSIGN_OR_RETURN(std::vector<JobRecord> completed, journal_->CompletedJobs(model_id));
+    const std::vector<JobRecord> undone = ErasuresAfter(completed, version);
+    if (!undone.empty() && !force) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "rolling model '", model_id, "' back to version ", version,
+          " would undo the completed erasure", undone.size() > 1 ? "s " : " ",
+          DescribeErasures(undone), ": version ", version,
+          " still holds the erased data. Roll back to a later version, or set force "
+          "(unlearnctl models rollback --force) to undo the erasure; a forced rollback is "
+          "recorded in the model's certificate chain"));
     }
     UNL_ASSIGN_OR_RETURN(std::shared_ptr<ServedVersion> loaded, LoadVersion(model_id, *target));
     UNL_ASSIGN_OR_RETURN(int64_t next, journal_->NextVersion(model_id));
@@ -223,10 +297,67 @@ absl::StatusOr<v1::ModelInfo> ModelManager::Rollback(const std::string& model_id
     record.artifact_kind = target->artifact_kind;
     record.dir = target->dir;  // versions are immutable: the rollback shares the bytes
     record.manifest_sha256 = target->manifest_sha256;
-    record.figures_json = absl::StrCat("{\"rollback_to\":", version, "}");
-    UNL_RETURN_IF_ERROR(journal_->AddVersion(record, /*make_current=*/true));
+    nlohmann::json facts = {{"rollback_to", version}};
     loaded->version = next;
     loaded->chain.front().version = next;
+    if (undone.empty()) {
+      record.figures_json = facts.dump();
+      UNL_RETURN_IF_ERROR(journal_->AddVersion(record, /*make_current=*/true));
+    } else {
+      // A forced rollback across erasures: one record in the model's certificate chain, in the
+      // same transaction as the version, naming what it undoes.
+      UNL_ASSIGN_OR_RETURN(ModelVersionRecord current,
+                           journal_->GetVersion(model_id, model.current_version));
+      UNL_ASSIGN_OR_RETURN(std::string previous_sha, journal_->LatestCertificateSha(model_id));
+      nlohmann::json undoes = nlohmann::json::array();
+      std::vector<std::string> job_ids;
+      std::vector<std::string> request_ids;
+      for (const JobRecord& j : undone) {
+        undoes.push_back({{"job_id", j.job_id},
+                          {"request_id", j.request_id},
+                          {"compliance_reference", j.compliance_reference},
+                          {"published_version", j.published_version}});
+        job_ids.push_back(j.job_id);
+        request_ids.push_back(j.request_id);
+      }
+      v1::Certificate cert;
+      cert.set_certificate_id(absl::StrCat("rollback-", model_id, "-v", next));
+      cert.set_request_id(absl::StrJoin(request_ids, ","));
+      cert.set_model_id(model_id);
+      cert.set_version_before(model.current_version);
+      cert.set_version_after(next);
+      cert.set_method(kCertificateKindForcedRollback);
+      cert.set_method_params_json(
+          nlohmann::json({{"rollback_to", version}, {"undoes", undoes}}).dump());
+      cert.set_manifest_before_sha256(current.manifest_sha256);
+      cert.set_manifest_after_sha256(target->manifest_sha256);
+      cert.set_completed_unix_ms(NowUnixMs());
+      cert.set_previous_certificate_sha256(previous_sha);
+      cert.set_artifact_kind(ToProto(loaded->kind));
+      for (const ChainEntry& link : loaded->chain) {
+        v1::ChainLink* l = cert.add_chain();
+        l->set_version(link.version);
+        l->set_artifact_kind(ToProto(link.kind));
+        l->set_manifest_sha256(link.manifest_sha256);
+      }
+      CertificateRecord certificate;
+      certificate.certificate_id = cert.certificate_id();
+      certificate.kind = kCertificateKindForcedRollback;
+      certificate.model_id = model_id;
+      certificate.json = CertificateJson(cert);
+      certificate.sha256 = core::Sha256Hex(certificate.json);
+      certificate.previous_sha256 = previous_sha;
+      facts["forced"] = true;
+      facts["undoes_jobs"] = job_ids;
+      facts["undoes_requests"] = request_ids;
+      facts["certificate_id"] = certificate.certificate_id;
+      record.figures_json = facts.dump();
+      UNL_RETURN_IF_ERROR(journal_->RecordForcedRollback(record, certificate));
+      std::cerr << "unlearnd: forced rollback of model '" << model_id << "' to version " << version
+                << " (now version " << next << ") undoes the erasure"
+                << (undone.size() > 1 ? "s " : " ") << DescribeErasures(undone) << "; recorded as "
+                << certificate.certificate_id << std::endl;
+    }
     UNL_RETURN_IF_ERROR(registry_->Publish(model_id, std::move(loaded)));
     metrics_->SetModelVersion(model_id, next, /*published=*/false);
   }
@@ -239,7 +370,94 @@ absl::Status ModelManager::PublishResident(const std::string& model_id,
   const int64_t number = version->version;
   UNL_RETURN_IF_ERROR(registry_->Publish(model_id, std::move(version)));
   metrics_->SetModelVersion(model_id, number, /*published=*/true);
+  absl::StatusOr<int> purged = ApplyRetentionLocked(model_id);
+  if (!purged.ok()) {
+    std::cerr << "unlearnd: retention: model '" << model_id
+              << "': purging versions older than version " << number
+              << " failed (retried at the next sweep): " << purged.status().message() << std::endl;
+  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<int> ModelManager::ApplyRetention(const std::string& model_id) {
+  absl::MutexLock lock(&mutate_mu_);
+  if (!model_id.empty()) return ApplyRetentionLocked(model_id);
+  UNL_ASSIGN_OR_RETURN(std::vector<ModelRecord> models, journal_->ListModels());
+  int total = 0;
+  absl::Status first_error;
+  for (const ModelRecord& m : models) {
+    absl::StatusOr<int> n = ApplyRetentionLocked(m.model_id);
+    if (n.ok()) {
+      total += *n;
+    } else if (first_error.ok()) {
+      first_error = n.status();
+    }
+  }
+  if (!first_error.ok()) return first_error;
+  return total;
+}
+
+absl::StatusOr<int> ModelManager::ApplyRetentionLocked(const std::string& model_id) {
+  if (purge_grace_seconds_ < 0) return 0;  // keep every version forever
+  UNL_ASSIGN_OR_RETURN(ModelRecord model, journal_->GetModel(model_id));
+  UNL_ASSIGN_OR_RETURN(std::vector<ModelVersionRecord> versions, journal_->ListVersions(model_id));
+  UNL_ASSIGN_OR_RETURN(std::vector<JobRecord> completed, journal_->CompletedJobs(model_id));
+  const int64_t now = NowUnixMs();
+  const int64_t grace_ms = purge_grace_seconds_ * 1000;
+
+  // Due: older than a completed erasure whose grace period has passed (by the first such erasure).
+  std::map<int64_t, std::string> due;  // version -> erasure job
+  std::vector<const ModelVersionRecord*> kept;
+  for (const ModelVersionRecord& v : versions) {
+    if (v.purged_unix_ms > 0) continue;
+    const JobRecord* by = nullptr;
+    for (const JobRecord& j : completed) {
+      if (j.published_version > v.version && j.finished_unix_ms + grace_ms <= now) {
+        by = &j;
+        break;
+      }
+    }
+    if (by != nullptr && v.version != model.current_version) {
+      due[v.version] = by->job_id;
+    } else {
+      kept.push_back(&v);
+    }
+  }
+  // What the kept versions need: the versions they load through and the directories they read.
+  std::set<int64_t> needed;
+  std::set<std::string> needed_dirs;
+  for (const ModelVersionRecord* v : kept) {
+    needed_dirs.insert(v->dir);
+    absl::StatusOr<std::vector<ChainEntry>> chain = ResolveChain(model_id, v->version);
+    if (!chain.ok()) {
+      return absl::Status(chain.status().code(),
+                          absl::StrCat("version ", v->version, ": ", chain.status().message()));
+    }
+    for (const ChainEntry& link : *chain) {
+      needed.insert(link.version);
+      for (const ModelVersionRecord& w : versions) {
+        if (w.version == link.version) needed_dirs.insert(w.dir);
+      }
+    }
+  }
+  int purged = 0;
+  for (const ModelVersionRecord& v : versions) {
+    if (v.purged_unix_ms == 0) {
+      auto it = due.find(v.version);
+      if (it == due.end() || needed.count(v.version) > 0) continue;
+      // The journal first (the version is unusable from now on), then the bytes.
+      UNL_RETURN_IF_ERROR(journal_->MarkVersionPurged(model_id, v.version, it->second));
+      registry_->Evict(model_id, v.version);
+      ++purged;
+      std::cerr << "unlearnd: retention: model '" << model_id << "' version " << v.version
+                << " purged (precedes the completed erasure job " << it->second << ")" << std::endl;
+    }
+    // Also finishes a purge that a crash interrupted between the journal and the store.
+    if (needed_dirs.count(v.dir) == 0) {
+      UNL_RETURN_IF_ERROR(store_->PurgeVersionDir(v.dir).status());
+    }
+  }
+  return purged;
 }
 
 absl::StatusOr<v1::ModelInfo> ModelManager::Describe(const std::string& model_id) {
@@ -270,15 +488,29 @@ absl::StatusOr<v1::ModelInfo> ModelManager::Describe(const std::string& model_id
     }
     pv->set_created_unix_ms(v.created_unix_ms);
     pv->set_serving(v.version == record.current_version);
+    pv->set_purged(v.purged_unix_ms > 0);
+    pv->set_purged_unix_ms(v.purged_unix_ms);
+    pv->set_purged_by_job_id(v.purged_by_job);
     if (!v.job_id.empty()) {
       pv->set_note("erasure");
     } else if (v.parent_version == 0) {
       pv->set_note("loaded");
     } else {
       auto parsed = nlohmann::json::parse(v.figures_json, nullptr, false);
+      const bool forced = parsed.is_object() && parsed.value("forced", false);
       pv->set_note(parsed.is_object() && parsed.contains("rollback_to")
-                       ? absl::StrCat("rollback to ", parsed["rollback_to"].get<int64_t>())
+                       ? absl::StrCat(forced ? "forced rollback to " : "rollback to ",
+                                      parsed["rollback_to"].get<int64_t>())
                        : "rollback");
+      if (forced) {
+        for (const auto& id : parsed.value("undoes_jobs", nlohmann::json::array())) {
+          if (id.is_string()) pv->add_undoes_job_ids(id.get<std::string>());
+        }
+        for (const auto& id : parsed.value("undoes_requests", nlohmann::json::array())) {
+          if (id.is_string()) pv->add_undoes_request_ids(id.get<std::string>());
+        }
+        pv->set_certificate_id(parsed.value("certificate_id", ""));
+      }
     }
   }
   return out;

@@ -2,6 +2,15 @@
 // restore models and their serving versions from the journal at startup, resolve the version a
 // query names, publish a job's result, roll back. Ties the journal (what is published), the model
 // store (the bytes) and the registry (what is resident) together.
+//
+// Retention ("erased means erased"): a version older than a completed erasure still holds the
+// erased data. Once the erasure is published and `purge_grace_seconds` have passed (0, the
+// default: at once), such a version is purged: marked in the journal (when, and by which erasure
+// job) and its directory deleted from the store (ModelStore::PurgeVersionDir). Kept regardless:
+// the serving version, and every version a kept version loads through (the parents of adapter
+// and assistant artifacts) or shares its files with (a rollback shares its target's directory).
+// A negative grace keeps every version forever. Rolling back across a completed erasure needs
+// `force` and is recorded in the certificate chain (Journal::RecordForcedRollback).
 #pragma once
 
 #include <cstdint>
@@ -24,8 +33,11 @@ namespace unlearning::server {
 // Thread-safe. Model-mutating calls (load, rollback, publish) are serialised.
 class ModelManager {
  public:
+  // `purge_grace_seconds`: how long versions older than a completed erasure stay after it is
+  // published (0 = purged at once; < 0 = kept forever).
   ModelManager(Journal* journal, ModelStore* store, ModelRegistry* registry, Metrics* metrics,
-               const core::FamilyRegistry* families, torch::Device device);
+               const core::FamilyRegistry* families, torch::Device device,
+               int64_t purge_grace_seconds = 0);
 
   // Imports `dir` as version 1 of a new model `model_id` (a full-weights version with its
   // manifest). kInvalidArgument for a bad id or a directory that is not a loadable model of a
@@ -39,10 +51,22 @@ class ModelManager {
   absl::StatusOr<std::shared_ptr<const ServedVersion>> Resolve(const std::string& model_id,
                                                                int64_t version);
   // Serves an earlier version again, recorded as a new version whose parent is the current one.
-  absl::StatusOr<v1::ModelInfo> Rollback(const std::string& model_id, int64_t version);
-  // Makes a version already committed by Journal::CompleteJob resident and serving.
+  // A target older than completed erasures (it still holds their data) is kFailedPrecondition
+  // naming them unless `force`; a forced rollback is appended to the certificate chain as
+  // undoing them, and the new version lists them (undoes_job_ids / undoes_request_ids). A purged
+  // target is kFailedPrecondition.
+  absl::StatusOr<v1::ModelInfo> Rollback(const std::string& model_id, int64_t version,
+                                         bool force = false);
+  // Makes a version already committed by Journal::CompleteJob resident and serving, then applies
+  // the retention policy to the model (a failure to purge is logged, not returned: the version is
+  // published; the next sweep retries).
   absl::Status PublishResident(const std::string& model_id,
                                std::shared_ptr<const ServedVersion> version);
+  // Purges every version of `model_id` ("" = every model) that is due under the retention policy
+  // (see the top of this file), and finishes purges a crash interrupted. Returns how many
+  // versions it purged. Called after each publish, at startup and periodically by the server.
+  absl::StatusOr<int> ApplyRetention(const std::string& model_id = "");
+  int64_t purge_grace_seconds() const { return purge_grace_seconds_; }
 
   absl::StatusOr<v1::ModelInfo> Describe(const std::string& model_id);
   absl::StatusOr<std::vector<v1::ModelInfo>> List();
@@ -66,6 +90,8 @@ class ModelManager {
   absl::StatusOr<std::shared_ptr<ServedVersion>> LoadVersion(const std::string& model_id,
                                                              const ModelVersionRecord& record,
                                                              int depth = 0);
+  absl::StatusOr<int> ApplyRetentionLocked(const std::string& model_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutate_mu_);
 
   Journal* journal_;
   ModelStore* store_;
@@ -73,7 +99,8 @@ class ModelManager {
   Metrics* metrics_;
   const core::FamilyRegistry* families_;
   torch::Device device_;
-  absl::Mutex mutate_mu_;  // serialises LoadNew / Rollback / PublishResident
+  int64_t purge_grace_seconds_;
+  absl::Mutex mutate_mu_;  // serialises LoadNew / Rollback / PublishResident / ApplyRetention
 };
 
 }  // namespace unlearning::server

@@ -66,6 +66,16 @@ void ModelRegistry::CacheResident(const std::string& model_id,
   while (static_cast<int>(extra.size()) > kMaxExtraResident) extra.erase(extra.begin());
 }
 
+void ModelRegistry::Evict(const std::string& model_id, int64_t version) {
+  absl::MutexLock lock(&mu_);
+  auto it = models_.find(model_id);
+  if (it == models_.end()) return;
+  auto& extra = it->second.extra;
+  extra.erase(std::remove_if(extra.begin(), extra.end(),
+                             [version](const auto& v) { return v->version == version; }),
+              extra.end());
+}
+
 absl::Status ModelRegistry::Publish(const std::string& model_id,
                                     std::shared_ptr<const ServedVersion> version) {
   std::shared_ptr<const ServedVersion> previous;  // released outside the lock

@@ -63,6 +63,9 @@ class ModelRegistry {
   std::shared_ptr<const ServedVersion> Resident(const std::string& model_id, int64_t version) const;
   // Keeps a non-serving version resident (bounded: at most kMaxExtraResident per model).
   void CacheResident(const std::string& model_id, std::shared_ptr<const ServedVersion> version);
+  // Drops a non-serving version from the resident cache (e.g. once it is purged); in-flight
+  // queries holding it finish on it. No-op if it is not cached.
+  void Evict(const std::string& model_id, int64_t version);
   // Makes `version` the serving one (pointer swap). kNotFound for an unknown model.
   absl::Status Publish(const std::string& model_id, std::shared_ptr<const ServedVersion> version);
   std::vector<std::string> ModelIds() const;

@@ -59,7 +59,8 @@ grpc::ServerUnaryReactor* ModelServiceImpl::RollbackModel(grpc::CallbackServerCo
   if (request->model_id().empty()) {
     return Reply(ctx, absl::InvalidArgumentError("model_id is required"), response);
   }
-  return Reply(ctx, models_->Rollback(request->model_id(), request->version()), response);
+  return Reply(ctx, models_->Rollback(request->model_id(), request->version(), request->force()),
+               response);
 }
 
 }  // namespace unlearning::server

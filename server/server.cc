@@ -1,6 +1,8 @@
 #include "server/server.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <iostream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -24,6 +26,22 @@ absl::StatusOr<std::pair<std::string, int>> SplitHostPort(const std::string& add
         absl::StrCat(flag, " must be HOST:PORT (e.g. 127.0.0.1:9464), got '", address, "'"));
   }
   return std::make_pair(address.substr(0, colon), port);
+}
+
+// What a finished job keeps of its journaled request: the request with every text record's and
+// template's content cleared, so the counts (forget_examples, retain and template counts), the
+// method, thresholds and class ids stay and the data to erase goes. An unparsable blob keeps
+// nothing.
+std::string RedactRequest(const std::string& blob) {
+  v1::ErasureRequest request;
+  if (!request.ParseFromString(blob)) return std::string();
+  if (request.has_text()) {
+    v1::TextErasure* text = request.mutable_text();
+    for (v1::TextExample& e : *text->mutable_forget_set()) e.Clear();
+    for (v1::TextExample& e : *text->mutable_retain_set()) e.Clear();
+    for (std::string& t : *text->mutable_template_answers()) t.clear();
+  }
+  return request.SerializeAsString();
 }
 
 }  // namespace
@@ -51,7 +69,10 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   }
   const std::string journal_path =
       (std::filesystem::path(options.data_dir) / "journal.sqlite").string();
-  UNL_ASSIGN_OR_RETURN(s->journal_, Journal::Open(journal_path));
+  JournalOptions journal_options;
+  journal_options.retain_payload = options.retain_forget_payload;
+  journal_options.redact_payload = RedactRequest;
+  UNL_ASSIGN_OR_RETURN(s->journal_, Journal::Open(journal_path, journal_options));
   UNL_ASSIGN_OR_RETURN(s->store_, ModelStore::Open(options.data_dir));
   s->metrics_ = std::make_unique<Metrics>(options.server_version);
   if (!options.metrics_listen.empty()) {
@@ -61,8 +82,18 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   }
 
   s->models_ = std::make_unique<ModelManager>(s->journal_.get(), s->store_.get(), &s->registry_,
-                                              s->metrics_.get(), options.families, device);
+                                              s->metrics_.get(), options.families, device,
+                                              options.purge_grace_seconds);
   UNL_RETURN_IF_ERROR(s->models_->RestoreAll());
+  if (options.purge_grace_seconds >= 0) {
+    // Versions that fell due while the server was down (a grace period survives a restart).
+    absl::StatusOr<int> purged = s->models_->ApplyRetention();
+    if (!purged.ok()) {
+      std::cerr << "unlearnd: retention: startup sweep failed (retried every minute): "
+                << purged.status().message() << std::endl;
+    }
+    s->retention_thread_ = std::thread([raw = s.get()] { raw->RetentionLoop(); });
+  }
   for (const auto& [id, dir] : options.models) {
     if (s->registry_.Contains(id)) continue;  // already journaled: its published versions win
     auto status = s->models_->LoadNew(id, dir);
@@ -128,9 +159,36 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   return s;
 }
 
+void UnlearningServer::RetentionLoop() {
+  const int64_t grace = options_.purge_grace_seconds;
+  // With a grace period, often enough that a version goes within a minute of falling due; with
+  // none, publishing purges at once and this is only a backstop.
+  const absl::Duration every = absl::Seconds(grace > 0 ? std::clamp<int64_t>(grace, 1, 60) : 60);
+  absl::MutexLock lock(&retention_mu_);
+  while (!retention_stop_) {
+    retention_cv_.WaitWithTimeout(&retention_mu_, every);
+    if (retention_stop_) break;
+    retention_mu_.Unlock();
+    absl::StatusOr<int> purged = models_->ApplyRetention();
+    if (!purged.ok()) {
+      std::cerr << "unlearnd: retention: sweep failed (retried): " << purged.status().message()
+                << std::endl;
+    }
+    retention_mu_.Lock();
+  }
+}
+
 void UnlearningServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
+  if (retention_thread_.joinable()) {
+    {
+      absl::MutexLock lock(&retention_mu_);
+      retention_stop_ = true;
+      retention_cv_.SignalAll();
+    }
+    retention_thread_.join();
+  }
   if (grpc_) {
     if (auto* health = grpc_->GetHealthCheckService()) health->SetServingStatus(false);
   }

@@ -6,9 +6,12 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include <grpcpp/grpcpp.h>
 
@@ -42,6 +45,13 @@ struct ServerOptions {
   // model id -> directory, loaded at startup unless the journal already has the id.
   std::vector<std::pair<std::string, std::string>> models;
   std::string server_version = "dev";
+  // Retention (README "Retention"). false: a job's forget-set payload is purged from the journal
+  // when the job ends (only its SHA-256, counts and certificate stay); true keeps it.
+  bool retain_forget_payload = false;
+  // Seconds the versions older than a completed erasure are kept after it is published before
+  // their files are deleted (0 = at once; < 0 = kept forever). Checked after each publish, at
+  // startup and every min(grace, 60) seconds (every 60 s with grace 0).
+  int64_t purge_grace_seconds = 0;
   // The methods and model families this server offers (tests inject their own). Borrowed; must
   // outlive the server.
   const core::MethodRegistry* methods = &core::MethodRegistry::Builtin();
@@ -90,6 +100,12 @@ class UnlearningServer {
   std::string metrics_address_;
   int recovered_jobs_ = 0;
   bool shut_down_ = false;
+  // Periodic retention sweep (purge_grace_seconds >= 0).
+  void RetentionLoop();
+  absl::Mutex retention_mu_;
+  absl::CondVar retention_cv_;
+  bool retention_stop_ ABSL_GUARDED_BY(retention_mu_) = false;
+  std::thread retention_thread_;
 };
 
 }  // namespace unlearning::server

@@ -62,6 +62,9 @@ class ServerTest : public ::testing::Test {
     options.models = {{"demo", DemoDir() + "/model"}};
     options.limits.max_forget_examples = 64;
     options.max_message_bytes = 1 << 20;
+    // Keep every version (retention would purge version 1 once the erasure is published): the
+    // test queries version 1 after the erasure and rolls back to it.
+    options.purge_grace_seconds = -1;
     auto server = UnlearningServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -274,6 +277,8 @@ TEST_F(ServerTest, EraseStreamsAcceptedProgressCompletedAndServesTheNewVersion) 
     v1::RollbackModelRequest req;
     req.set_model_id("demo");
     req.set_version(1);
+    // Version 1 precedes the completed erasure: the rollback undoes it and must be forced.
+    req.set_force(true);
     v1::ModelInfo info;
     ASSERT_TRUE(models_->RollbackModel(&ctx, req, &info).ok());
     EXPECT_EQ(info.serving_version(), 3);

@@ -43,6 +43,7 @@ class SpineTest : public ::testing::Test {
     options.models = {{"toy", model_dir_}};
     options.methods = &registries_.methods;
     options.families = &registries_.families;
+    options.purge_grace_seconds = purge_grace_seconds_;
     auto server = UnlearningServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -108,12 +109,18 @@ class SpineTest : public ::testing::Test {
   server::testing::TempDir tmp_;
   unlearning::testing::ToyRegistries registries_;
   std::string model_dir_;
+  int64_t purge_grace_seconds_ = 0;  // ServerOptions::purge_grace_seconds of StartServer()
   std::unique_ptr<UnlearningServer> server_;
   std::unique_ptr<v1::ModelService::Stub> models_;
   std::unique_ptr<v1::ErasureService::Stub> erasure_;
 };
 
 TEST_F(SpineTest, PublishesEveryArtifactKindWithManifestAndChainAndRestoresThem) {
+  // Keep every version: this test rolls back to v4 after v5 is published (retention would have
+  // purged v2..v4 by then).
+  StopServer();
+  purge_grace_seconds_ = -1;
+  StartServer();
   // v2: full weights (1.0 -> 0.1).
   v1::ErasureEvent full = Run(Request("full", R"({"factor": 0.1})"));
   ASSERT_EQ(full.kind(), v1::ErasureEvent::KIND_COMPLETED) << full.message();
@@ -162,6 +169,7 @@ TEST_F(SpineTest, PublishesEveryArtifactKindWithManifestAndChainAndRestoresThem)
     v1::RollbackModelRequest req;
     req.set_model_id("toy");
     req.set_version(4);
+    req.set_force(true);  // v4 precedes the completed erasure that published v5
     v1::ModelInfo rolled;
     ASSERT_TRUE(models_->RollbackModel(&ctx, req, &rolled).ok());
     EXPECT_EQ(rolled.serving_version(), 6);
