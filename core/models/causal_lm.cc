@@ -249,9 +249,9 @@ torch::Tensor CausalLm::Logits(const torch::Tensor& input_ids) const {
   return module_.ptr()->forward(input_ids.to(device_));
 }
 
-torch::Tensor CausalLm::HiddenStates(const torch::Tensor& input_ids, int64_t layers) const {
+std::vector<torch::Tensor> CausalLm::HiddenStates(const torch::Tensor& input_ids) const {
   c10::InferenceMode guard;
-  return module_.ptr()->hidden_states(input_ids.to(device_), layers);
+  return module_.ptr()->hidden_states(input_ids.to(device_));
 }
 
 std::unique_ptr<DecodeState> CausalLm::NewDecodeState(int64_t batch) const {

@@ -78,10 +78,10 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   torch::Tensor forward_cached(const torch::Tensor& input_ids, KvCache* cache,
                                const torch::Tensor& valid = {});
 
-  // The residual stream after the first `layers` decoder blocks (0 = the embeddings;
-  // num_hidden_layers = the last block's output, before the final norm).
-  //   input_ids: [B, T] int64 (right-padded); returns [B, T, C] float32.
-  torch::Tensor hidden_states(const torch::Tensor& input_ids, int64_t layers);
+  // The residual stream after each decoder block: element l after the first l blocks (0 = the
+  // embeddings; num_hidden_layers = the last block's output, before the final norm).
+  //   input_ids: [B, T] int64 (right-padded); returns num_hidden_layers + 1 tensors [B, T, C].
+  std::vector<torch::Tensor> hidden_states(const torch::Tensor& input_ids);
 
   // All LoRA-capable linear layers (q/k/v/o and gate/up/down projections), with their HF names
   // ("model.layers.0.self_attn.q_proj").
@@ -136,7 +136,7 @@ class CausalLm : public Model, public LanguageModel {
   // A KvCache stepped through LlamaForCausalLMImpl::forward_cached (supports padding).
   std::unique_ptr<DecodeState> NewDecodeState(int64_t batch) const override;
   int64_t num_hidden_layers() const override { return config().num_hidden_layers; }
-  torch::Tensor HiddenStates(const torch::Tensor& input_ids, int64_t layers) const override;
+  std::vector<torch::Tensor> HiddenStates(const torch::Tensor& input_ids) const override;
 
   // GenerateTokens (language_model.h) over this model, returning the generated ids.
   absl::StatusOr<std::vector<int64_t>> Generate(

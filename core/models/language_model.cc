@@ -152,7 +152,7 @@ torch::Tensor DecodeState::StepPadded(const torch::Tensor& ids, const torch::Ten
   return Step(ids);
 }
 
-torch::Tensor LanguageModel::HiddenStates(const torch::Tensor& /*ids*/, int64_t /*layers*/) const {
+std::vector<torch::Tensor> LanguageModel::HiddenStates(const torch::Tensor& /*ids*/) const {
   TORCH_CHECK(false, "this language model exposes no hidden states");
   return {};
 }

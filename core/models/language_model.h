@@ -72,11 +72,11 @@ class LanguageModel {
   // Number of decoder blocks whose outputs HiddenStates returns; 0 when the model exposes none
   // (e.g. a composite of two models).
   virtual int64_t num_hidden_layers() const { return 0; }
-  // The residual stream after the first `layers` blocks (0 = embeddings, num_hidden_layers() = the
-  // last block, before the final norm), without autograd.
-  //   ids: [B, T] int64, right-padded; returns [B, T, C] float32 on the model's device.
-  // Throws c10::Error when the model exposes no hidden states or `layers` is out of range.
-  virtual torch::Tensor HiddenStates(const torch::Tensor& ids, int64_t layers) const;
+  // The residual stream after each block, without autograd: element l is the stream after the
+  // first l blocks (0 = embeddings, num_hidden_layers() = the last block, before the final norm).
+  //   ids: [B, T] int64, right-padded; returns num_hidden_layers() + 1 tensors [B, T, C] float32
+  //   on the model's device. Throws c10::Error when the model exposes no hidden states.
+  virtual std::vector<torch::Tensor> HiddenStates(const torch::Tensor& ids) const;
 };
 
 // Decoding options for GenerateTokens (and the text-level Generate of core/app/text_inference.h).

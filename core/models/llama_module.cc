@@ -190,10 +190,11 @@ struct LlamaForCausalLMImpl::Impl {
   torch::Tensor inv_freq;       // [D/2] float32, CPU: 1 / theta^(2i/D)
 
   //   input_ids: [B, T] int64; cache: null for a full forward; valid: [B, T] bool (which new
-  //   positions are real tokens; undefined = all). Returns [B, T, V] float32, or the residual
-  //   stream after `stop_after_layers` blocks ([B, T, C], no final norm) when it is >= 0.
+  //   positions are real tokens; undefined = all). Returns [B, T, V] float32. `hidden` (may be
+  //   null) receives the residual stream before the first block and after each ([B, T, C]).
   torch::Tensor Forward(const LlamaConfig& config, const torch::Tensor& input_ids, KvCache* cache,
-                        const torch::Tensor& valid = {}, int64_t stop_after_layers = -1) {
+                        const torch::Tensor& valid = {},
+                        std::vector<torch::Tensor>* hidden = nullptr) {
     TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [B, T], got ", input_ids.sizes());
     const int64_t t = input_ids.size(1);
     const int64_t past = cache != nullptr ? cache->length : 0;
@@ -271,16 +272,16 @@ struct LlamaForCausalLMImpl::Impl {
                  .repeat({r, 1});
     }
 
+    if (hidden != nullptr) hidden->push_back(h);
     for (int64_t i = 0; i < num_layers; ++i) {
-      if (i == stop_after_layers) return h;
       DecoderLayerImpl& layer = *model->layers[i];
       torch::Tensor* ck = cache != nullptr ? &cache->keys[i] : nullptr;
       torch::Tensor* cv = cache != nullptr ? &cache->values[i] : nullptr;
       h = h + layer.self_attn->forward(layer.input_layernorm(h), cos, sin, mask, ck, cv);
       h = h + layer.mlp(layer.post_attention_layernorm(h));
+      if (hidden != nullptr) hidden->push_back(h);
     }
     if (cache != nullptr) cache->length = past + t;
-    if (stop_after_layers == num_layers) return h;
     h = model->norm(h);
     return lm_head.is_empty() ? at::linear(h, embed) : lm_head(h);  // [B, T, V]
   }
@@ -311,10 +312,10 @@ torch::Tensor LlamaForCausalLMImpl::forward_cached(const torch::Tensor& input_id
   return impl_->Forward(config_, input_ids, cache, valid);
 }
 
-torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& input_ids, int64_t layers) {
-  TORCH_CHECK(layers >= 0 && layers <= config_.num_hidden_layers, "hidden_states: layer ", layers,
-              " outside [0, ", config_.num_hidden_layers, "]");
-  return impl_->Forward(config_, input_ids, nullptr, {}, layers);
+std::vector<torch::Tensor> LlamaForCausalLMImpl::hidden_states(const torch::Tensor& input_ids) {
+  std::vector<torch::Tensor> hidden;
+  impl_->Forward(config_, input_ids, nullptr, {}, &hidden);
+  return hidden;
 }
 
 std::vector<std::pair<std::string, LoraLinear>> LlamaForCausalLMImpl::lora_linears() {

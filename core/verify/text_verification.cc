@@ -27,6 +27,7 @@
 #include "core/common/torch_status.h"
 #include "core/verify/auc.h"
 #include "core/verify/ks.h"
+#include "core/verify/representation.h"
 #include "core/verify/rouge.h"
 
 namespace unlearning::core {
@@ -331,6 +332,11 @@ struct ParentProbeScores {
   std::optional<ExampleScores> holdout;
   // The reference model's scores on the holdout set (when the model ships a reference).
   std::optional<ExampleScores> reference_holdout;
+  // Attribute probes trained on the parent's retain sites, one per block (index l - 1 for the
+  // output of block l; empty when the model has no hidden states or too few retain sites), and
+  // their best accuracy on the parent's holdout sites (NaN without holdout sites).
+  std::vector<AttributeProbe> attribute_probes;
+  double probe_holdout_accuracy = std::numeric_limits<double>::quiet_NaN();
   // The parent's mean per-token log-probability of its own greedy holdout answers (NaN if none).
   double holdout_self_log_prob = std::numeric_limits<double>::quiet_NaN();
 };
@@ -356,7 +362,74 @@ absl::StatusOr<ParentProbeScores> ScoreParentProbes(const LanguageModel& parent,
         AnswerMeanLogProbs(parent, probes.holdout, out.holdout->greedy_answers, cancel));
     out.holdout_self_log_prob = Mean(self);
   }
+  const std::vector<AttributeSite> retain_sites = AttributeSites(probes.retain);
+  if (parent.num_hidden_layers() > 0 && retain_sites.size() >= 2) {
+    const std::vector<AttributeSite> holdout_sites = AttributeSites(probes.holdout);
+    UNL_ASSIGN_OR_RETURN(std::vector<torch::Tensor> states,
+                         SiteStates(parent, probes.retain, retain_sites, cancel));
+    std::vector<torch::Tensor> holdout_states;
+    if (!holdout_sites.empty()) {
+      UNL_ASSIGN_OR_RETURN(holdout_states,
+                           SiteStates(parent, probes.holdout, holdout_sites, cancel));
+    }
+    for (int64_t layer = 1; layer <= parent.num_hidden_layers(); ++layer) {
+      UNL_ASSIGN_OR_RETURN(AttributeProbe probe,
+                           AttributeProbe::Train(states[layer], retain_sites));
+      if (probe.Covered(holdout_sites) > 0) {
+        const double accuracy = probe.Accuracy(holdout_states[layer], holdout_sites);
+        if (!(out.probe_holdout_accuracy >= accuracy)) out.probe_holdout_accuracy = accuracy;
+      }
+      out.attribute_probes.push_back(std::move(probe));
+    }
+  }
   return out;
+}
+
+// The representation figures of `model` (the parent itself for "before") on the forget set:
+// repr.forget_cka, repr.attribute_probe_accuracy/_layer/_chance/_n and, with holdout sites,
+// repr.attribute_probe_holdout. Nothing when the models expose no hidden states.
+absl::Status AddRepresentation(std::map<std::string, double>& figures, const LanguageModel& model,
+                               const LanguageModel& parent, const TextProbes& probes,
+                               const ParentProbeScores& parent_probes,
+                               const CancellationToken* cancel) {
+  const int64_t layers = model.num_hidden_layers();
+  const std::vector<AttributeSite> sites = AttributeSites(probes.forget);
+  if (layers == 0 || layers != parent.num_hidden_layers() || sites.empty()) {
+    return absl::OkStatus();
+  }
+  UNL_ASSIGN_OR_RETURN(std::vector<torch::Tensor> states,
+                       SiteStates(model, probes.forget, sites, cancel));
+  if (sites.size() >= 2) {
+    if (&model == &parent) {
+      figures["repr.forget_cka"] = 1.0;
+    } else {
+      UNL_ASSIGN_OR_RETURN(std::vector<torch::Tensor> parent_states,
+                           SiteStates(parent, probes.forget, sites, cancel));
+      const double cka = LinearCka(parent_states.back(), states.back());
+      if (std::isfinite(cka)) figures["repr.forget_cka"] = cka;
+    }
+  }
+  if (parent_probes.attribute_probes.size() != static_cast<size_t>(layers)) return absl::OkStatus();
+  const AttributeProbe& any = parent_probes.attribute_probes.front();
+  if (any.Covered(sites) == 0) return absl::OkStatus();
+  double best = -1.0;
+  int64_t best_layer = 0;
+  for (int64_t layer = 1; layer <= layers; ++layer) {
+    const double accuracy =
+        parent_probes.attribute_probes[layer - 1].Accuracy(states[layer], sites);
+    if (accuracy > best) {
+      best = accuracy;
+      best_layer = layer;
+    }
+  }
+  figures["repr.attribute_probe_accuracy"] = best;
+  figures["repr.attribute_probe_layer"] = static_cast<double>(best_layer);
+  figures["repr.attribute_probe_chance"] = any.Chance(sites);
+  figures["repr.attribute_probe_n"] = static_cast<double>(any.Covered(sites));
+  if (std::isfinite(parent_probes.probe_holdout_accuracy)) {
+    figures["repr.attribute_probe_holdout"] = parent_probes.probe_holdout_accuracy;
+  }
+  return absl::OkStatus();
 }
 
 // The reference model's scores (T2), when it applies to this forget set.
@@ -455,10 +528,11 @@ std::string SetDigest(const std::vector<TextExample>& examples) {
 std::string SuiteSha256(const TextProbes& probes, const std::string& model_digest,
                         int max_probe_examples) {
   Sha256 sha;
-  sha.Update(
-      absl::StrFormat("%s min_k=%.3f rouge_extra=%d batch=%d repetition_gram=%d greedy=%d cap=%d\n",
-                      kTextSuiteVersion, kMinKFraction, kRougeExtraTokens, kVerificationBatchSize,
-                      kRepetitionGram, kGreedyExamples, max_probe_examples));
+  sha.Update(absl::StrFormat(
+      "%s min_k=%.3f rouge_extra=%d batch=%d repetition_gram=%d greedy=%d cap=%d probe=%d/%g/%g\n",
+      kTextSuiteVersion, kMinKFraction, kRougeExtraTokens, kVerificationBatchSize, kRepetitionGram,
+      kGreedyExamples, max_probe_examples, AttributeProbe::kProbeSteps,
+      AttributeProbe::kProbeLearningRate, AttributeProbe::kProbeWeightDecay));
   sha.Update(absl::StrCat("retain ", SetDigest(probes.retain), "\n"));
   sha.Update(absl::StrCat("holdout ", SetDigest(probes.holdout), "\n"));
   sha.Update(absl::StrCat("model ", model_digest, "\n"));
@@ -631,7 +705,7 @@ Tier TextFigureTier(const std::string& figure) {
   auto starts = [&](const char* prefix) { return figure.rfind(prefix, 0) == 0; };
   if (starts("forget_quality.") || figure == "mia.privleak_reference") return Tier::kT2;
   if (starts("holdout.") || starts("mia.") || starts("unseen.") ||
-      figure == "forget.answer_plausibility") {
+      figure == "forget.answer_plausibility" || figure == "repr.attribute_probe_holdout") {
     return Tier::kT1;
   }
   return Tier::kT0;
@@ -652,10 +726,12 @@ absl::Status CheckThresholdBounds(const std::vector<Threshold>& thresholds) {
 }
 
 // VerifyText with the parent's probe scores supplied (cached by the verifier) and the suite hash.
+// `before_out` (may be null) receives the parent's figures.
 absl::StatusOr<VerificationReport> VerifyTextWith(
     const LanguageModel& before, const LanguageModel& after, const TextProbes& probes,
     const ParentProbeScores& parent_probes, const std::vector<Threshold>& thresholds,
-    const CancellationToken* cancel, const std::map<std::string, double>* before_figures) {
+    const CancellationToken* cancel, const std::map<std::string, double>* before_figures,
+    std::map<std::string, double>* before_out = nullptr) {
   UNL_RETURN_IF_ERROR(CheckThresholdBounds(thresholds));
   if (probes.forget.empty()) {
     return absl::InvalidArgumentError("verification needs at least one forget example");
@@ -674,6 +750,8 @@ absl::StatusOr<VerificationReport> VerifyTextWith(
     before_map = FiguresOf(p_forget, p_retain, p_holdout);
     UNL_RETURN_IF_ERROR(
         AddComparisons(before_map, before, probes, p_forget, parent_probes, reference, cancel));
+    UNL_RETURN_IF_ERROR(
+        AddRepresentation(before_map, before, before, probes, parent_probes, cancel));
   }
   std::map<std::string, double> after_map;
   std::optional<ExampleScores> retain;  // the candidate's
@@ -694,6 +772,7 @@ absl::StatusOr<VerificationReport> VerifyTextWith(
     after_map.erase("holdout.rouge_l_recall");
     UNL_RETURN_IF_ERROR(
         AddComparisons(after_map, before, probes, forget, parent_probes, reference, cancel));
+    UNL_RETURN_IF_ERROR(AddRepresentation(after_map, after, before, probes, parent_probes, cancel));
   }
   if (!probes.retain.empty()) {
     if (&before == &after) {
@@ -705,6 +784,7 @@ absl::StatusOr<VerificationReport> VerifyTextWith(
     }
     before_map["retain.collateral_kl"] = 0.0;
   }
+  if (before_out != nullptr) *before_out = before_map;
   VerificationReport report = MakeReport(before_map, after_map, thresholds);
   for (FigureValue& f : report.figures) f.tier = TextFigureTier(f.name);
   report.forget_examples = static_cast<int>(probes.forget.size());
@@ -730,11 +810,14 @@ absl::StatusOr<VerificationReport> VerifyText(const LanguageModel& before,
   return report;
 }
 
-// A few versions' parent probe scores, most recently used first.
+// A few versions' parent probe scores, and the parent's figures on a few forget sets (the checking
+// phase computes them; the verification after the method reuses them), most recently used first.
 struct TextVerifier::Cache {
   static constexpr size_t kEntries = 4;
   absl::Mutex mu;
   std::list<std::pair<std::string, std::shared_ptr<const ParentProbeScores>>> entries
+      ABSL_GUARDED_BY(mu);
+  std::list<std::pair<std::string, std::map<std::string, double>>> before_figures
       ABSL_GUARDED_BY(mu);
 };
 
@@ -758,14 +841,31 @@ std::vector<std::string> TextVerifier::FigureNames() const {
       names.push_back(absl::StrCat(split, ".", figure));
     }
   }
-  for (const char* extra :
-       {"forget.paraphrase_answer_probability", "forget.answer_repetition",
-        "forget.answer_plausibility", "retain.collateral_kl", "retain.model_utility",
-        "mia.loss_auc", "mia.min_k_auc", "mia.privleak", "mia.privleak_reference",
-        "unseen.answer_probability_ratio", "unseen.answer_probability_ks_d",
-        "unseen.answer_probability_ks_p", "unseen.truth_ratio_ks_d", "unseen.truth_ratio_ks_p",
-        "unseen.ks_n", "unseen.ks_m", "forget_quality.ks_d", "forget_quality.ks_p",
-        "forget_quality.ks_n"}) {
+  for (const char* extra : {"forget.paraphrase_answer_probability",
+                            "forget.answer_repetition",
+                            "forget.answer_plausibility",
+                            "retain.collateral_kl",
+                            "retain.model_utility",
+                            "mia.loss_auc",
+                            "mia.min_k_auc",
+                            "mia.privleak",
+                            "mia.privleak_reference",
+                            "unseen.answer_probability_ratio",
+                            "unseen.answer_probability_ks_d",
+                            "unseen.answer_probability_ks_p",
+                            "unseen.truth_ratio_ks_d",
+                            "unseen.truth_ratio_ks_p",
+                            "unseen.ks_n",
+                            "unseen.ks_m",
+                            "forget_quality.ks_d",
+                            "forget_quality.ks_p",
+                            "forget_quality.ks_n",
+                            "repr.forget_cka",
+                            "repr.attribute_probe_accuracy",
+                            "repr.attribute_probe_layer",
+                            "repr.attribute_probe_chance",
+                            "repr.attribute_probe_n",
+                            "repr.attribute_probe_holdout"}) {
     names.push_back(extra);
   }
   std::sort(names.begin(), names.end());
@@ -825,9 +925,28 @@ absl::StatusOr<VerificationReport> TextVerifier::Verify(const VerificationInputs
       while (cache_->entries.size() > Cache::kEntries) cache_->entries.pop_back();
     }
   }
+  // The parent's figures on this forget set, cached under the same key and the set's digest.
+  const std::string before_key =
+      key.empty() ? "" : absl::StrCat(key, "|", SetDigest(probes.forget));
+  std::optional<std::map<std::string, double>> cached_before;
+  if (in.before_figures == nullptr && !before_key.empty()) {
+    absl::MutexLock lock(&cache_->mu);
+    for (const auto& [k, figures] : cache_->before_figures) {
+      if (k == before_key) cached_before = figures;
+    }
+  }
+  const std::map<std::string, double>* before_figures =
+      in.before_figures != nullptr ? in.before_figures
+                                   : (cached_before ? &*cached_before : nullptr);
+  std::map<std::string, double> before_map;
   UNL_ASSIGN_OR_RETURN(VerificationReport report,
                        VerifyTextWith(*before, *after, probes, *parent_probes, in.thresholds,
-                                      in.cancel, in.before_figures));
+                                      in.cancel, before_figures, &before_map));
+  if (before_figures == nullptr && !before_key.empty()) {
+    absl::MutexLock lock(&cache_->mu);
+    cache_->before_figures.emplace_front(before_key, std::move(before_map));
+    while (cache_->before_figures.size() > Cache::kEntries) cache_->before_figures.pop_back();
+  }
   report.suite_sha256 = suite;
   return report;
 }

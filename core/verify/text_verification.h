@@ -73,7 +73,7 @@ inline constexpr int kRepetitionGram = 4;  // repetition rate over character 4-g
 // plausibility) use the first kGreedyExamples examples of each split.
 inline constexpr int64_t kGreedyExamples = 32;
 // The version of the text suite's definitions; bump when a figure's definition changes.
-inline constexpr const char* kTextSuiteVersion = "text-suite-v2";
+inline constexpr const char* kTextSuiteVersion = "text-suite-v3";
 
 // Per-example figures of one model (fp32, no grad, batched). Answer tokens are the tokens of the
 // answer text after QaPrompt(question) (no EOS). The greedy answer for ROUGE is cut at the first
@@ -175,6 +175,18 @@ absl::StatusOr<double> CollateralKl(const LanguageModel& before, const LanguageM
 //                                    the forget set of the model and of the reference model.
 //   mia.privleak_reference           (loss AUC - AUC_ref) / AUC_ref with AUC_ref the reference
 //                                    model's loss AUC on the same forget/holdout sets (T2).
+//   repr.forget_cka                  LinearCka (representation.h) of the parent's and the model's
+//                                    last-block hidden states at the forget set's attribute sites
+//                                    (T0; 1 = the features did not change).
+//   repr.attribute_probe_accuracy    share of the forget sites whose attribute value a linear probe
+//                                    trained on the PARENT's retain sites reads from the model's
+//                                    hidden states, best over the blocks (_layer: which block);
+//                                    _chance: its chance level; _n: the sites scored (T0).
+//   repr.attribute_probe_holdout     the same probes on the parent's holdout sites: the level of
+//                                    attributes it never learned (T1). After above it: the features
+//                                    still hold what the logits may no longer show.
+//                                    The repr.* figures need LanguageModel::HiddenStates; a model
+//                                    without them (a composite) gets none.
 // `before_figures`, when given, are the parent's figures (e.g. from CheckAlreadyAbsent).
 absl::StatusOr<VerificationReport> VerifyText(
     const LanguageModel& before, const LanguageModel& after, const TextProbes& probes,

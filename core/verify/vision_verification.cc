@@ -70,17 +70,6 @@ absl::Status CheckClasses(const ImageClassifier& model, const std::vector<int64_
 
 }  // namespace
 
-double LinearCka(const torch::Tensor& x, const torch::Tensor& y) {
-  if (x.dim() != 2 || y.dim() != 2 || x.size(0) != y.size(0) || x.size(0) < 2) return kNaN;
-  torch::Tensor xc = x.to(torch::kFloat64) - x.to(torch::kFloat64).mean(0, true);
-  torch::Tensor yc = y.to(torch::kFloat64) - y.to(torch::kFloat64).mean(0, true);
-  const double cross = yc.t().mm(xc).pow(2).sum().item<double>();
-  const double xx = xc.t().mm(xc).norm().item<double>();
-  const double yy = yc.t().mm(yc).norm().item<double>();
-  if (xx == 0.0 || yy == 0.0) return kNaN;
-  return cross / (xx * yy);
-}
-
 absl::StatusOr<std::map<std::string, double>> ComputeVisionFigures(
     const ImageClassifier& model, const LabelledImages& test, const LabelledImages& train,
     const std::vector<int64_t>& forget, const std::vector<int64_t>& old,

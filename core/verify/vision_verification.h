@@ -15,16 +15,12 @@
 #include "core/common/cancellation.h"
 #include "core/data/idx.h"
 #include "core/models/capabilities.h"
+#include "core/verify/representation.h"  // LinearCka
 #include "core/verify/verifier.h"
 
 namespace unlearning::core {
 
 inline constexpr int64_t kVisionBatchSize = 256;
-
-// Linear CKA between two feature matrices of the same n rows ([n, d1], [n, d2]):
-// ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F) with column-centred Xc, Yc. 1 = the same
-// representation up to rotation and scale. NaN for n < 2 or a constant matrix.
-double LinearCka(const torch::Tensor& x, const torch::Tensor& y);
 
 // Figures of one classifier on `test` (and `train` for MIA), for the classes `forget` of this
 // request and the classes `old` that earlier erasures removed (disjoint from `forget`):
