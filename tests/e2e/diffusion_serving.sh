@@ -18,7 +18,9 @@ FORGET=7 OVERRIDE=5
 # below with margin (README, diffusion section).
 METHOD_PARAMS=(--param steps=60 --param pool_per_class=8 --param pool_steps=10)
 
-start_server server 127.0.0.1:0 --model "diff=$DIFF/model"
+# --purge-grace-seconds -1 keeps every version: the test queries version 1 after the erasure
+# (retention would otherwise delete it once version 2 is published).
+start_server server 127.0.0.1:0 --model "diff=$DIFF/model" --purge-grace-seconds -1
 
 # png_size FILE: "WIDTHxHEIGHT" from the IHDR chunk.
 png_size() {

@@ -15,7 +15,9 @@ IDX=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 LABELS=/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 [[ -f $IDX ]] || fail "Fashion-MNIST missing (apt-get install dataset-fashion-mnist)"
 
-start_server server 127.0.0.1:0 --model "vit=$VIT/model"
+# --purge-grace-seconds -1 keeps every version: the test queries version 1 after the erasure
+# (retention would otherwise delete it once version 2 is published).
+start_server server 127.0.0.1:0 --model "vit=$VIT/model" --purge-grace-seconds -1
 N=200
 
 # Indices (among the first N test images) that the served model labels Trouser (class 1).
