@@ -85,8 +85,9 @@ absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& path,
   std::unique_ptr<Journal> journal(new Journal(db, std::move(options)));
   UNL_RETURN_IF_ERROR(journal->PurgeFinishedPayloads().status());
   // A crash between a purge's commit and its checkpoint leaves the old page images in the WAL:
-  // checkpoint and truncate it now.
-  UNL_RETURN_IF_ERROR(journal_sql::CheckpointTruncate(db));
+  // checkpoint and truncate it now. Not fatal (e.g. another connection is reading): the next
+  // purge truncates it.
+  journal_sql::CheckpointTruncate(db).IgnoreError();
   return journal;
 }
 
@@ -130,7 +131,7 @@ absl::StatusOr<int64_t> Journal::PurgeFinishedPayloads() {
     return absl::OkStatus();
   });
   if (!txn.ok()) return txn;
-  UNL_RETURN_IF_ERROR(AfterPurge(count > 0));
+  AfterPurge(count > 0).IgnoreError();  // the purge stands; the next one truncates the WAL
   return count;
 }
 

@@ -329,7 +329,8 @@ class Journal {
   // redacted form (unless retain_payload). Sets *purged when it did.
   absl::Status PurgeIfTerminal(const std::string& job_id, bool* purged)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // After a committed purge: truncates the WAL (errors are returned but the purge stands).
+  // After a committed purge: truncates the WAL. A failure (the WAL busy) leaves the purge
+  // committed; the caller ignores it and the next purge or open truncates.
   absl::Status AfterPurge(bool purged) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // CompleteJob (version != null) and CompleteJobUnchanged (version == null).
   absl::Status Complete(const std::string& job_id, const ModelVersionRecord* version,
