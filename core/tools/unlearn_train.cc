@@ -7,6 +7,8 @@
 //       --holdout h.jsonl --templates t.txt --param KEY=VALUE ... --out DIR2 --report FILE]
 //   unlearn-train unlearn --model DIR --method NAME --forget-class C [--override-class O
 //       --threshold FIGURE:COMPARISON:BOUND ...]   (image classifiers, diffusion models)
+//   unlearn-train unlearn --model DIR --candidate DIR2 --forget ... (the same options, no
+//       method: verifies a model unlearned elsewhere against its parent)
 //
 // `unlearn` runs one method offline through the server's own erasure pipeline
 // (core/app/erasure_pipeline.h: same family and method registries, same verification), without a
@@ -26,6 +28,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -206,6 +209,7 @@ absl::StatusOr<double> RunFinetune(const FinetuneArgs& args) {
 struct UnlearnArgs {
   std::string model;
   std::string method;
+  std::string candidate;  // verify this model (unlearned elsewhere) instead of running a method
   std::vector<std::string> params;  // KEY=VALUE
   std::string forget;
   std::string retain;
@@ -345,9 +349,6 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
     thresholds = args.thresholds.List();
   }
   UNL_ASSIGN_OR_RETURN(std::unique_ptr<Model> parent, family->load(args.model, torch::kCPU));
-  UNL_ASSIGN_OR_RETURN(ErasurePlan plan,
-                       PlanErasure(MethodRegistry::Builtin(), families, family->family, args.method,
-                                   params, data, std::move(thresholds), parent.get()));
   ModelProbes probes;
   if (family->load_probes) {
     UNL_ASSIGN_OR_RETURN(probes, family->load_probes(args.model));
@@ -360,26 +361,74 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
       UNL_ASSIGN_OR_RETURN(probes.text_holdout, ReadJsonl(args.holdout));
     }
   }
+  if (args.method.empty() == args.candidate.empty()) {
+    return absl::InvalidArgumentError(
+        "give either --method (run it, then verify) or --candidate DIR (verify a model unlearned "
+        "elsewhere against --model), not both");
+  }
+
+  CancellationToken cancel;
+  g_cancel = &cancel;
+  std::signal(SIGINT, HandleSigint);
+  std::signal(SIGTERM, HandleSigint);
+  ErasureOutcome outcome;
+  std::unique_ptr<Model> candidate;
+  nlohmann::json effective_params = nlohmann::json::object();
+  if (!args.candidate.empty()) {
+    if (!params.empty()) return absl::InvalidArgumentError("--param needs --method");
+    UNL_ASSIGN_OR_RETURN(const FamilySpec* candidate_family, families.Recognise(args.candidate));
+    if (candidate_family->family != family->family) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--candidate %s is a %s, --model %s a %s", args.candidate,
+          ModelFamilyName(candidate_family->family), args.model, ModelFamilyName(family->family)));
+    }
+    UNL_ASSIGN_OR_RETURN(candidate, family->load(args.candidate, torch::kCPU));
+    if (thresholds.empty()) {
+      thresholds = family->verifier->DefaultThresholds();
+    } else {
+      UNL_RETURN_IF_ERROR(ValidateThresholds(thresholds, family->verifier->FigureNames(),
+                                             ModelFamilyName(family->family)));
+    }
+    std::printf("verifying %s against %s (%s)\n", args.candidate.c_str(), args.model.c_str(),
+                ModelFamilyName(family->family));
+    std::fflush(stdout);
+    VerificationInputs inputs;
+    inputs.before = parent.get();
+    inputs.after = candidate.get();
+    inputs.data = &data;
+    inputs.probes = &probes;
+    inputs.thresholds = thresholds;
+    inputs.cancel = &cancel;
+    const auto start = std::chrono::steady_clock::now();
+    UNL_ASSIGN_OR_RETURN(outcome.report, family->verifier->Verify(inputs));
+    outcome.verify_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  std::optional<ErasurePlan> plan;
+  if (!args.method.empty()) {
+    UNL_ASSIGN_OR_RETURN(
+        plan, PlanErasure(MethodRegistry::Builtin(), families, family->family, args.method, params,
+                          data, std::move(thresholds), parent.get()));
+    effective_params = plan->method->EffectiveParams();
+  }
 
   const std::string payload =
       family->family == ModelFamily::kCausalLm
           ? absl::StrFormat("%zu forget, %zu retain examples", data.forget.size(),
                             data.retain.size())
           : absl::StrFormat("forget classes %s", absl::StrJoin(args.forget_classes, ","));
-  std::printf("%s on %s (%s): %s, %lld steps, %d threads\nparams %s\n", args.method.c_str(),
-              args.model.c_str(), ModelFamilyName(family->family), payload.c_str(),
-              static_cast<long long>(plan.method->TotalSteps(data)), at::get_num_threads(),
-              plan.method->EffectiveParams().dump().c_str());
-  std::fflush(stdout);
-
-  CancellationToken cancel;
-  g_cancel = &cancel;
-  std::signal(SIGINT, HandleSigint);
-  std::signal(SIGTERM, HandleSigint);
-  PrintingSink sink;
-  UNL_ASSIGN_OR_RETURN(ErasureOutcome outcome,
-                       RunErasure(plan, *parent, probes, data, torch::kCPU, &sink, &cancel));
+  if (plan.has_value()) {
+    std::printf("%s on %s (%s): %s, %lld steps, %d threads\nparams %s\n", args.method.c_str(),
+                args.model.c_str(), ModelFamilyName(family->family), payload.c_str(),
+                static_cast<long long>(plan->method->TotalSteps(data)), at::get_num_threads(),
+                effective_params.dump().c_str());
+    std::fflush(stdout);
+    PrintingSink sink;
+    UNL_ASSIGN_OR_RETURN(outcome,
+                         RunErasure(*plan, *parent, probes, data, torch::kCPU, &sink, &cancel));
+  }
   g_cancel = nullptr;
+  const Model* after = candidate != nullptr ? candidate.get() : outcome.candidate.model.get();
   const VerificationReport& report = outcome.report;
 
   if (outcome.already_absent) {
@@ -401,7 +450,7 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
   }
   for (const std::string& check : report.checks) std::printf("check: %s\n", check.c_str());
   const auto* before_lm = dynamic_cast<const CausalLm*>(parent.get());
-  const auto* after_lm = dynamic_cast<const CausalLm*>(outcome.candidate.model.get());
+  const auto* after_lm = dynamic_cast<const CausalLm*>(after);
   if (args.show > 0 && before_lm != nullptr && after_lm != nullptr && !outcome.already_absent) {
     std::printf("\n");
     ShowAnswers("forget", data.forget, args.show, *before_lm, *after_lm);
@@ -411,7 +460,7 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
   std::printf("verification %s; method ran %s, verification %s\n",
               report.passed ? "PASSED" : "FAILED", FormatSeconds(outcome.method_seconds).c_str(),
               FormatSeconds(outcome.verify_seconds).c_str());
-  if (!args.out.empty() && !outcome.already_absent) {
+  if (!args.out.empty() && plan.has_value() && !outcome.already_absent) {
     std::error_code ec;
     std::filesystem::create_directories(args.out, ec);
     if (ec) return absl::InternalError(absl::StrFormat("mkdir %s: %s", args.out, ec.message()));
@@ -423,20 +472,21 @@ absl::StatusOr<bool> RunUnlearn(const UnlearnArgs& args) {
     for (const FigureValue& f : report.figures) {
       figures[f.name] = {{"before", f.before}, {"after", f.after}, {"tier", TierName(f.tier)}};
     }
-    nlohmann::json out = {
-        {"method", args.method},
-        {"family", ModelFamilyName(family->family)},
-        {"artifact_kind",
-         outcome.already_absent ? "none" : ArtifactKindName(outcome.candidate.kind)},
-        {"already_absent", outcome.already_absent},
-        {"suite_sha256", report.suite_sha256},
-        {"params", plan.method->EffectiveParams()},
-        {"steps", outcome.steps},
-        {"method_seconds", outcome.method_seconds},
-        {"verify_seconds", outcome.verify_seconds},
-        {"passed", report.passed},
-        {"checks", report.checks},
-        {"figures", figures}};
+    nlohmann::json out = {{"method", args.method},
+                          {"candidate", args.candidate},
+                          {"family", ModelFamilyName(family->family)},
+                          {"artifact_kind", outcome.already_absent || !plan.has_value()
+                                                ? "none"
+                                                : ArtifactKindName(outcome.candidate.kind)},
+                          {"already_absent", outcome.already_absent},
+                          {"suite_sha256", report.suite_sha256},
+                          {"params", effective_params},
+                          {"steps", outcome.steps},
+                          {"method_seconds", outcome.method_seconds},
+                          {"verify_seconds", outcome.verify_seconds},
+                          {"passed", report.passed},
+                          {"checks", report.checks},
+                          {"figures", figures}};
     std::ofstream f(args.report);
     f << out.dump(2) << "\n";
     if (!f) return absl::InternalError(absl::StrFormat("cannot write %s", args.report));
@@ -510,8 +560,10 @@ int Main(int argc, char** argv) {
   CLI::App* ul_cmd =
       app.add_subcommand("unlearn", "run an unlearning method offline and verify the result");
   ul_cmd->add_option("--model", ul.model, "input model directory")->required();
-  ul_cmd->add_option("--method", ul.method, "method name, e.g. flat, gradient_difference")
-      ->required();
+  ul_cmd->add_option("--method", ul.method, "method name, e.g. flat, gradient_difference");
+  ul_cmd->add_option("--candidate", ul.candidate,
+                     "instead of --method: verify this model directory (unlearned elsewhere) "
+                     "against --model, with the same probes, thresholds and report");
   ul_cmd->add_option("--forget", ul.forget, "forget set JSONL (question/answer; causal LMs)");
   ul_cmd->add_option("--forget-class", ul.forget_classes,
                      "class id to forget (image classifiers, diffusion; repeatable)");

@@ -62,6 +62,21 @@ python3 -c "import sys; b, a = map(float, sys.argv[1:]); sys.exit(0 if b >= 0.9 
   "$(fig unseen.answer_probability_ks_d before)" "$(fig unseen.answer_probability_ks_d after)" ||
   fail "KS D before/after not separated (want >= 0.9 / <= 0.5)"
 
+# The defaults are calibrated so that a model that never saw the forget set passes them: the demo's
+# retain-only reference, verified as a candidate against the parent (--candidate: a model unlearned
+# elsewhere), passes every default check; its T2 forget quality against itself is exact (KS D 0).
+expect_exit 1 "give either --method .* or --candidate" run --method flat --candidate "$DEMO/model/reference"
+run --candidate "$DEMO/model/reference" --retain "$DEMO/data/retain.jsonl" \
+  --holdout "$DEMO/data/holdout.jsonl" --report "$TMP/reference.json" >"$TMP/reference.log" 2>&1 ||
+  fail "the never-trained reference fails the default checks (exit $?): $(grep check: "$TMP/reference.log")"
+jq -e '.passed == true and .candidate != "" and .artifact_kind == "none"
+  and .figures["forget_quality.ks_d"].after == 0
+  and .figures["forget.answer_plausibility"].after >= -1.5' "$TMP/reference.json" >/dev/null ||
+  fail "reference report: $(cat "$TMP/reference.json")"
+log "reference as candidate: plausibility $(jq '.figures["forget.answer_plausibility"].after' "$TMP/reference.json")," \
+  "unseen ratio $(jq '.figures["unseen.answer_probability_ratio"].after' "$TMP/reference.json")," \
+  "probe accuracy $(jq '.figures["repr.attribute_probe_accuracy"].after' "$TMP/reference.json")"
+
 # The written model is a valid model directory: unlearning it again starts from its figures.
 "$UNLEARN_TRAIN" unlearn --model "$TMP/unlearned" --forget "$FORGET" --method gradient_ascent \
   --param max_steps=1 --param learning_rate=1e-6 --threads 2 --report "$TMP/again.json" \
