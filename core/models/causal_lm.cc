@@ -103,12 +103,34 @@ class CausalLmDecodeState : public DecodeState {
   CausalLmDecodeState(const CausalLm* lm, int64_t batch) : lm_(lm), batch_(batch) {}
 
   torch::Tensor Step(const torch::Tensor& ids) override {
+    return StepAll(ids).select(1, -1);  // [B, V]
+  }
+  torch::Tensor StepAll(const torch::Tensor& ids) override {
     TORCH_CHECK(ids.dim() == 2 && ids.size(0) == batch_ && ids.size(1) >= 1,
                 "decode step: ids must be [", batch_, ", T >= 1], got ", ids.sizes());
     c10::InferenceMode guard;
-    torch::Tensor logits = lm_->module().ptr()->forward_cached(ids.to(lm_->device(), torch::kInt64),
-                                                               &cache_);  // [B, T_new, V]
-    return logits.select(1, -1);                                          // [B, V]
+    return lm_->module().ptr()->forward_cached(ids.to(lm_->device(), torch::kInt64),
+                                               &cache_);  // [B, T_new, V]
+  }
+  bool SelectRows(const torch::Tensor& rows) override {
+    TORCH_CHECK(rows.dim() == 1 && rows.scalar_type() == torch::kInt64,
+                "SelectRows: rows must be "
+                "a 1-d int64 tensor, got ",
+                rows.sizes(), " ", rows.scalar_type());
+    TORCH_CHECK(rows.numel() == 0 ||
+                    (rows.min().item<int64_t>() >= 0 && rows.max().item<int64_t>() < batch_),
+                "SelectRows: a row outside [0, ", batch_, ")");
+    c10::InferenceMode guard;
+    const torch::Tensor index = rows.to(lm_->device());
+    for (torch::Tensor& k : cache_.keys) {
+      if (k.defined()) k = k.index_select(0, index);
+    }
+    for (torch::Tensor& v : cache_.values) {
+      if (v.defined()) v = v.index_select(0, index);
+    }
+    if (cache_.valid.defined()) cache_.valid = cache_.valid.index_select(0, index);
+    batch_ = rows.numel();
+    return true;
   }
   bool supports_padding() const override { return true; }
   torch::Tensor StepPadded(const torch::Tensor& ids, const torch::Tensor& valid) override {

@@ -147,6 +147,11 @@ absl::Status GenerateRows(const LanguageModel& lm, const std::vector<std::vector
 
 }  // namespace
 
+torch::Tensor DecodeState::StepAll(const torch::Tensor& /*ids*/) {
+  TORCH_CHECK(false, "this model's decode state returns only the last position's logits");
+  return {};
+}
+
 torch::Tensor DecodeState::StepPadded(const torch::Tensor& ids, const torch::Tensor& valid) {
   TORCH_CHECK(valid.all().item<bool>(), "this model's decode state does not support padding");
   return Step(ids);

@@ -45,6 +45,14 @@ class DecodeState {
   // position attends to; every row's real tokens then decode as they would alone. The default
   // accepts only all-true `valid` (no padding) and throws c10::Error otherwise.
   virtual torch::Tensor StepPadded(const torch::Tensor& ids, const torch::Tensor& valid);
+  // Keeps the cached sequences `rows` ([B'] int64 on the CPU, in [0, batch_size()), repeats
+  // allowed), in that order, so that a prompt prefilled once continues in several rows (answers
+  // scored against a shared question). Returns false, the state unchanged, when the state cannot;
+  // the default.
+  virtual bool SelectRows(const torch::Tensor& rows) { return false; }
+  // Step returning the logits at every new position: [B, T_new, V] float32. States whose
+  // SelectRows works implement it; the default throws c10::Error.
+  virtual torch::Tensor StepAll(const torch::Tensor& ids);
 };
 
 // A causal language model. Thread-compatible: const methods may run concurrently; each decode

@@ -54,58 +54,164 @@ double Mean(const std::vector<double>& v) {
   return sum / static_cast<double>(v.size());
 }
 
-// Encodes one batch of pairs (no EOS: only the answer text is scored) as a right-padded batch on
-// the CPU, capped at the model's context.
-TokenBatch EncodeBatch(const LanguageModel& model, const std::vector<QaPair>& pairs, size_t begin,
-                       size_t end) {
+// Encodes pairs[rows] (no EOS: only the answer text is scored) as a right-padded batch on the CPU,
+// capped at the model's context.
+TokenBatch EncodeBatch(const LanguageModel& model, const std::vector<QaPair>& pairs,
+                       const std::vector<size_t>& rows) {
   std::vector<EncodedExample> encoded;
-  encoded.reserve(end - begin);
-  for (size_t i = begin; i < end; ++i) {
+  encoded.reserve(rows.size());
+  for (size_t i : rows) {
     encoded.push_back(
         EncodeQa(model.tokenizer(), pairs[i].question, pairs[i].answer, /*add_eos=*/false));
   }
   return Collate(encoded, model.pad_id(), model.max_context());
 }
 
+// Token log-probabilities of the answers of pairs[rows] from logits [B, T, V] whose position t
+// predicts target[b, t] where mask[b, t]; stores them in out[rows[b]] (and, with `vocab`, the
+// vocabulary log-probabilities at those positions in vocab[rows[b]]).
+void TakeAnswerLogProbs(const torch::Tensor& logits, const torch::Tensor& target,
+                        const torch::Tensor& mask, const std::vector<size_t>& rows,
+                        std::vector<std::vector<double>>& out, std::vector<torch::Tensor>* vocab) {
+  torch::Tensor log_probs = torch::log_softmax(logits.to(torch::kFloat32), /*dim=*/-1);  // [B,T,V]
+  torch::Tensor m = mask.to(log_probs.device());                                         // [B, T]
+  torch::Tensor token_lp =
+      log_probs.gather(-1, target.clamp_min(0).to(log_probs.device()).unsqueeze(-1))
+          .squeeze(-1)
+          .to(torch::kCPU, torch::kFloat64)
+          .contiguous();  // [B, T]
+  torch::Tensor m_cpu = m.to(torch::kCPU).contiguous();
+  auto lp = token_lp.accessor<double, 2>();
+  auto keep = m_cpu.accessor<bool, 2>();
+  for (int64_t b = 0; b < token_lp.size(0); ++b) {
+    std::vector<double>& values = out[rows[static_cast<size_t>(b)]];
+    for (int64_t t = 0; t < token_lp.size(1); ++t) {
+      if (keep[b][t]) values.push_back(lp[b][t]);
+    }
+    if (vocab != nullptr) {
+      (*vocab)[rows[static_cast<size_t>(b)]] = log_probs[b].index({m[b]}).to(torch::kCPU);
+    }
+  }
+}
+
+// The pairs of one question share its prompt: each chunk of questions is prefilled once
+// (left-padded) and the decode state's rows are then repeated for every answer, which continues
+// from the cached prompt (DecodeState::SelectRows). False if the model's decode state cannot.
+bool ScoreSharingPrompts(const LanguageModel& model, const std::vector<QaPair>& pairs,
+                         const std::vector<std::vector<size_t>>& groups,
+                         std::vector<std::vector<double>>& out, std::vector<torch::Tensor>* vocab) {
+  const Tokenizer& tok = model.tokenizer();
+  const int64_t g = static_cast<int64_t>(groups.size());
+  std::vector<std::vector<int64_t>> prompts;
+  int64_t prompt_length = 0;
+  for (const std::vector<size_t>& group : groups) {
+    prompts.push_back(EncodeQa(tok, pairs[group.front()].question, "", /*add_eos=*/false).ids);
+    prompt_length = std::max(prompt_length, static_cast<int64_t>(prompts.back().size()));
+  }
+  torch::Tensor ids = torch::full({g, prompt_length}, model.pad_id(), torch::kInt64);
+  torch::Tensor valid = torch::zeros({g, prompt_length}, torch::kBool);
+  for (int64_t i = 0; i < g; ++i) {
+    const int64_t n = static_cast<int64_t>(prompts[static_cast<size_t>(i)].size());
+    ids[i].narrow(0, prompt_length - n, n).copy_(torch::tensor(prompts[static_cast<size_t>(i)]));
+    valid[i].narrow(0, prompt_length - n, n).fill_(true);
+  }
+  std::unique_ptr<DecodeState> state = model.NewDecodeState(g);
+  if (!state->supports_padding()) return false;
+  torch::Tensor first = state->StepPadded(ids, valid);  // [G, V]: predicts each first answer token
+  std::vector<size_t> rows;
+  std::vector<int64_t> owner;
+  std::vector<std::vector<int64_t>> answers;
+  int64_t answer_length = 1;
+  for (int64_t i = 0; i < g; ++i) {
+    for (size_t r : groups[static_cast<size_t>(i)]) {
+      rows.push_back(r);
+      owner.push_back(i);
+      answers.push_back(tok.Encode(pairs[r].answer));
+      answer_length = std::max(answer_length, static_cast<int64_t>(answers.back().size()));
+    }
+  }
+  const torch::Tensor index = torch::tensor(owner, torch::kInt64);
+  if (!state->SelectRows(index)) return false;
+  const int64_t b = static_cast<int64_t>(rows.size());
+  torch::Tensor target = torch::full({b, answer_length}, kIgnoreIndex, torch::kInt64);
+  torch::Tensor input = torch::full({b, answer_length}, model.pad_id(), torch::kInt64);
+  for (int64_t i = 0; i < b; ++i) {
+    const std::vector<int64_t>& a = answers[static_cast<size_t>(i)];
+    if (a.empty()) continue;
+    const int64_t n = static_cast<int64_t>(a.size());
+    target[i].narrow(0, 0, n).copy_(torch::tensor(a));
+    input[i].narrow(0, 0, n).copy_(torch::tensor(a));
+  }
+  torch::Tensor logits = first.index_select(0, index.to(first.device())).unsqueeze(1);  // [B,1,V]
+  if (answer_length > 1) {
+    // Right padding after each answer: causal attention keeps it out of every real position.
+    logits = at::cat({logits, state->StepAll(input.narrow(1, 0, answer_length - 1))}, 1);
+  }
+  TakeAnswerLogProbs(logits, target, target.ne(kIgnoreIndex), rows, out, vocab);
+  return true;
+}
+
 // Log-probabilities of every answer token of every pair under `model`, in order.
 // With `vocab_log_probs`, also the log-probabilities over the whole vocabulary at every answer
-// position, in the same order ([positions, V] float32 on the CPU).
+// position, in the same order ([positions, V] float32 on the CPU). Pairs of one question share
+// its prompt's forward pass when the model's decode state allows (ScoreSharingPrompts) and the
+// question and answer fit in the context; otherwise a full forward of each pair, capped at the
+// context.
 absl::StatusOr<std::vector<std::vector<double>>> AnswerTokenLogProbs(
     const LanguageModel& model, const std::vector<QaPair>& pairs, const CancellationToken* cancel,
     torch::Tensor* vocab_log_probs = nullptr) {
-  std::vector<torch::Tensor> vocab_parts;
-  std::vector<std::vector<double>> out;
-  out.reserve(pairs.size());
-  for (size_t begin = 0; begin < pairs.size(); begin += kVerificationBatchSize) {
+  std::vector<std::vector<double>> out(pairs.size());
+  std::vector<torch::Tensor> vocab;
+  if (vocab_log_probs != nullptr) vocab.resize(pairs.size());
+  std::vector<torch::Tensor>* vocab_out = vocab_log_probs != nullptr ? &vocab : nullptr;
+  // Groups of pairs by question, in order of first appearance; pairs too long for the context
+  // are scored alone by the full forward.
+  std::vector<std::vector<size_t>> groups;
+  std::vector<size_t> alone;
+  std::map<std::string_view, size_t> group_of;
+  const Tokenizer& tok = model.tokenizer();
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const int64_t length =
+        static_cast<int64_t>(EncodeQa(tok, pairs[i].question, pairs[i].answer, false).ids.size());
+    if (length > model.max_context()) {
+      alone.push_back(i);
+      continue;
+    }
+    auto [it, inserted] = group_of.emplace(pairs[i].question, groups.size());
+    if (inserted) groups.emplace_back();
+    groups[it->second].push_back(i);
+  }
+  bool sharing = true;
+  for (size_t begin = 0; begin < groups.size();) {
     UNL_RETURN_IF_ERROR(CheckCancelled(cancel));
-    const size_t end = std::min(pairs.size(), begin + kVerificationBatchSize);
+    // A chunk: whole questions, about kVerificationBatchSize * 3 answers.
+    size_t end = begin, answers = 0;
+    while (end < groups.size() &&
+           (end == begin || answers + groups[end].size() <= 3 * kVerificationBatchSize)) {
+      answers += groups[end++].size();
+    }
+    const std::vector<std::vector<size_t>> chunk(groups.begin() + begin, groups.begin() + end);
     UNL_RETURN_IF_ERROR(TorchCall("scoring answers", [&]() {
       c10::InferenceMode guard;
-      TokenBatch batch = EncodeBatch(model, pairs, begin, end);
-      torch::Tensor logits = model.Logits(batch.input_ids).to(torch::kFloat32);  // [B, T, V]
-      torch::Tensor log_probs = torch::log_softmax(logits, /*dim=*/-1);          // [B, T, V]
-      torch::Tensor labels = batch.labels.to(logits.device());                   // [B, T]
-      torch::Tensor mask = labels.ne(kIgnoreIndex);                              // [B, T]
-      torch::Tensor targets = labels.clamp_min(0).unsqueeze(-1);                 // [B, T, 1]
-      torch::Tensor token_lp = log_probs.gather(-1, targets).squeeze(-1);        // [B, T]
-      if (vocab_log_probs != nullptr) {
-        vocab_parts.push_back(log_probs.index({mask}).to(torch::kCPU));  // [positions, V]
-      }
-      token_lp = token_lp.to(torch::kCPU, torch::kFloat64).contiguous();
-      mask = mask.to(torch::kCPU).contiguous();
-      auto lp = token_lp.accessor<double, 2>();
-      auto m = mask.accessor<bool, 2>();
-      for (int64_t b = 0; b < token_lp.size(0); ++b) {
-        std::vector<double> values;
-        for (int64_t t = 0; t < token_lp.size(1); ++t) {
-          if (m[b][t]) values.push_back(lp[b][t]);
-        }
-        out.push_back(std::move(values));
-      }
+      sharing = sharing && ScoreSharingPrompts(model, pairs, chunk, out, vocab_out);
     }));
+    if (!sharing) {
+      for (const std::vector<size_t>& group : chunk)
+        alone.insert(alone.end(), group.begin(), group.end());
+    }
+    begin = end;
   }
-  if (vocab_log_probs != nullptr) {
-    *vocab_log_probs = vocab_parts.empty() ? torch::Tensor() : at::cat(vocab_parts, 0);
+  std::sort(alone.begin(), alone.end());
+  for (size_t begin = 0; begin < alone.size(); begin += kVerificationBatchSize) {
+    UNL_RETURN_IF_ERROR(CheckCancelled(cancel));
+    const size_t end = std::min(alone.size(), begin + kVerificationBatchSize);
+    const std::vector<size_t> rows(alone.begin() + begin, alone.begin() + end);
+    UNL_RETURN_IF_ERROR(TorchCall("scoring answers", [&]() {
+      c10::InferenceMode guard;
+      TokenBatch batch = EncodeBatch(model, pairs, rows);
+      torch::Tensor logits = model.Logits(batch.input_ids);  // [B, T, V]
+      TakeAnswerLogProbs(logits, batch.labels, batch.labels.ne(kIgnoreIndex), rows, out, vocab_out);
+    }));
   }
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i].empty()) {
@@ -113,6 +219,9 @@ absl::StatusOr<std::vector<std::vector<double>>> AnswerTokenLogProbs(
                                                      ": no answer token within the model context (",
                                                      model.max_context(), " tokens)"));
     }
+  }
+  if (vocab_log_probs != nullptr) {
+    *vocab_log_probs = vocab.empty() ? torch::Tensor() : at::cat(vocab, 0);
   }
   return out;
 }

@@ -105,6 +105,41 @@ TEST(TextVerificationTest, ScoresArePerExampleAndConsistent) {
   EXPECT_NEAR(single.answer_probability[0], scores.answer_probability[3], 1e-5);
 }
 
+// Mean answer-token log-probability of (question, answer) by one plain full forward.
+double PlainMeanLogProb(const CausalLm& model, const std::string& question,
+                        const std::string& answer) {
+  EncodedExample e = EncodeQa(model.tokenizer(), question, answer, /*add_eos=*/false);
+  torch::Tensor ids = torch::tensor(e.ids, torch::kInt64).view({1, -1});
+  torch::Tensor lp = torch::log_softmax(model.Logits(ids)[0], -1);  // [T, V]
+  double sum = 0.0;
+  for (size_t t = static_cast<size_t>(e.answer_start); t < e.ids.size(); ++t) {
+    sum += lp[static_cast<int64_t>(t) - 1][e.ids[t]].item<double>();
+  }
+  return sum / static_cast<double>(e.ids.size() - static_cast<size_t>(e.answer_start));
+}
+
+// Answers scored against their question's prompt, prefilled once and shared through the KV cache,
+// equal a plain full forward of each (question, answer): answer probabilities and truth ratios.
+TEST(TextVerificationTest, SharedPromptScoringEqualsPlainForwards) {
+  std::unique_ptr<CausalLm> model = TinyModel(6);
+  const TextProbes probes = SmallProbes();
+  UNL_ASSERT_OK_AND_ASSIGN(ExampleScores scores,
+                           ScoreExamples(*model, probes.retain, /*with_rouge=*/false, nullptr));
+  for (size_t i = 0; i < probes.retain.size(); ++i) {
+    const TextExample& e = probes.retain[i];
+    const double correct = std::exp(PlainMeanLogProb(*model, e.question, e.answer));
+    EXPECT_NEAR(scores.answer_probability[i], correct, 1e-5 * correct) << i;
+    ASSERT_FALSE(e.perturbed_answers.empty());
+    double wrong = 0.0;
+    for (const std::string& a : e.perturbed_answers) {
+      wrong += std::exp(PlainMeanLogProb(*model, e.question, a));
+    }
+    wrong /= static_cast<double>(e.perturbed_answers.size());
+    EXPECT_NEAR(scores.truth_ratio[i], wrong / (correct + 1e-10), 1e-4 * scores.truth_ratio[i])
+        << i;
+  }
+}
+
 TEST(TextVerificationTest, TrainingOnForgetSetRaisesForgetFigures) {
   std::unique_ptr<CausalLm> before = TinyModel(3);
   std::unique_ptr<CausalLm> after = before->CloneLm(torch::kCPU);
