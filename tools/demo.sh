@@ -6,7 +6,7 @@
 #
 #   tools/demo.sh [--method M] [--param key=value ...] [--keep]
 #
-# Default: gradient_difference with learning_rate=1e-4, retain_weight=3 and the stopping rule
+# Default: gradient_difference with learning_rate=1e-4, retain_weight=8 and the stopping rule
 # (stop_at_holdout_level: train until the forget set's answer probability is at most 1.5x the
 # model's level on never-seen holdout people, checked every step, capped at 30 epochs) instead of a
 # guessed epoch count. The old fixed settings (lr 2e-4, 8 epochs) end FAILED_VERIFICATION under the
@@ -69,7 +69,7 @@ echo "True answer: $answer"
 printf 'Model:       '; "$ctl" --server "$grpc" generate --model demo --qa --prompt "$question" --max-tokens 60; echo
 
 if ((user_params == 0)) && [[ "$method" == gradient_difference ]]; then
-  params=(--param learning_rate=1e-4 --param epochs=30 --param retain_weight=3
+  params=(--param learning_rate=1e-4 --param epochs=30 --param retain_weight=8
     --param stop_at_holdout_level=true --param stop_check_every=1 --param stop_probability_ratio=1.5)
 fi
 step "Erasure request: $method ${params[*]} on $(wc -l <"$demo/data/forget.jsonl") records (unlearnctl erase --wait)"

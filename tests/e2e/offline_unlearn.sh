@@ -45,7 +45,7 @@ grep -q "^\[forget\] Q: " "$TMP/run.log" || fail "--show printed no answers"
 # the default checks, with every tier computed (the demo ships a retain-only reference model).
 run --method gradient_difference --retain "$DEMO/data/retain.jsonl" \
   --holdout "$DEMO/data/holdout.jsonl" --param learning_rate=1e-4 --param epochs=30 \
-  --param retain_weight=3 --param stop_at_holdout_level=true --param stop_check_every=1 \
+  --param retain_weight=8 --param stop_at_holdout_level=true --param stop_check_every=1 \
   --param stop_probability_ratio=1.5 --report "$TMP/default.json" >"$TMP/default.log" 2>&1 ||
   fail "the demo's default request failed (exit $?): $(grep -E 'check:|Error|error' "$TMP/default.log")"
 jq -e '.passed == true and .figures["forget_quality.ks_p"].tier == "T2"
