@@ -265,7 +265,8 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
       core::ErasureOutcome outcome,
       core::RunErasure(
           plan, *parent->model, info->probes, data, models_->device(), &sink, cancel,
-          absl::StrCat(job.model_id, "@", parent->version, ":", parent->manifest_sha256)));
+          absl::StrCat(job.model_id, "@", parent->version, ":", parent->manifest_sha256),
+          parent->model));
   if (cancel->cancelled()) return absl::CancelledError("cancelled");
   const core::VerificationReport& report = outcome.report;
   const std::string report_json = ReportToJson(report).dump();

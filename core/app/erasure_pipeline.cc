@@ -97,7 +97,8 @@ absl::StatusOr<ErasureOutcome> RunErasure(ErasurePlan& plan, const Model& parent
                                           const ModelProbes& probes, const ErasureData& data,
                                           torch::Device device, ProgressSink* progress,
                                           const CancellationToken* cancel,
-                                          const std::string& parent_key) {
+                                          const std::string& parent_key,
+                                          std::shared_ptr<const Model> parent_owner) {
   if (plan.method == nullptr || plan.family == nullptr || progress == nullptr ||
       cancel == nullptr) {
     return absl::InvalidArgumentError("RunErasure needs a planned method, progress and cancel");
@@ -135,6 +136,7 @@ absl::StatusOr<ErasureOutcome> RunErasure(ErasurePlan& plan, const Model& parent
 
   MethodContext ctx;
   ctx.parent = &parent;
+  ctx.parent_owner = std::move(parent_owner);
   ctx.device = device;
   ctx.data = &data;
   ctx.probes = &probes;

@@ -65,11 +65,13 @@ struct ErasureOutcome {
 // method), "verifying". kCancelled if `cancel` fires. A report that misses its thresholds is an OK
 // outcome with report.passed = false. `parent_key` identifies the parent version's content for
 // the verifier's cache of parent figures (e.g. "demo@3:<manifest sha256>"); empty = this run only.
-// verify_seconds counts both checks.
+// verify_seconds counts both checks. `parent_owner` (may be null) is `parent` as shared ownership,
+// for candidates that refer to their parent (MethodContext::parent_owner).
 absl::StatusOr<ErasureOutcome> RunErasure(ErasurePlan& plan, const Model& parent,
                                           const ModelProbes& probes, const ErasureData& data,
                                           torch::Device device, ProgressSink* progress,
                                           const CancellationToken* cancel,
-                                          const std::string& parent_key = "");
+                                          const std::string& parent_key = "",
+                                          std::shared_ptr<const Model> parent_owner = nullptr);
 
 }  // namespace unlearning::core

@@ -15,6 +15,7 @@
 #include "core/data/text_example.h"
 #include "core/models/causal_lm.h"
 #include "core/models/diffusion.h"
+#include "core/models/logit_difference.h"
 #include "core/models/vit.h"
 #include "core/verify/generation_verification.h"
 #include "core/verify/text_verification.h"
@@ -121,6 +122,18 @@ FamilySpec CausalLmFamily() {
   spec.load = [](const std::string& dir,
                  torch::Device device) -> absl::StatusOr<std::unique_ptr<Model>> {
     UNL_ASSIGN_OR_RETURN(std::unique_ptr<CausalLm> lm, CausalLm::Load(dir, device));
+    return std::unique_ptr<Model>(std::move(lm));
+  };
+  // ULD assistants (kAssistant) stack on their parent: a CausalLm or an earlier ULD composite.
+  spec.load_on_parent =
+      [](ArtifactKind kind, const std::string& dir, std::shared_ptr<const Model> parent,
+         torch::Device /*device: the parent's*/) -> absl::StatusOr<std::unique_ptr<Model>> {
+    if (kind != ArtifactKind::kAssistant) {
+      return absl::UnimplementedError(
+          absl::StrCat("causal language models have no ", ArtifactKindName(kind), " artifacts"));
+    }
+    UNL_ASSIGN_OR_RETURN(std::unique_ptr<LogitDifferenceLm> lm,
+                         LogitDifferenceLm::LoadOnParent(dir, std::move(parent)));
     return std::unique_ptr<Model>(std::move(lm));
   };
   spec.load_probes = [](const std::string& dir) -> absl::StatusOr<ModelProbes> {

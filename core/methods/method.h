@@ -70,6 +70,10 @@ struct MethodContext {
   const ModelProbes* probes = nullptr;
   ProgressSink* progress = nullptr;           // never null
   const CancellationToken* cancel = nullptr;  // never null
+  // `parent` as shared ownership when the caller holds it so (the server does). A candidate that
+  // refers to its parent instead of copying it (ULD's composite) keeps it alive through this; when
+  // null, such a candidate must not outlive `parent`.
+  std::shared_ptr<const Model> parent_owner;
 };
 
 // One configured run of a method. Created by MethodRegistry::Create with validated parameters.

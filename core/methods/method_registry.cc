@@ -11,6 +11,7 @@
 #include "core/methods/baselines/npo.h"
 #include "core/methods/baselines/score_override.h"
 #include "core/methods/flat/flat.h"
+#include "core/methods/uld/uld.h"
 
 namespace unlearning::core {
 namespace {
@@ -23,6 +24,7 @@ MethodRegistry* MakeBuiltin() {
   registry->Register(GradientDifferenceMethod::kName, ModelFamily::kCausalLm,
                      &GradientDifferenceMethod::Create);
   registry->Register(NpoMethod::kName, ModelFamily::kCausalLm, &NpoMethod::Create);
+  registry->Register(UldMethod::kName, ModelFamily::kCausalLm, &UldMethod::Create);
   registry->Register(ClassForgettingMethod::kName, ModelFamily::kImageClassifier,
                      &ClassForgettingMethod::Create);
   registry->Register(ScoreOverrideMethod::kName, ModelFamily::kDiffusion,

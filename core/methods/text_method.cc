@@ -12,6 +12,7 @@
 #include "core/common/status_macros.h"
 #include "core/common/torch_status.h"
 #include "core/methods/losses.h"
+#include "core/models/logit_difference.h"
 
 namespace unlearning::core {
 namespace {
@@ -256,6 +257,24 @@ TokenBatch CollateSelected(const CausalLm& model, const std::vector<EncodedExamp
 // ---- TextMethod
 // -----------------------------------------------------------------------------------
 
+absl::StatusOr<std::unique_ptr<CausalLm>> TextMethod::MakeWorkingModel(const MethodContext& ctx,
+                                                                       const CausalLm& target) {
+  if (dynamic_cast<const CausalLm*>(ctx.parent) == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        name(), " trains the model's full weights, but this version is served as ",
+        ctx.parent->architecture(),
+        " (a target minus ULD assistants): training the target would drop what the assistants "
+        "forget. Use the uld method for further requests on this model, or roll back to a "
+        "full-weights version"));
+  }
+  return target.CloneLm(ctx.device);
+}
+
+absl::StatusOr<Candidate> TextMethod::MakeCandidate(const MethodContext& /*ctx*/,
+                                                    std::unique_ptr<CausalLm> working) {
+  return Candidate::SelfContained(ArtifactKind::kFullWeights, std::move(working));
+}
+
 absl::Status TextMethod::CheckData(const ErasureData& data) const {
   if (data.forget.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(name(), " needs a non-empty forget_set"));
@@ -286,17 +305,20 @@ OptimizerOptions TextMethod::Schedule(int64_t /*total_steps*/, int64_t /*steps_p
 namespace {
 
 // Mean per-token geometric-mean answer probability of the first kStopProbeExamples examples.
-double MeanAnswerProbabilityOf(const CausalLm& model, const std::vector<EncodedExample>& encoded) {
+double MeanAnswerProbabilityOf(const LanguageModel& model,
+                               const std::vector<EncodedExample>& encoded) {
   torch::NoGradGuard no_grad;
   const int64_t n = std::min<int64_t>(static_cast<int64_t>(encoded.size()), kStopProbeExamples);
   double sum = 0.0;
   constexpr int64_t kBatch = 16;
   for (int64_t begin = 0; begin < n; begin += kBatch) {
-    std::vector<int64_t> indices;
-    for (int64_t i = begin; i < std::min(n, begin + kBatch); ++i) indices.push_back(i);
-    TokenBatch batch = CollateSelected(model, encoded, indices);
+    std::vector<EncodedExample> selected(encoded.begin() + begin,
+                                         encoded.begin() + std::min(n, begin + kBatch));
+    const TokenBatch batch = Collate(selected, model.pad_id(), model.max_context());
     torch::Tensor logits = model.Logits(batch.input_ids);
-    sum += GeometricMeanAnswerProbability(logits, batch.labels).sum().item<double>();
+    sum += GeometricMeanAnswerProbability(logits, batch.labels.to(logits.device()))
+               .sum()
+               .item<double>();
   }
   return n > 0 ? sum / static_cast<double>(n) : 0.0;
 }
@@ -309,13 +331,12 @@ absl::StatusOr<Candidate> TextMethod::Run(const MethodContext& ctx) {
     return absl::InvalidArgumentError(
         absl::StrCat(name(), ": the method context needs a parent, data, progress and cancel"));
   }
-  const auto* reference = dynamic_cast<const CausalLm*>(ctx.parent);
+  const CausalLm* reference = LogitDifferenceLm::TargetOf(*ctx.parent);
   if (reference == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(name(), " needs a causal language model, got ",
                                                    ModelFamilyName(ctx.parent->family())));
   }
-  // The candidate: a private copy of the parent, trained in place (full weights).
-  std::unique_ptr<CausalLm> working = reference->CloneLm(ctx.device);
+  UNL_ASSIGN_OR_RETURN(std::unique_ptr<CausalLm> working, MakeWorkingModel(ctx, *reference));
   CausalLm* model = working.get();
   const ErasureData& data = *ctx.data;
   UNL_RETURN_IF_ERROR(CheckData(data));
@@ -366,8 +387,9 @@ absl::StatusOr<Candidate> TextMethod::Run(const MethodContext& ctx) {
           "records of the same kind it never trained on); the model has none"));
     }
     UNL_RETURN_IF_ERROR(TorchCall("holdout level", [&]() -> absl::Status {
-      holdout_level = MeanAnswerProbabilityOf(
-          *reference, EncodeExamples(reference->tokenizer(), ctx.probes->text_holdout));
+      holdout_level =
+          MeanAnswerProbabilityOf(*ctx.parent->AsLanguageModel(),
+                                  EncodeExamples(reference->tokenizer(), ctx.probes->text_holdout));
       return absl::OkStatus();
     }));
     forget_probe = EncodeExamples(model->tokenizer(), data.forget);
@@ -375,7 +397,7 @@ absl::StatusOr<Candidate> TextMethod::Run(const MethodContext& ctx) {
         training_.stop_check_every > 0 ? training_.stop_check_every : steps_per_epoch;
     loop.stop_check = [&](int64_t steps_done) -> absl::StatusOr<bool> {
       return TorchCall("stopping rule", [&]() -> absl::StatusOr<bool> {
-        const double forget = MeanAnswerProbabilityOf(*model, forget_probe);
+        const double forget = MeanAnswerProbabilityOf(StopProbeModel(*model), forget_probe);
         last_ratio = forget / std::max(holdout_level, 1e-10);
         return last_ratio <= training_.stop_probability_ratio;
       });
@@ -385,7 +407,7 @@ absl::StatusOr<Candidate> TextMethod::Run(const MethodContext& ctx) {
       RunTrainingLoop(params, loop, step_fn, ctx.progress, ctx.cancel);
   model->module()->eval();
   if (!result.ok()) return result.status();
-  Candidate candidate = Candidate::SelfContained(ArtifactKind::kFullWeights, std::move(working));
+  UNL_ASSIGN_OR_RETURN(Candidate candidate, MakeCandidate(ctx, std::move(working)));
   candidate.facts["steps"] = result->steps;
   if (training_.stop_at_holdout_level) {
     candidate.facts["stopping_rule"] = {{"stopped_early", result->stopped_early},

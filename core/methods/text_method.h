@@ -117,8 +117,9 @@ std::vector<EncodedExample> EncodeExamples(const Tokenizer& tokenizer,
 TokenBatch CollateSelected(const CausalLm& model, const std::vector<EncodedExample>& encoded,
                            const std::vector<int64_t>& indices);
 
-// Base class of the text methods. Run() validates the context, casts the parent
-// to CausalLm, trains a private copy of it (the full-weights candidate), checks the data, lets the
+// Base class of the text methods. Run() validates the context, finds the parent's target CausalLm
+// (the parent itself, or a ULD composite's target), makes the working model (by default a private
+// copy of the parent: the full-weights candidate), checks the data, lets the
 // method prepare (encode, pair templates, precompute reference figures), builds the seeded
 // forget-batch schedule and runs RunTrainingLoop over all model parameters with the method's
 // per-step loss.
@@ -149,6 +150,16 @@ class TextMethod : public UnlearningMethod {
   // Learning-rate schedule of the method (the loop's OptimizerOptions without
   // lr/wd/clip).
   virtual OptimizerOptions Schedule(int64_t total_steps, int64_t steps_per_epoch) const;
+  // The model training changes (its parameters that require grad train). The default is a private
+  // full copy of a CausalLm parent; kFailedPrecondition for a composite parent (a ULD version),
+  // whose assistants a full-weight method would silently drop.
+  virtual absl::StatusOr<std::unique_ptr<CausalLm>> MakeWorkingModel(const MethodContext& ctx,
+                                                                     const CausalLm& target);
+  // The model the stopping rule scores: the working model by default (ULD: its composite).
+  virtual const LanguageModel& StopProbeModel(const CausalLm& working) const { return working; }
+  // The candidate made of the trained working model: the full weights by default.
+  virtual absl::StatusOr<Candidate> MakeCandidate(const MethodContext& ctx,
+                                                  std::unique_ptr<CausalLm> working);
 
   TextTrainingOptions training_;
 };

@@ -260,6 +260,28 @@ std::unique_ptr<CausalLm> CausalLm::CloneLm(torch::Device device) const {
   return std::unique_ptr<CausalLm>(new CausalLm(std::move(copy), tokenizer_, device));
 }
 
+std::unique_ptr<CausalLm> CausalLm::Truncated(int64_t num_layers) const {
+  TORCH_CHECK(num_layers >= 1 && num_layers <= config().num_hidden_layers,
+              "Truncated: num_layers must be in [1, ", config().num_hidden_layers, "], got ",
+              num_layers);
+  LlamaConfig truncated = config();
+  truncated.num_hidden_layers = num_layers;
+  LlamaForCausalLM copy(truncated);
+  copy->to(device_);
+  {
+    torch::NoGradGuard no_grad;
+    auto src_params = module_->named_parameters();
+    for (auto& item : copy->named_parameters()) {
+      const torch::Tensor* src = src_params.find(item.key());
+      TORCH_CHECK(src != nullptr, "Truncated: no parameter ", item.key());
+      item.value().set_data(src->detach());  // shares the storage
+      item.value().set_requires_grad(false);
+    }
+  }
+  copy->eval();
+  return std::unique_ptr<CausalLm>(new CausalLm(std::move(copy), tokenizer_, device_));
+}
+
 absl::StatusOr<std::unique_ptr<Model>> CausalLm::Clone(torch::Device device) const {
   return TorchCall("cloning model", [&]() -> absl::StatusOr<std::unique_ptr<Model>> {
     return std::unique_ptr<Model>(CloneLm(device));

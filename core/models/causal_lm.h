@@ -120,6 +120,11 @@ class CausalLm : public Model, public LanguageModel {
   absl::StatusOr<std::unique_ptr<Model>> Clone(torch::Device device) const override;
   // Typed clone.
   std::unique_ptr<CausalLm> CloneLm(torch::Device device) const;
+  // The first `num_layers` blocks with this model's embeddings, final norm and head: a model whose
+  // parameters share this model's tensors (no copy) and do not require grad, with the same
+  // tokenizer (ULD's assistant base). LoRA factors are not carried over. num_layers must be in
+  // [1, num_hidden_layers].
+  std::unique_ptr<CausalLm> Truncated(int64_t num_layers) const;
 
   const LanguageModel* AsLanguageModel() const override { return this; }
 

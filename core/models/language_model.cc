@@ -106,7 +106,7 @@ absl::Status GenerateRows(const LanguageModel& lm, const std::vector<std::vector
     ids[i].narrow(0, offset, static_cast<int64_t>(p.size())).copy_(torch::tensor(p, torch::kInt64));
     valid[i].narrow(0, offset, static_cast<int64_t>(p.size())).fill_(true);
   }
-  std::unique_ptr<DecodeState> state = lm.NewDecodeState(b);
+  std::unique_ptr<DecodeState> state = lm.NewGenerationState(b);
   torch::Tensor logits = padded ? state->StepPadded(ids, valid) : state->Step(ids);  // [B, V]
   std::vector<std::mt19937_64> rngs(rows.size(), std::mt19937_64(options.seed));
   std::vector<bool> done(rows.size(), false);
@@ -176,7 +176,7 @@ absl::StatusOr<GeneratedTokens> GenerateTokens(const LanguageModel& lm,
     if (options.max_new_tokens == 0) return out;
     if (cancelled()) return absl::CancelledError("generation cancelled");
     std::mt19937_64 rng(options.seed);
-    std::unique_ptr<DecodeState> state = lm.NewDecodeState(1);
+    std::unique_ptr<DecodeState> state = lm.NewGenerationState(1);
     torch::Tensor logits = state->Step(torch::tensor(prompt_ids, torch::kInt64).view({1, -1}))[0];
     const int64_t eos = lm.eos_id();
     for (int64_t step = 0; step < options.max_new_tokens; ++step) {
@@ -217,7 +217,7 @@ absl::StatusOr<std::vector<GeneratedTokens>> GenerateTokensBatch(
   for (GeneratedTokens& row : out) row.finish_reason = FinishReason::kMaxTokens;
   if (prompts.empty() || options.max_new_tokens == 0) return out;
   // Batches: with padding, prompts in order; without, prompts of equal length.
-  const bool padding = lm.NewDecodeState(1)->supports_padding();
+  const bool padding = lm.NewGenerationState(1)->supports_padding();
   std::vector<size_t> order(prompts.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   if (!padding) {

@@ -76,6 +76,12 @@ class LanguageModel {
   virtual torch::Tensor Logits(const torch::Tensor& ids) const = 0;
   // A fresh decoding state for `batch` sequences (no position consumed yet).
   virtual std::unique_ptr<DecodeState> NewDecodeState(int64_t batch) const = 0;
+  // The decoding state GenerateTokens samples from. A model may restrict there which tokens can be
+  // produced (ULD's composite drops those its relative-top filter removes); scoring uses
+  // NewDecodeState / Logits. The default is NewDecodeState.
+  virtual std::unique_ptr<DecodeState> NewGenerationState(int64_t batch) const {
+    return NewDecodeState(batch);
+  }
 
   // Number of decoder blocks whose outputs HiddenStates returns; 0 when the model exposes none
   // (e.g. a composite of two models).

@@ -23,6 +23,7 @@
 #include "core/data/text_example.h"
 #include "core/methods/method_registry.h"
 #include "core/models/causal_lm.h"
+#include "core/models/logit_difference.h"
 #include "core/verify/text_verification.h"
 #include "tests/testing/status_matchers.h"
 
@@ -104,7 +105,8 @@ class TextUnlearningBehaviourTest : public ::testing::Test {
 
   void SetUp() override { ASSERT_EQ(setup_error_, nullptr) << *setup_error_; }
 
-  static double MeanProbability(const CausalLm& model, const std::vector<TextExample>& examples) {
+  static double MeanProbability(const LanguageModel& model,
+                                const std::vector<TextExample>& examples) {
     CancellationToken cancel;
     absl::StatusOr<ExampleScores> scores =
         ScoreExamples(model, examples, /*with_rouge=*/false, &cancel);
@@ -113,7 +115,7 @@ class TextUnlearningBehaviourTest : public ::testing::Test {
     return std::accumulate(p.begin(), p.end(), 0.0) / static_cast<double>(p.size());
   }
 
-  static absl::StatusOr<Figures> Measure(const CausalLm& model) {
+  static absl::StatusOr<Figures> Measure(const LanguageModel& model) {
     Figures f;
     f.forget = MeanProbability(model, data_->at("forget"));
     f.retain = MeanProbability(model, data_->at("retain"));
@@ -145,7 +147,8 @@ class TextUnlearningBehaviourTest : public ::testing::Test {
     ctx.cancel = &cancel;
     const auto start = std::chrono::steady_clock::now();
     UNL_ASSERT_OK_AND_ASSIGN(Candidate candidate, m->Run(ctx));
-    const auto* model = dynamic_cast<const CausalLm*>(candidate.model.get());
+    // The candidate as it would be served (for ULD: the composite target − α·assistant).
+    const LanguageModel* model = candidate.model->AsLanguageModel();
     ASSERT_NE(model, nullptr);
     outcome->seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -242,6 +245,44 @@ TEST_F(TextUnlearningBehaviourTest, GradientDifferenceForgetsAndKeepsRetain) {
 }
 
 // Reported, not gated beyond "it lowers the forget probability": GA is known to collapse.
+// Experiments: UNL_ULD_PARAMS='{"epochs": 20}' trains one ULD assistant with those parameters and
+// prints the composite's figures at several subtraction weights α (applied at inference only),
+// and the assistant's own.
+TEST_F(TextUnlearningBehaviourTest, UldSweep) {
+  const char* env = std::getenv("UNL_ULD_PARAMS");
+  if (env == nullptr) GTEST_SKIP() << "set UNL_ULD_PARAMS to a JSON object to run";
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> m,
+                           MethodRegistry::Builtin().Create("uld", nlohmann::json::parse(env)));
+  ErasureData data;
+  data.forget = data_->at("forget");
+  data.retain =
+      std::vector<TextExample>(data_->at("retain").begin(), data_->at("retain").begin() + 64);
+  NullProgressSink progress;
+  CancellationToken cancel;
+  MethodContext ctx;
+  ctx.parent = base_;
+  ctx.data = &data;
+  ctx.progress = &progress;
+  ctx.cancel = &cancel;
+  UNL_ASSERT_OK_AND_ASSIGN(Candidate candidate, m->Run(ctx));
+  const auto* composite = dynamic_cast<const LogitDifferenceLm*>(candidate.model.get());
+  ASSERT_NE(composite, nullptr);
+  const LogitDifferenceLm::Assistant& a = composite->assistants().back();
+  UNL_ASSERT_OK_AND_ASSIGN(Figures alone, Measure(*a.model));
+  std::printf("[uld] %s\n  assistant alone: forget %.4f retain %.4f holdout %.4f\n",
+              m->EffectiveParams().dump().c_str(), alone.forget, alone.retain, alone.holdout);
+  std::shared_ptr<const Model> parent(std::shared_ptr<const Model>(), base_);
+  for (double alpha : {0.75, 1.0, 2.0, 4.0}) {
+    LogitDifferenceLm::Assistant with = a;
+    with.config.alpha = alpha;
+    UNL_ASSERT_OK_AND_ASSIGN(auto lm, LogitDifferenceLm::Stack(parent, with));
+    UNL_ASSERT_OK_AND_ASSIGN(Figures f, Measure(*lm));
+    std::printf("  alpha %.2f: forget %.4f (%.1f%%), retain %.4f (%.2f%%), holdout %.4f (%.2f%%)\n",
+                alpha, f.forget, 100 * f.forget / before_->forget, f.retain,
+                100 * f.retain / before_->retain, f.holdout, 100 * f.holdout / before_->holdout);
+  }
+}
+
 TEST_F(TextUnlearningBehaviourTest, GradientAscentRunsAndLowersForget) {
   MethodOutcome o;
   RunMethod("gradient_ascent", nlohmann::json::object(), &o);

@@ -20,7 +20,7 @@ using ::unlearning::testing::StatusIs;
 TEST(MethodRegistryTest, BuiltinHasTheTextMethodsAndTheVisionBaseline) {
   EXPECT_THAT(MethodRegistry::Builtin().names(),
               ElementsAre("class_forgetting", "flat", "gradient_ascent", "gradient_difference",
-                          "npo", "score_override"));
+                          "npo", "score_override", "uld"));
   for (const std::string& name : MethodRegistry::Builtin().names()) {
     const ModelFamily want = name == "class_forgetting" ? ModelFamily::kImageClassifier
                              : name == "score_override" ? ModelFamily::kDiffusion
@@ -32,7 +32,8 @@ TEST(MethodRegistryTest, BuiltinHasTheTextMethodsAndTheVisionBaseline) {
                              MethodRegistry::Builtin().Create(name, nlohmann::json::object()));
     EXPECT_EQ(method->name(), name);
     EXPECT_EQ(method->family(), want);
-    EXPECT_EQ(method->artifact_kind(), ArtifactKind::kFullWeights);
+    EXPECT_EQ(method->artifact_kind(),
+              name == "uld" ? ArtifactKind::kAssistant : ArtifactKind::kFullWeights);
   }
 }
 

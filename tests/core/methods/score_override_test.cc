@@ -157,7 +157,7 @@ TEST(ScoreOverrideTest, WithoutOverrideTheTargetIsARandomRetainedClass) {
   const ErasureData data = Forget(2, -1);
   NullProgressSink progress;
   CancellationToken cancel;
-  MethodContext ctx{teacher.get(), torch::kCPU, &data, nullptr, &progress, &cancel};
+  MethodContext ctx{teacher.get(), torch::kCPU, &data, nullptr, &progress, &cancel, nullptr};
   UNL_ASSERT_OK_AND_ASSIGN(Candidate c, m->Run(ctx));
   EXPECT_EQ(c.facts["override_target"], "random_retained_class");
 }
@@ -170,7 +170,7 @@ TEST(ScoreOverrideTest, CancelledBeforeStartIsCancelled) {
   NullProgressSink progress;
   CancellationToken cancel;
   cancel.Cancel();
-  MethodContext ctx{teacher.get(), torch::kCPU, &data, nullptr, &progress, &cancel};
+  MethodContext ctx{teacher.get(), torch::kCPU, &data, nullptr, &progress, &cancel, nullptr};
   EXPECT_THAT(m->Run(ctx).status(), StatusIs(absl::StatusCode::kCancelled, ::testing::_));
 }
 
