@@ -70,8 +70,8 @@ class ErasureController {
 
   // Every record of `model_id`'s certificate chain, oldest first. kNotFound for an unknown model.
   absl::StatusOr<std::vector<CertificateRecord>> ListCertificates(const std::string& model_id);
-  // The key certificates are signed with.
-  const core::certs::SigningKey& signing_key() const { return *deps_.signing_key; }
+  // The key certificates are signed with (null if the server has none).
+  const core::certs::SigningKey* signing_key() const { return deps_.signing_key; }
 
   // Follows a job's events (progress and its end). The listener runs on the publishing thread
   // (a job worker or a Cancel caller) and must not block. Returns the id for Unfollow.

@@ -335,7 +335,9 @@ grpc::ServerUnaryReactor* ErasureServiceImpl::ListCertificates(
   if (records.ok()) {
     response->set_model_id(request->model_id());
     for (const CertificateRecord& r : *records) *response->add_certificates() = SealedToProto(r);
-    *response->mutable_signing_key() = SigningKeyToProto(controller_->signing_key());
+    if (controller_->signing_key() != nullptr) {
+      *response->mutable_signing_key() = SigningKeyToProto(*controller_->signing_key());
+    }
   }
   reactor->Finish(ToGrpc(records.status()));
   return reactor;
@@ -345,7 +347,12 @@ grpc::ServerUnaryReactor* ErasureServiceImpl::GetSigningKey(grpc::CallbackServer
                                                             const v1::GetSigningKeyRequest*,
                                                             v1::SigningKey* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  *response = SigningKeyToProto(controller_->signing_key());
+  if (controller_->signing_key() == nullptr) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                 "this server has no certificate signing key"));
+    return reactor;
+  }
+  *response = SigningKeyToProto(*controller_->signing_key());
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -85,8 +85,9 @@ void AddChain(const std::vector<ChainEntry>& chain, v1::Certificate& cert) {
 // the model's previous certificate through cert.previous_certificate_sha256). `cert` gets the
 // seal's fields, so the event carries what the journal holds.
 absl::StatusOr<CertificateRecord> SignedRecord(const JobRecord& job, v1::Certificate& cert,
-                                               const core::certs::SigningKey& key) {
-  UNL_ASSIGN_OR_RETURN(CertificateRecord record, SealCertificate(cert, key));
+                                               const core::certs::SigningKey* key) {
+  if (key == nullptr) return absl::FailedPreconditionError("no certificate signing key");
+  UNL_ASSIGN_OR_RETURN(CertificateRecord record, SealCertificate(cert, *key));
   record.job_id = job.job_id;
   MarkSealed(record, cert);
   return record;
@@ -216,7 +217,7 @@ absl::Status JobRunner::CompleteUnchanged(const JobRecord& job, const core::Eras
   cert.set_artifact_kind(ToProto(parent.kind));
   AddChain(parent.chain, cert);
   UNL_ASSIGN_OR_RETURN(const CertificateRecord record,
-                       SignedRecord(job, cert, *options_.signing_key));
+                       SignedRecord(job, cert, options_.signing_key));
   UNL_RETURN_IF_ERROR(
       journal_->CompleteJobUnchanged(job.job_id, parent.version, record, report_json));
   // Retention: versions older than the one the data is absent from are due like after a publish.
@@ -316,7 +317,7 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
   cert.set_artifact_facts_json(candidate.facts.dump());
 
   UNL_ASSIGN_OR_RETURN(const CertificateRecord record,
-                       SignedRecord(job, cert, *options_.signing_key));
+                       SignedRecord(job, cert, options_.signing_key));
 
   ModelVersionRecord version;
   version.model_id = job.model_id;
