@@ -25,6 +25,8 @@ enum ExitCode : int {
   kExitJobFailedVerification = 6,
   // The job ended CANCELLED.
   kExitJobCancelled = 7,
+  // `certificate verify`: a record of the bundle failed (signature, hash or chain).
+  kExitVerifyFailed = 8,
 };
 
 }  // namespace unlearning::client

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include <CLI/CLI.hpp>
 
+#include "client/certificates.h"
 #include "client/classify.h"
 #include "client/commands.h"
 #include "client/connection.h"
@@ -166,6 +167,42 @@ int Main(int argc, char** argv) {
   certificate_get->add_option("ID", certificate_id, "Job id or request id")->required();
   certificate_get->callback(
       [&] { command = [&](Connection& c) { return CertificateGet(c, certificate_id); }; });
+  // certificate export / verify / key (docs/certificates.md)
+  std::string export_model;
+  std::string export_out;
+  CLI::App* certificate_export = certificate->add_subcommand(
+      "export", "Write a model's signed certificate chain as a self-contained bundle");
+  certificate_export->add_option("--model", export_model, "Model id")->required();
+  certificate_export->add_option("--out", export_out, "Bundle file (default: stdout)");
+  certificate_export->callback([&] {
+    command = [&](Connection& c) { return CertificateExport(c, export_model, export_out); };
+  });
+  std::string verify_bundle;
+  std::string verify_key;
+  bool allow_legacy = false;
+  CLI::App* certificate_verify = certificate->add_subcommand(
+      "verify", "Check a bundle's signatures and chain offline (exit 8 if a record fails)");
+  certificate_verify->add_option("BUNDLE", verify_bundle, "Bundle file (certificate export)")
+      ->required();
+  certificate_verify
+      ->add_option("--public-key", verify_key,
+                   "The server's public key: PEM or 64 hex digits (signing_key.pub.pem/.hex in "
+                   "its data directory, or certificate key)")
+      ->required();
+  certificate_verify->add_flag("--allow-legacy", allow_legacy,
+                               "Accept unsigned records written before signing (their hash and "
+                               "chain link are still checked)");
+  certificate_verify->callback([&] {
+    command = [&](Connection&) {
+      return CertificateVerify(verify_bundle, verify_key, allow_legacy, global.json);
+    };
+  });
+  std::string key_pem_out;
+  CLI::App* certificate_key =
+      certificate->add_subcommand("key", "Print the server's certificate signing key");
+  certificate_key->add_option("--out-pem", key_pem_out, "Also write the PEM public key here");
+  certificate_key->callback(
+      [&] { command = [&](Connection& c) { return CertificateKey(c, key_pem_out); }; });
 
   // generate / score
   GenerateOptions generate;

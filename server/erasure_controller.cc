@@ -137,6 +137,13 @@ absl::StatusOr<CertificateRecord> ErasureController::GetCertificate(const std::s
       absl::StrCat("job ", id, " has no certificate: it is ", JobStateName(job.state)));
 }
 
+absl::StatusOr<std::vector<CertificateRecord>> ErasureController::ListCertificates(
+    const std::string& model_id) {
+  if (model_id.empty()) return absl::InvalidArgumentError("model_id is required");
+  UNL_RETURN_IF_ERROR(deps_.journal->GetModel(model_id).status());
+  return deps_.journal->ListCertificates(model_id);
+}
+
 int64_t ErasureController::Follow(const std::string& job_id, EventHub::Listener listener) {
   return deps_.events->Subscribe(job_id, std::move(listener));
 }

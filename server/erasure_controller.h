@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 
+#include "core/certs/ed25519.h"
 #include "core/methods/method_registry.h"
 #include "server/event_hub.h"
 #include "server/infra/journal.h"
@@ -36,6 +37,7 @@ struct ErasureControllerDeps {
   Metrics* metrics = nullptr;
   const core::MethodRegistry* methods = nullptr;
   RequestLimits limits;
+  const core::certs::SigningKey* signing_key = nullptr;  // required
 };
 
 // Thread-safe. Borrows its dependencies; they must outlive it.
@@ -65,6 +67,11 @@ class ErasureController {
   // empty; kNotFound naming the job's state if it has none.
   absl::StatusOr<CertificateRecord> GetCertificate(const std::string& job_id,
                                                    const std::string& request_id);
+
+  // Every record of `model_id`'s certificate chain, oldest first. kNotFound for an unknown model.
+  absl::StatusOr<std::vector<CertificateRecord>> ListCertificates(const std::string& model_id);
+  // The key certificates are signed with (null if the server has none).
+  const core::certs::SigningKey* signing_key() const { return deps_.signing_key; }
 
   // Follows a job's events (progress and its end). The listener runs on the publishing thread
   // (a job worker or a Cancel caller) and must not block. Returns the id for Unfollow.

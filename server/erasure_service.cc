@@ -9,6 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 
+#include "server/certificates.h"
+
 namespace unlearning::server {
 namespace {
 
@@ -321,6 +323,37 @@ grpc::ServerUnaryReactor* ErasureServiceImpl::GetCertificate(
   }();
   if (cert.ok()) *response = *std::move(cert);
   reactor->Finish(ToGrpc(cert.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ErasureServiceImpl::ListCertificates(
+    grpc::CallbackServerContext* ctx, const v1::ListCertificatesRequest* request,
+    v1::ListCertificatesResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::StatusOr<std::vector<CertificateRecord>> records =
+      controller_->ListCertificates(request->model_id());
+  if (records.ok()) {
+    response->set_model_id(request->model_id());
+    for (const CertificateRecord& r : *records) *response->add_certificates() = SealedToProto(r);
+    if (controller_->signing_key() != nullptr) {
+      *response->mutable_signing_key() = SigningKeyToProto(*controller_->signing_key());
+    }
+  }
+  reactor->Finish(ToGrpc(records.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ErasureServiceImpl::GetSigningKey(grpc::CallbackServerContext* ctx,
+                                                            const v1::GetSigningKeyRequest*,
+                                                            v1::SigningKey* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (controller_->signing_key() == nullptr) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                 "this server has no certificate signing key"));
+    return reactor;
+  }
+  *response = SigningKeyToProto(*controller_->signing_key());
+  reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 

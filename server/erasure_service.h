@@ -38,6 +38,12 @@ class ErasureServiceImpl final : public v1::ErasureService::CallbackService {
   grpc::ServerUnaryReactor* GetCertificate(grpc::CallbackServerContext* ctx,
                                            const v1::GetCertificateRequest* request,
                                            v1::Certificate* response) override;
+  grpc::ServerUnaryReactor* ListCertificates(grpc::CallbackServerContext* ctx,
+                                             const v1::ListCertificatesRequest* request,
+                                             v1::ListCertificatesResponse* response) override;
+  grpc::ServerUnaryReactor* GetSigningKey(grpc::CallbackServerContext* ctx,
+                                          const v1::GetSigningKeyRequest* request,
+                                          v1::SigningKey* response) override;
 
   // Ends every open Erase stream (after the events already queued for it) with UNAVAILABLE
   // ("accepted jobs resume after restart") and ends new ones at once. Called by the server after

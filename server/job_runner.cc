@@ -5,12 +5,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include <google/protobuf/util/json_util.h>
 
 #include "core/app/erasure_pipeline.h"
 #include "core/common/sha256.h"
 #include "core/common/status_macros.h"
 #include "core/common/torch_status.h"
+#include "server/certificates.h"
 #include "server/infra/manifest.h"
 #include "server/proto_convert.h"
 
@@ -66,15 +66,6 @@ class JobProgressSink : public core::ProgressSink {
   Clock::time_point last_journal_{};
 };
 
-std::string ToJson(const google::protobuf::Message& message) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
-  return out;
-}
-
 std::map<std::string, double> FigureMap(const core::VerificationReport& report, bool after) {
   std::map<std::string, double> out;
   for (const auto& f : report.figures) out[f.name] = after ? f.after : f.before;
@@ -90,17 +81,15 @@ void AddChain(const std::vector<ChainEntry>& chain, v1::Certificate& cert) {
   }
 }
 
-// The journal record of a certificate: its canonical JSON (every field but certificate_sha256)
-// and that JSON's SHA-256, chained to the model's previous certificate.
-CertificateRecord SignedRecord(const JobRecord& job, const v1::Certificate& cert,
-                               const std::string& previous_sha) {
-  CertificateRecord record;
-  record.certificate_id = cert.certificate_id();
+// The journal record of a certificate: sealed (canonical JSON, its SHA-256, signed; chained to
+// the model's previous certificate through cert.previous_certificate_sha256). `cert` gets the
+// seal's fields, so the event carries what the journal holds.
+absl::StatusOr<CertificateRecord> SignedRecord(const JobRecord& job, v1::Certificate& cert,
+                                               const core::certs::SigningKey* key) {
+  if (key == nullptr) return absl::FailedPreconditionError("no certificate signing key");
+  UNL_ASSIGN_OR_RETURN(CertificateRecord record, SealCertificate(cert, *key));
   record.job_id = job.job_id;
-  record.model_id = job.model_id;
-  record.json = ToJson(cert);
-  record.sha256 = core::Sha256Hex(record.json);
-  record.previous_sha256 = previous_sha;
+  MarkSealed(record, cert);
   return record;
 }
 
@@ -227,7 +216,8 @@ absl::Status JobRunner::CompleteUnchanged(const JobRecord& job, const core::Eras
   cert.set_manifest_after_sha256(parent.manifest_sha256);
   cert.set_artifact_kind(ToProto(parent.kind));
   AddChain(parent.chain, cert);
-  const CertificateRecord record = SignedRecord(job, cert, previous_sha);
+  UNL_ASSIGN_OR_RETURN(const CertificateRecord record,
+                       SignedRecord(job, cert, options_.signing_key));
   UNL_RETURN_IF_ERROR(
       journal_->CompleteJobUnchanged(job.job_id, parent.version, record, report_json));
   // Retention: versions older than the one the data is absent from are due like after a publish.
@@ -236,7 +226,6 @@ absl::Status JobRunner::CompleteUnchanged(const JobRecord& job, const core::Eras
       absl::StrCat("already absent from version ", parent.version, " of ", job.model_id,
                    ": nothing trained or published (the evidence is in the certificate)");
   RecordEnd(job, JobState::kCompleted, message);
-  cert.set_certificate_sha256(record.sha256);
   Emit(v1::ErasureEvent::KIND_COMPLETED, job.job_id, message, &cert);
   return absl::OkStatus();
 }
@@ -328,7 +317,8 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
   AddChain(served->chain, cert);
   cert.set_artifact_facts_json(candidate.facts.dump());
 
-  const CertificateRecord record = SignedRecord(job, cert, previous_sha);
+  UNL_ASSIGN_OR_RETURN(const CertificateRecord record,
+                       SignedRecord(job, cert, options_.signing_key));
 
   ModelVersionRecord version;
   version.model_id = job.model_id;
@@ -346,7 +336,6 @@ absl::Status JobRunner::RunJob(const JobRecord& job, const core::CancellationTok
 
   const std::string message = absl::StrCat("published version ", next, " of ", job.model_id);
   RecordEnd(job, JobState::kCompleted, message);
-  cert.set_certificate_sha256(record.sha256);
   Emit(v1::ErasureEvent::KIND_COMPLETED, job.job_id, message, &cert);
   return absl::OkStatus();
 }

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 
 #include "core/app/erasure_pipeline.h"
+#include "core/certs/ed25519.h"
 #include "core/common/cancellation.h"
 #include "core/methods/method_registry.h"
 #include "core/verify/verifier.h"
@@ -24,6 +25,8 @@ namespace unlearning::server {
 
 struct JobRunnerOptions {
   std::string server_version = "dev";
+  // Seals every certificate (server/certificates.h). Borrowed; required.
+  const core::certs::SigningKey* signing_key = nullptr;
 };
 
 // Thread-safe: Run() is called concurrently for jobs of different models.

@@ -93,6 +93,9 @@ int main(int argc, char** argv) {
                  "erased data) are kept after it is published before their files are deleted "
                  "(0 = at once; negative = keep forever, logged at startup)")
       ->capture_default_str();
+  app.add_option("--signing-key", options.signing_key_file,
+                 "Ed25519 private key (PKCS#8 PEM, mode 0600) certificates are signed with "
+                 "(default: <data-dir>/signing_key.pem, generated on the first start)");
   app.add_option("--ready-file", ready_file,
                  "write {\"grpc\",\"metrics\",\"pid\"} JSON here once serving");
   CLI11_PARSE(app, argc, argv);

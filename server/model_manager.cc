@@ -14,6 +14,7 @@
 #include "core/common/sha256.h"
 #include "core/common/status_macros.h"
 #include "core/common/torch_status.h"
+#include "server/certificates.h"
 #include "server/infra/manifest.h"
 #include "server/proto_convert.h"
 #include "unlearning/v1/erasure.pb.h"
@@ -58,27 +59,20 @@ std::string DescribeErasures(const std::vector<JobRecord>& jobs) {
   return absl::StrJoin(parts, ", ");
 }
 
-std::string CertificateJson(const v1::Certificate& cert) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  (void)google::protobuf::util::MessageToJsonString(cert, &out, options);
-  return out;
-}
-
 }  // namespace
 
 ModelManager::ModelManager(Journal* journal, ModelStore* store, ModelRegistry* registry,
                            Metrics* metrics, const core::FamilyRegistry* families,
-                           torch::Device device, int64_t purge_grace_seconds)
+                           torch::Device device, int64_t purge_grace_seconds,
+                           const core::certs::SigningKey* signing_key)
     : journal_(journal),
       store_(store),
       registry_(registry),
       metrics_(metrics),
       families_(families),
       device_(device),
-      purge_grace_seconds_(purge_grace_seconds) {}
+      purge_grace_seconds_(purge_grace_seconds),
+      signing_key_(signing_key) {}
 
 absl::StatusOr<std::shared_ptr<const ServedModelInfo>> ModelManager::MakeInfo(
     const ModelRecord& record, const core::Model& model) {
@@ -340,13 +334,11 @@ absl::StatusOr<v1::ModelInfo> ModelManager::Rollback(const std::string& model_id
         l->set_artifact_kind(ToProto(link.kind));
         l->set_manifest_sha256(link.manifest_sha256);
       }
-      CertificateRecord certificate;
-      certificate.certificate_id = cert.certificate_id();
+      if (signing_key_ == nullptr) {
+        return absl::FailedPreconditionError("no certificate signing key to record the rollback");
+      }
+      UNL_ASSIGN_OR_RETURN(CertificateRecord certificate, SealCertificate(cert, *signing_key_));
       certificate.kind = kCertificateKindForcedRollback;
-      certificate.model_id = model_id;
-      certificate.json = CertificateJson(cert);
-      certificate.sha256 = core::Sha256Hex(certificate.json);
-      certificate.previous_sha256 = previous_sha;
       facts["forced"] = true;
       facts["undoes_jobs"] = job_ids;
       facts["undoes_requests"] = request_ids;

@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include <torch/types.h>
 
+#include "core/certs/ed25519.h"
 #include "server/infra/journal.h"
 #include "server/infra/metrics.h"
 #include "server/infra/model_store.h"
@@ -34,10 +35,12 @@ namespace unlearning::server {
 class ModelManager {
  public:
   // `purge_grace_seconds`: how long versions older than a completed erasure stay after it is
-  // published (0 = purged at once; < 0 = kept forever).
+  // published (0 = purged at once; < 0 = kept forever). `signing_key` seals the certificate of a
+  // forced rollback (borrowed; without one a forced rollback is kFailedPrecondition).
   ModelManager(Journal* journal, ModelStore* store, ModelRegistry* registry, Metrics* metrics,
                const core::FamilyRegistry* families, torch::Device device,
-               int64_t purge_grace_seconds = 0);
+               int64_t purge_grace_seconds = 0,
+               const core::certs::SigningKey* signing_key = nullptr);
 
   // Imports `dir` as version 1 of a new model `model_id` (a full-weights version with its
   // manifest). kInvalidArgument for a bad id or a directory that is not a loadable model of a
@@ -100,6 +103,7 @@ class ModelManager {
   const core::FamilyRegistry* families_;
   torch::Device device_;
   int64_t purge_grace_seconds_;
+  const core::certs::SigningKey* signing_key_;
   absl::Mutex mutate_mu_;  // serialises LoadNew / Rollback / PublishResident / ApplyRetention
 };
 

@@ -619,6 +619,7 @@ absl::StatusOr<v1::Certificate> CertificateFromRecord(const CertificateRecord& r
                                             " does not parse: ", status.ToString()));
   }
   cert.set_certificate_sha256(record.sha256);
+  cert.set_signature_ed25519(record.signature_hex);
   return cert;
 }
 

@@ -9,6 +9,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include "core/certs/ed25519.h"
 #include "core/common/status_macros.h"
 #include "core/common/torch_status.h"
 #include "core/methods/method_registry.h"
@@ -74,6 +75,24 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   journal_options.redact_payload = RedactRequest;
   UNL_ASSIGN_OR_RETURN(s->journal_, Journal::Open(journal_path, journal_options));
   UNL_ASSIGN_OR_RETURN(s->store_, ModelStore::Open(options.data_dir));
+  {
+    const bool given = !options.signing_key_file.empty();
+    const std::string key_path =
+        given ? options.signing_key_file
+              : (std::filesystem::path(options.data_dir) / "signing_key.pem").string();
+    absl::StatusOr<core::certs::SigningKey> key =
+        core::certs::LoadOrCreateKeyFile(key_path, /*create=*/!given);
+    if (!key.ok()) {
+      return absl::Status(key.status().code(),
+                          absl::StrCat("certificate signing key: ", key.status().message()));
+    }
+    s->signing_key_ = std::make_unique<core::certs::SigningKey>(*std::move(key));
+    UNL_RETURN_IF_ERROR(core::certs::WritePublicKeyFiles(
+        *s->signing_key_, (std::filesystem::path(options.data_dir) / "signing_key.pub").string()));
+    std::cerr << "unlearnd: certificates signed with Ed25519 key " << s->signing_key_->key_id()
+              << " (" << key_path << "; public key in " << options.data_dir
+              << "/signing_key.pub.pem)" << std::endl;
+  }
   s->metrics_ = std::make_unique<Metrics>(options.server_version);
   if (!options.metrics_listen.empty()) {
     UNL_ASSIGN_OR_RETURN(auto hp, SplitHostPort(options.metrics_listen, "--metrics-listen"));
@@ -83,7 +102,7 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
 
   s->models_ = std::make_unique<ModelManager>(s->journal_.get(), s->store_.get(), &s->registry_,
                                               s->metrics_.get(), options.families, device,
-                                              options.purge_grace_seconds);
+                                              options.purge_grace_seconds, s->signing_key_.get());
   UNL_RETURN_IF_ERROR(s->models_->RestoreAll());
   if (options.purge_grace_seconds >= 0) {
     // Versions that fell due while the server was down (a grace period survives a restart).
@@ -106,6 +125,7 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   UnlearningServer* raw = s.get();
   JobRunnerOptions runner_options;
   runner_options.server_version = options.server_version;
+  runner_options.signing_key = s->signing_key_.get();
   s->runner_ = std::make_unique<JobRunner>(
       s->journal_.get(), s->store_.get(), s->models_.get(), &s->events_, s->metrics_.get(),
       options.methods, runner_options, [raw] { return raw->scheduler_->shutting_down(); });
@@ -127,6 +147,7 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   deps.metrics = s->metrics_.get();
   deps.methods = options.methods;
   deps.limits = options.limits;
+  deps.signing_key = s->signing_key_.get();
   s->erasure_ = std::make_unique<ErasureController>(deps);
   s->model_service_ = std::make_unique<ModelServiceImpl>(s->models_.get());
   s->erasure_service_ = std::make_unique<ErasureServiceImpl>(s->erasure_.get());

@@ -52,6 +52,10 @@ struct ServerOptions {
   // their files are deleted (0 = at once; < 0 = kept forever). Checked after each publish, at
   // startup and every min(grace, 60) seconds (every 60 s with grace 0).
   int64_t purge_grace_seconds = 0;
+  // The Ed25519 key certificates are signed with (PKCS#8 PEM, mode 0600). "" = <data_dir>/
+  // signing_key.pem, generated on the first start. The public half is published as
+  // <data_dir>/signing_key.pub.pem and .pub.hex and over GetSigningKey (docs/certificates.md).
+  std::string signing_key_file;
   // The methods and model families this server offers (tests inject their own). Borrowed; must
   // outlive the server.
   const core::MethodRegistry* methods = &core::MethodRegistry::Builtin();
@@ -83,6 +87,7 @@ class UnlearningServer {
   UnlearningServer() = default;
 
   ServerOptions options_;
+  std::unique_ptr<core::certs::SigningKey> signing_key_;
   std::unique_ptr<Journal> journal_;
   std::unique_ptr<ModelStore> store_;
   std::unique_ptr<Metrics> metrics_;

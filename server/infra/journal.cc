@@ -476,7 +476,7 @@ absl::Status Journal::Complete(const std::string& job_id, const ModelVersionReco
       UNL_RETURN_IF_ERROR(st.Run());
     }
     Stmt st(db_, absl::StrCat("INSERT INTO certificates (", kCertificateColumns,
-                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"));
     st.Bind(1, certificate.certificate_id)
         .Bind(2, job_id)
         .Bind(3, job.model_id)
@@ -484,7 +484,10 @@ absl::Status Journal::Complete(const std::string& job_id, const ModelVersionReco
         .Bind(5, certificate.sha256)
         .Bind(6, certificate.previous_sha256)
         .Bind(7, now)
-        .Bind(8, kCertificateKindErasure);
+        .Bind(8, kCertificateKindErasure)
+        .Bind(9, certificate.format)
+        .Bind(10, certificate.signature_hex)
+        .Bind(11, certificate.key_id);
     UNL_RETURN_IF_ERROR(st.Run());
     return PurgeIfTerminal(job_id, &purged);
   });
@@ -703,7 +706,7 @@ absl::Status Journal::RecordForcedRollback(const ModelVersionRecord& version,
       UNL_RETURN_IF_ERROR(st.Run());
     }
     Stmt st(db_, absl::StrCat("INSERT INTO certificates (", kCertificateColumns,
-                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"));
     st.Bind(1, certificate.certificate_id)
         .BindNull(2)
         .Bind(3, version.model_id)
@@ -711,7 +714,10 @@ absl::Status Journal::RecordForcedRollback(const ModelVersionRecord& version,
         .Bind(5, certificate.sha256)
         .Bind(6, certificate.previous_sha256)
         .Bind(7, NowMs())
-        .Bind(8, kCertificateKindForcedRollback);
+        .Bind(8, kCertificateKindForcedRollback)
+        .Bind(9, certificate.format)
+        .Bind(10, certificate.signature_hex)
+        .Bind(11, certificate.key_id);
     return st.Run();
   });
 }

@@ -129,6 +129,11 @@ struct CertificateRecord {
                                 // ("" for the first)
   int64_t created_unix_ms = 0;  // filled by the journal
   std::string kind = kCertificateKindErasure;
+  // How it is sealed (docs/certificates.md): "jcs-ed25519-v1" (json is the RFC 8785 canonical
+  // form, signed) or "" for a record written before signing (schema < 3: unsigned).
+  std::string format;
+  std::string signature_hex;  // Ed25519 over `json`; "" if unsigned
+  std::string key_id;         // of the signing key; "" if unsigned
 };
 
 struct ModelRecord {
@@ -321,7 +326,7 @@ class Journal {
   absl::StatusOr<std::vector<CertificateRecord>> ListCertificates(const std::string& model_id);
 
   // The current schema version (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
  private:
   Journal(sqlite3* db, JournalOptions options);

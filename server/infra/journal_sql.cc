@@ -107,6 +107,14 @@ ALTER TABLE certificates_v2 RENAME TO certificates;
 CREATE INDEX certificates_by_model ON certificates (model_id, seq);
 )sql";
 
+// v2 -> v3 (signed certificates): how each record is sealed. Rows written before keep format ''
+// (legacy: sha256 over the protobuf JSON printer's text, unsigned); see docs/certificates.md.
+constexpr const char* kMigrateV3 = R"sql(
+ALTER TABLE certificates ADD COLUMN format TEXT NOT NULL DEFAULT '';
+ALTER TABLE certificates ADD COLUMN signature TEXT NOT NULL DEFAULT '';
+ALTER TABLE certificates ADD COLUMN key_id TEXT NOT NULL DEFAULT '';
+)sql";
+
 }  // namespace
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
@@ -198,7 +206,14 @@ absl::StatusOr<sqlite3*> OpenDatabase(const std::string& path, int schema_versio
     });
     if (!txn.ok()) return txn;
   }
-  // Future migrations: if (user_version < 3) { ...; PRAGMA user_version = 3; }
+  if (user_version < 3 && schema_version >= 3) {
+    absl::Status txn = InTransaction(db, [&]() -> absl::Status {
+      UNL_RETURN_IF_ERROR(Exec(db, kMigrateV3));
+      return Exec(db, "PRAGMA user_version = 3");
+    });
+    if (!txn.ok()) return txn;
+  }
+  // Future migrations: if (user_version < 4) { ...; PRAGMA user_version = 4; }
   return guard.release();
 }
 
@@ -266,6 +281,9 @@ CertificateRecord ReadCertificate(const Stmt& st) {
   c.previous_sha256 = st.Text(5);
   c.created_unix_ms = st.Int(6);
   c.kind = st.Text(7);
+  c.format = st.Text(8);
+  c.signature_hex = st.Text(9);
+  c.key_id = st.Text(10);
   return c;
 }
 

@@ -38,7 +38,7 @@ inline constexpr const char* kVersionColumns =
     "figures_json, purged_ms, purged_by_job";
 inline constexpr const char* kCertificateColumns =
     "certificate_id, job_id, model_id, json, sha256, previous_sha256, "
-    "created_ms, kind";
+    "created_ms, kind, format, signature, key_id";
 
 // Now as Unix milliseconds.
 int64_t NowMs();
