@@ -10,6 +10,7 @@ PACKAGES=(
   libabsl-dev prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev
   libsqlite3-dev libssl-dev zlib1g-dev libgtest-dev libgmock-dev
   libcli11-dev prometheus curl jq python3 dataset-fashion-mnist libicu-dev
+  python3-jinja2
 )
 # Node.js and npm run the reference tokenizers of the tokenizer parity test (tools/fetch_tokenizers.sh,
 # tests/golden/tokenizer_golden.mjs); not needed to build or serve (UNL_SETUP_NODE=0 skips them, as
