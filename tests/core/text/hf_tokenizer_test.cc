@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -248,6 +249,32 @@ TEST(HfTokenizerTest, SaveWritesTheFilesBackAndLoadReadsThem) {
   EXPECT_THAT(HfTokenizer::Load(dir),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("tokenizer_config.json")));
   std::filesystem::remove_all(dir);
+}
+
+TEST(HfTokenizerTest, ConcurrentEncodesAgreeWithASerialOne) {
+  std::unique_ptr<HfTokenizer> tok = Make(ByteLevelTokenizer(), {{"eos_token", "<|end|>"}});
+  ASSERT_NE(tok, nullptr);
+  std::vector<std::string> texts;
+  for (int i = 0; i < 300; ++i) {
+    texts.push_back("hello " + std::to_string(i * 7919) + " hell\tworld<|end|> " +
+                    std::string(static_cast<size_t>(i % 13), 'l') + " \xf0\x9f\x98\x80");
+  }
+  std::vector<std::vector<int64_t>> serial;
+  for (const std::string& text : texts) serial.push_back(tok->Encode(text));
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 5; ++round) {
+        for (size_t i = 0; i < texts.size(); ++i) {
+          mismatches[t] += tok->Encode(texts[(i + t * 31) % texts.size()]) !=
+                           serial[(i + t * 31) % texts.size()];
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_THAT(mismatches, ElementsAre(0, 0, 0, 0));
 }
 
 struct BadCase {
