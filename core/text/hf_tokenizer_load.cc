@@ -22,6 +22,9 @@ namespace {
 
 using json = nlohmann::json;
 
+// Sequences inside sequences: deeper than any real file, shallow enough for the stack.
+constexpr int kMaxNesting = 8;
+
 // ---------------------------------------------------------------------------------------------
 // Loading
 
@@ -84,8 +87,9 @@ class Parser {
   std::string origin_;
 };
 
-absl::Status ParseNormalizer(const Parser& ps, const json& node, const std::string& path,
-                             Model* m) {
+absl::Status ParseNormalizer(const Parser& ps, const json& node, const std::string& path, Model* m,
+                             int depth = 0) {
+  if (depth > kMaxNesting) return ps.Bad(path, "nested too deeply");
   UNL_ASSIGN_OR_RETURN(std::string type, ps.Type(node, path));
   if (type == "Sequence") {
     const json* list = Parser::Find(node, "normalizers");
@@ -93,8 +97,8 @@ absl::Status ParseNormalizer(const Parser& ps, const json& node, const std::stri
       return ps.Bad(absl::StrCat(path, ".normalizers"), "missing or not an array");
     }
     for (size_t i = 0; i < list->size(); ++i) {
-      UNL_RETURN_IF_ERROR(
-          ParseNormalizer(ps, (*list)[i], absl::StrCat(path, ".normalizers[", i, "]"), m));
+      UNL_RETURN_IF_ERROR(ParseNormalizer(
+          ps, (*list)[i], absl::StrCat(path, ".normalizers[", i, "]"), m, depth + 1));
     }
     return absl::OkStatus();
   }
@@ -119,7 +123,8 @@ absl::Status ParseNormalizer(const Parser& ps, const json& node, const std::stri
 }
 
 absl::Status ParsePreTokenizer(const Parser& ps, const json& node, const std::string& path,
-                               Model* m) {
+                               Model* m, int depth = 0) {
+  if (depth > kMaxNesting) return ps.Bad(path, "nested too deeply");
   UNL_ASSIGN_OR_RETURN(std::string type, ps.Type(node, path));
   if (type == "Sequence") {
     const json* list = Parser::Find(node, "pretokenizers");
@@ -127,8 +132,8 @@ absl::Status ParsePreTokenizer(const Parser& ps, const json& node, const std::st
       return ps.Bad(absl::StrCat(path, ".pretokenizers"), "missing or not an array");
     }
     for (size_t i = 0; i < list->size(); ++i) {
-      UNL_RETURN_IF_ERROR(
-          ParsePreTokenizer(ps, (*list)[i], absl::StrCat(path, ".pretokenizers[", i, "]"), m));
+      UNL_RETURN_IF_ERROR(ParsePreTokenizer(
+          ps, (*list)[i], absl::StrCat(path, ".pretokenizers[", i, "]"), m, depth + 1));
     }
     return absl::OkStatus();
   }
@@ -169,7 +174,9 @@ absl::Status ParsePreTokenizer(const Parser& ps, const json& node, const std::st
                              "\" is not supported (supported: Sequence, Split, ByteLevel)"));
 }
 
-absl::Status ParseDecoder(const Parser& ps, const json& node, const std::string& path, Model* m) {
+absl::Status ParseDecoder(const Parser& ps, const json& node, const std::string& path, Model* m,
+                          int depth = 0) {
+  if (depth > kMaxNesting) return ps.Bad(path, "nested too deeply");
   UNL_ASSIGN_OR_RETURN(std::string type, ps.Type(node, path));
   if (type == "Sequence") {
     const json* list = Parser::Find(node, "decoders");
@@ -178,7 +185,7 @@ absl::Status ParseDecoder(const Parser& ps, const json& node, const std::string&
     }
     for (size_t i = 0; i < list->size(); ++i) {
       UNL_RETURN_IF_ERROR(
-          ParseDecoder(ps, (*list)[i], absl::StrCat(path, ".decoders[", i, "]"), m));
+          ParseDecoder(ps, (*list)[i], absl::StrCat(path, ".decoders[", i, "]"), m, depth + 1));
     }
     return absl::OkStatus();
   }
@@ -395,6 +402,13 @@ absl::Status ParseConfig(const Parser& ps, const json& config, Model* m) {
 }
 
 absl::Status Finish(const Parser& ps, Model* m) {
+  // Ids are dense in real files; a stray huge id would make the id tables huge.
+  constexpr int64_t kMaxHoles = 1 << 16;
+  const auto tokens = static_cast<int64_t>(m->vocab.size() + m->added.size());
+  if (m->vocab_size > tokens + kMaxHoles) {
+    return ps.Bad("model.vocab", absl::StrCat("ids are not dense: the largest is ",
+                                              m->vocab_size - 1, " for ", tokens, " tokens"));
+  }
   m->id_to_token.assign(m->vocab_size, std::string());
   m->is_added.assign(m->vocab_size, 0);
   m->is_special.assign(m->vocab_size, 0);

@@ -290,6 +290,7 @@ TEST(HfTokenizerTest, BadFilesAreInvalidArgumentNamingTheKey) {
       {"no vocab", [](json& t, json&) { t["model"].erase("vocab"); }, "model.vocab"},
       {"negative id", [](json& t, json&) { t["model"]["vocab"]["he"] = -4; },
        "model.vocab[\"he\"]"},
+      {"sparse ids", [](json& t, json&) { t["model"]["vocab"]["he"] = 1 << 23; }, "not dense"},
       {"bad merge", [](json& t, json&) { t["model"]["merges"][1] = "l zz"; }, "model.merges[1]"},
       {"merge type", [](json& t, json&) { t["model"]["merges"][0] = 5; }, "model.merges[0]"},
       {"dropout", [](json& t, json&) { t["model"]["dropout"] = 0.1; }, "model.dropout"},
@@ -333,6 +334,21 @@ TEST(HfTokenizerTest, BadFilesAreInvalidArgumentNamingTheKey) {
                        AllOf(HasSubstr("dir/tokenizer.json"), HasSubstr("not valid JSON"))));
   EXPECT_THAT(HfTokenizer::FromJson(ByteLevelTokenizer().dump(), "[", "dir"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dir/tokenizer_config.json")));
+}
+
+TEST(HfTokenizerTest, DeeplyNestedSequencesAreRefused) {
+  // 100,000 nested decoder Sequences, written as text (json::dump would recurse that deep).
+  constexpr int kDepth = 100000;
+  std::string decoder;
+  for (int i = 0; i < kDepth; ++i) decoder += R"({"type": "Sequence", "decoders": [)";
+  decoder += R"({"type": "ByteLevel"})";
+  for (int i = 0; i < kDepth; ++i) decoder += "]}";
+  json tokenizer = ByteLevelTokenizer();
+  tokenizer["decoder"] = "@DECODER@";
+  std::string text = tokenizer.dump();
+  text.replace(text.find("\"@DECODER@\""), 11, decoder);
+  EXPECT_THAT(HfTokenizer::FromJson(text, R"({"eos_token": "<|end|>"})", "dir"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nested too deeply")));
 }
 
 TEST(HfTokenizerTest, TruncatedFilesNeverCrash) {
