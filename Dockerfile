@@ -5,7 +5,7 @@
 FROM debian:12 AS build
 WORKDIR /src
 COPY tools/setup.sh tools/setup.sh
-RUN tools/setup.sh
+RUN UNL_SETUP_NODE=0 tools/setup.sh
 COPY . .
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DUNL_BUILD_TESTS=OFF \
       -DUNL_BUILD_BENCH=OFF \
@@ -14,7 +14,7 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DUNL_BUILD_TESTS=O
 FROM debian:12
 COPY tools/setup.sh /tmp/setup.sh
 # Runtime libraries only would be smaller; the setup script keeps one source of truth for packages.
-RUN /tmp/setup.sh && rm -rf /var/lib/apt/lists/*
+RUN UNL_SETUP_NODE=0 /tmp/setup.sh && rm -rf /var/lib/apt/lists/*
 COPY --from=build /build/server/unlearnd /build/client/unlearnctl /build/core/unlearn-data \
      /build/core/unlearn-train /usr/local/bin/
 RUN useradd --system --home /var/lib/unlearnd unlearnd && mkdir -p /var/lib/unlearnd \

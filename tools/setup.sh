@@ -9,8 +9,15 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev
   libsqlite3-dev libssl-dev zlib1g-dev libgtest-dev libgmock-dev
-  libcli11-dev prometheus curl jq python3 dataset-fashion-mnist
+  libcli11-dev prometheus curl jq python3 dataset-fashion-mnist libicu-dev
+  python3-jinja2
 )
+# Node.js and npm run the reference tokenizers of the tokenizer parity test (tools/fetch_tokenizers.sh,
+# tests/golden/tokenizer_golden.mjs); not needed to build or serve (UNL_SETUP_NODE=0 skips them, as
+# the Dockerfile does). A node already on the PATH (e.g. NodeSource's, which bundles npm) is kept.
+if [[ "${UNL_SETUP_NODE:-1}" != 0 ]] && ! { command -v node && command -v npm; } >/dev/null; then
+  PACKAGES+=(nodejs npm)
+fi
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi

@@ -1,5 +1,6 @@
 #include "core/text/tokenizer.h"
 
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -8,6 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include <nlohmann/json.hpp>
+
+#include "core/text/hf_tokenizer.h"
 
 namespace unlearning::core {
 namespace {
@@ -75,14 +78,23 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& dir)
   if (byte_kind || (kind == config.end() && byte_class)) {
     return std::unique_ptr<Tokenizer>(std::make_unique<ByteTokenizer>());
   }
+  // A Hugging Face model directory: tokenizer.json beside tokenizer_config.json.
+  std::error_code error;
+  if (kind == config.end() && std::filesystem::is_regular_file(
+                                  absl::StrCat(dir, "/", HfTokenizer::kTokenizerFile), error)) {
+    absl::StatusOr<std::unique_ptr<HfTokenizer>> hf = HfTokenizer::Load(dir);
+    if (!hf.ok()) return hf.status();
+    return std::unique_ptr<Tokenizer>(std::move(*hf));
+  }
   std::string name = "(unnamed)";
   if (kind != config.end()) {
     name = absl::StrCat("unlearning_tokenizer=", kind->dump());
   } else if (cls != config.end()) {
     name = absl::StrCat("tokenizer_class=", cls->dump());
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("tokenizer: unsupported tokenizer ", name, " in ", path));
+  return absl::InvalidArgumentError(absl::StrCat("tokenizer: unsupported tokenizer ", name, " in ",
+                                                 path, " (and no ", HfTokenizer::kTokenizerFile,
+                                                 ")"));
 }
 
 }  // namespace unlearning::core

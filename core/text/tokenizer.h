@@ -1,6 +1,6 @@
 // Tokenizer interface shared by the language-model code, plus the byte-level tokenizer used by the
-// models this project trains. (Hugging Face tokenizer.json BPE is a later addition behind the same
-// interface.)
+// models this project trains. Hugging Face tokenizer.json BPE tokenizers implement the same
+// interface (core/text/hf_tokenizer.h).
 #pragma once
 
 #include <cstdint>
@@ -49,7 +49,8 @@ class ByteTokenizer : public Tokenizer {
   absl::Status Save(const std::string& dir) const override;
 };
 
-// Loads the tokenizer described by a model directory's tokenizer_config.json.
+// Loads the tokenizer described by a model directory's tokenizer_config.json: the byte tokenizer
+// when it names it, else a HfTokenizer when the directory holds a tokenizer.json.
 // kInvalidArgument if the directory names a tokenizer this build does not support.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& dir);
 

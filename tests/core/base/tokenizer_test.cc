@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "core/text/hf_tokenizer.h"
 #include "tests/testing/status_matchers.h"
 
 namespace unlearning::core {
@@ -100,6 +101,32 @@ TEST(LoadTokenizerTest, UnsupportedTokenizerIsInvalidArgument) {
   // The byte tokenizer is never a silent default.
   WriteText(dir + "/tokenizer_config.json", R"({})");
   EXPECT_THAT(LoadTokenizer(dir), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+}
+
+TEST(LoadTokenizerTest, HuggingFaceDirectoryLoadsAnHfTokenizer) {
+  const std::string dir = MakeTempDir("hf");
+  nlohmann::json vocab = {{"<unk>", 0}, {"</s>", 1}, {"a", 2}, {"b", 3}, {"ab", 4}};
+  const nlohmann::json tokenizer = {
+      {"added_tokens", {{{"id", 1}, {"content", "</s>"}, {"special", true}}}},
+      {"decoder", {{"type", "Fuse"}}},
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {"a b"}}, {"unk_token", "<unk>"}}},
+  };
+  WriteText(dir + "/tokenizer.json", tokenizer.dump());
+  WriteText(dir + "/tokenizer_config.json",
+            R"({"tokenizer_class": "LlamaTokenizerFast", "eos_token": "</s>"})");
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Tokenizer> tok, LoadTokenizer(dir));
+  ASSERT_NE(dynamic_cast<HfTokenizer*>(tok.get()), nullptr);
+  EXPECT_THAT(tok->Encode("abb</s>"), ElementsAre(4, 3, 1));
+  EXPECT_EQ(tok->Decode({4, 3, 1}), "abb");
+  EXPECT_EQ(tok->eos_id(), 1);
+  // A broken tokenizer.json is an error naming the key, not a fallback to another tokenizer.
+  WriteText(dir + "/tokenizer.json", R"({"model": {"type": "Unigram"}, "decoder": null})");
+  EXPECT_THAT(LoadTokenizer(dir),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model.type")));
+  // The project's byte tokenizer wins when its config names it, whatever else is there.
+  UNL_ASSERT_OK(ByteTokenizer().Save(dir));
+  UNL_ASSERT_OK_AND_ASSIGN(tok, LoadTokenizer(dir));
+  EXPECT_NE(dynamic_cast<ByteTokenizer*>(tok.get()), nullptr);
 }
 
 TEST(LoadTokenizerTest, MalformedConfigIsInvalidArgument) {
