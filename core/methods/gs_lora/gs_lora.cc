@@ -161,6 +161,7 @@ absl::StatusOr<std::unique_ptr<UnlearningMethod>> GsLoraMethod::CreateImpl(
   UNL_ASSIGN_OR_RETURN(p.max_grad_norm, r.Double("max_grad_norm", p.max_grad_norm, 0.0, 1e6));
   UNL_ASSIGN_OR_RETURN(p.zero_group_threshold,
                        r.Double("zero_group_threshold", p.zero_group_threshold, 0.0, 1e6));
+  UNL_ASSIGN_OR_RETURN(p.merge_chain, r.Bool("merge_chain", p.merge_chain));
   UNL_ASSIGN_OR_RETURN(p.seed, r.Uint64("seed", p.seed));
   UNL_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   if (p.sparsity_warmup_epochs > p.epochs) {
@@ -187,6 +188,7 @@ nlohmann::json GsLoraMethod::EffectiveParams() const {
                       {"weight_decay", params_.weight_decay},
                       {"max_grad_norm", params_.max_grad_norm},
                       {"zero_group_threshold", params_.zero_group_threshold},
+                      {"merge_chain", params_.merge_chain},
                       {"seed", params_.seed}};
   if (params_.plus) {
     j["prototype_forget_weight"] = params_.prototype_forget_weight;
@@ -434,9 +436,20 @@ absl::StatusOr<Candidate> GsLoraMethod::Run(const MethodContext& ctx) {
   config.forget_classes = forget;
   config.forgotten_classes = working->forgotten_classes();
   const int64_t groups_n = static_cast<int64_t>(groups.size());
+  const int64_t full_weights_bytes = 4 * working->num_parameters();  // float32
 
+  const nlohmann::json adapter_config = config.ToJson();
   Candidate c;
-  c.kind = ArtifactKind::kLoraAdapter;
+  if (params_.merge_chain) {
+    // Self-contained: VitClassifier::Save folds the enabled adapters into the weights.
+    c = Candidate::SelfContained(ArtifactKind::kFullWeights, std::move(working));
+  } else {
+    c.kind = ArtifactKind::kLoraAdapter;
+    c.write = [tensors = std::move(tensors), config](const std::string& dir) {
+      return WriteVitAdapter(dir, tensors, config);
+    };
+    c.model = std::move(working);
+  }
   c.facts = {
       {"method", name()},
       {"lora_rank", params_.rank},
@@ -449,7 +462,7 @@ absl::StatusOr<Candidate> GsLoraMethod::Run(const MethodContext& ctx) {
       {"group_norms", group_norms},
       {"delta_norms", delta_norms},
       {"adapter_bytes", static_cast<int64_t>(bytes.size())},
-      {"full_weights_bytes", 4 * working->num_parameters()},
+      {"full_weights_bytes", full_weights_bytes},
       {"bnd", bnd},
       {"forget_samples", forget_images.size(0)},
       {"replay_samples", replay_images.size(0)},
@@ -458,10 +471,7 @@ absl::StatusOr<Candidate> GsLoraMethod::Run(const MethodContext& ctx) {
       {"last_loss", result->last_loss},
       {"train_seconds", seconds}};
   if (params_.plus) c.facts["bnd_pro"] = bnd_pro;
-  c.write = [tensors = std::move(tensors), config](const std::string& dir) {
-    return WriteVitAdapter(dir, tensors, config);
-  };
-  c.model = std::move(working);
+  if (params_.merge_chain) c.facts["merged_adapter_config"] = adapter_config;
   return c;
 }
 

@@ -20,7 +20,8 @@
 // `replay_per_class` samples of every class neither forgotten now nor by an earlier request.
 //
 // The artifact is ArtifactKind::kLoraAdapter (core/models/vit_adapter.h): only the factors and an
-// adapter config are written; the servable model is the parent plus the adapters.
+// adapter config are written; the servable model is the parent plus the adapters. With
+// merge_chain, the request is published as kFullWeights instead (everything folded).
 #pragma once
 
 #include <cstdint>
@@ -58,6 +59,10 @@ struct GsLoraParams {
   double weight_decay = 0.05;            // [0, 1]; the paper's AdamW weight decay
   double max_grad_norm = 0.0;            // [0, 1e6]; 0 (the paper's default) disables clipping
   double zero_group_threshold = 1e-3;    // [0, 1e6]; a group whose norm is below is "zero"
+  // Publish this request as full weights (the parent chain and this request's adapters folded
+  // into self-contained weights) instead of an adapter on the parent: how an operator ends a long
+  // chain, e.g. every N requests. Default false: one auditable adapter per request.
+  bool merge_chain = false;
   uint64_t seed = 0;
 };
 
@@ -83,7 +88,9 @@ class GsLoraMethod : public UnlearningMethod {
   explicit GsLoraMethod(GsLoraParams params) : params_(params) {}
   std::string name() const override { return params_.plus ? kPlusName : kName; }
   ModelFamily family() const override { return ModelFamily::kImageClassifier; }
-  ArtifactKind artifact_kind() const override { return ArtifactKind::kLoraAdapter; }
+  ArtifactKind artifact_kind() const override {
+    return params_.merge_chain ? ArtifactKind::kFullWeights : ArtifactKind::kLoraAdapter;
+  }
   nlohmann::json EffectiveParams() const override;
   absl::Status CheckData(const ErasureData& data) const override;
   int64_t TotalSteps(const ErasureData& data) const override {

@@ -297,5 +297,30 @@ TEST(GsLoraArtifactTest, WritesOnlyAdaptersAndReloadsTheSameModelAlongAChain) {
                        HasSubstr("vit.encoder.layer.0.output.dense.lora_B.weight")));
 }
 
+TEST(GsLoraArtifactTest, MergeChainPublishesSelfContainedWeights) {
+  at::set_num_threads(1);
+  Fixture f = MakeFixture();
+  const torch::Tensor images = f.probes.images_train.images.slice(0, 0, 16);
+  UNL_ASSERT_OK_AND_ASSIGN(Candidate first, RunMethod("gs_lora", kQuick, *f.vit, f.probes, {1}));
+  const auto& composite = dynamic_cast<const VitClassifier&>(*first.model);
+  nlohmann::json merge = kQuick;
+  merge["merge_chain"] = true;
+  UNL_ASSERT_OK_AND_ASSIGN(Candidate merged, RunMethod("gs_lora", merge, composite, f.probes, {2}));
+  EXPECT_EQ(merged.kind, ArtifactKind::kFullWeights);
+  const std::string dir = ::testing::TempDir() + "/gs_lora_merged";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  UNL_ASSERT_OK(merged.write(dir));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/model.safetensors"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/" + kVitAdapterWeightsFile));
+  // The self-contained directory is the whole chain: it loads alone and answers as the candidate.
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<VitClassifier> loaded,
+                           VitClassifier::Load(dir, torch::kCPU));
+  EXPECT_TRUE(at::allclose(loaded->ClassifyLogits(images),
+                           dynamic_cast<const VitClassifier&>(*merged.model).ClassifyLogits(images),
+                           1e-4, 1e-5));
+  EXPECT_THAT(loaded->forgotten_classes(), ElementsAre(1, 2));
+}
+
 }  // namespace
 }  // namespace unlearning::core
