@@ -17,6 +17,7 @@
 #include "core/models/diffusion.h"
 #include "core/models/logit_difference.h"
 #include "core/models/vit.h"
+#include "core/models/vit_adapter.h"
 #include "core/verify/generation_verification.h"
 #include "core/verify/text_verification.h"
 #include "core/verify/vision_verification.h"
@@ -175,6 +176,21 @@ FamilySpec ImageClassifierFamily() {
                  torch::Device device) -> absl::StatusOr<std::unique_ptr<Model>> {
     UNL_ASSIGN_OR_RETURN(std::unique_ptr<VitClassifier> vit, VitClassifier::Load(dir, device));
     return std::unique_ptr<Model>(std::move(vit));
+  };
+  // GS-LoRA adapters (core/models/vit_adapter.h) on their parent version, itself possibly a
+  // composite: the server resolves the chain parent first, so adapters apply recursively.
+  spec.load_on_parent = [](ArtifactKind kind, const std::string& dir,
+                           std::shared_ptr<const Model> parent,
+                           torch::Device device) -> absl::StatusOr<std::unique_ptr<Model>> {
+    const auto* vit = dynamic_cast<const VitClassifier*>(parent.get());
+    if (kind != ArtifactKind::kLoraAdapter || vit == nullptr) {
+      return absl::UnimplementedError(absl::StrCat(
+          "image classifiers load only lora_adapter artifacts on a ViT parent, got ",
+          ArtifactKindName(kind), " on ", parent != nullptr ? parent->architecture() : "nothing"));
+    }
+    UNL_ASSIGN_OR_RETURN(std::unique_ptr<VitClassifier> composite,
+                         LoadVitAdapter(dir, *vit, device));
+    return std::unique_ptr<Model>(std::move(composite));
   };
   spec.load_probes = [](const std::string& dir) -> absl::StatusOr<ModelProbes> {
     ModelProbes probes;

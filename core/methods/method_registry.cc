@@ -11,6 +11,7 @@
 #include "core/methods/baselines/npo.h"
 #include "core/methods/baselines/score_override.h"
 #include "core/methods/flat/flat.h"
+#include "core/methods/gs_lora/gs_lora.h"
 #include "core/methods/uld/uld.h"
 
 namespace unlearning::core {
@@ -27,6 +28,9 @@ MethodRegistry* MakeBuiltin() {
   registry->Register(UldMethod::kName, ModelFamily::kCausalLm, &UldMethod::Create);
   registry->Register(ClassForgettingMethod::kName, ModelFamily::kImageClassifier,
                      &ClassForgettingMethod::Create);
+  registry->Register(GsLoraMethod::kName, ModelFamily::kImageClassifier, &GsLoraMethod::Create);
+  registry->Register(GsLoraMethod::kPlusName, ModelFamily::kImageClassifier,
+                     &GsLoraMethod::CreatePlus);
   registry->Register(ScoreOverrideMethod::kName, ModelFamily::kDiffusion,
                      &ScoreOverrideMethod::Create);
   return registry;

@@ -68,7 +68,38 @@ absl::Status CheckClasses(const ImageClassifier& model, const std::vector<int64_
   return absl::OkStatus();
 }
 
+// Penultimate features of `images`, batched, on the CPU.
+torch::Tensor BatchedFeatures(const ImageClassifier& model, const torch::Tensor& images) {
+  std::vector<torch::Tensor> out;
+  for (int64_t start = 0; start < images.size(0); start += kVisionBatchSize) {
+    const int64_t end = std::min(images.size(0), start + kVisionBatchSize);
+    out.push_back(model.Features(images.slice(0, start, end)).cpu());
+  }
+  return torch::cat(out);
+}
+
 }  // namespace
+
+double KnnAccuracy(const torch::Tensor& reference, const torch::Tensor& reference_labels,
+                   const torch::Tensor& query, const torch::Tensor& query_labels, int64_t k) {
+  if (query.size(0) == 0 || reference.size(0) == 0) return kNaN;
+  c10::InferenceMode guard;
+  k = std::min<int64_t>(std::max<int64_t>(1, k), reference.size(0));
+  auto unit = [](const torch::Tensor& x) {
+    const torch::Tensor f = x.to(torch::kFloat32);
+    return f / f.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
+  };
+  const torch::Tensor r = unit(reference);
+  const torch::Tensor q = unit(query);
+  const torch::Tensor nearest = std::get<1>(q.mm(r.t()).topk(k, 1));  // [Q, k]
+  const torch::Tensor votes = reference_labels.cpu().index({nearest.flatten()}).view({-1, k});
+  const int64_t classes =
+      std::max(reference_labels.max().item<int64_t>(), query_labels.max().item<int64_t>()) + 1;
+  // Per-row class counts; argmax picks the lowest class id among ties.
+  torch::Tensor counts = torch::zeros({votes.size(0), classes}, torch::kLong);
+  counts.scatter_add_(1, votes, torch::ones_like(votes));
+  return counts.argmax(1).eq(query_labels.cpu()).to(torch::kFloat64).mean().item<double>();
+}
 
 absl::StatusOr<std::map<std::string, double>> ComputeVisionFigures(
     const ImageClassifier& model, const LabelledImages& test, const LabelledImages& train,
@@ -102,7 +133,7 @@ absl::StatusOr<std::map<std::string, double>> ComputeVisionFigures(
 }
 
 std::vector<std::string> VisionVerifier::FigureNames() const {
-  return {"acc_f", "acc_o", "acc_r", "cka.forget", "h_mean", "mia.loss_auc"};
+  return {"acc_f", "acc_o", "acc_r", "cka.forget", "h_mean", "knn.forget", "mia.loss_auc"};
 }
 
 std::vector<Threshold> VisionVerifier::DefaultThresholds() const {
@@ -151,6 +182,17 @@ absl::StatusOr<VerificationReport> VisionVerifier::Verify(const VerificationInpu
       after_map["cka.forget"] =
           LinearCka(before->Features(images).cpu(), after->Features(images).cpu());
       before_map["cka.forget"] = 1.0;
+    }
+    if (mask.any().item<bool>() && train.images.defined() && train.images.size(0) > 0) {
+      const torch::Tensor images = test.images.index({mask});
+      const torch::Tensor labels = test.labels.cpu().index({mask});
+      for (auto [model, figures] : {std::pair{before, &before_map}, std::pair{after, &after_map}}) {
+        if (in.cancel != nullptr && in.cancel->cancelled())
+          return absl::CancelledError("cancelled");
+        (*figures)["knn.forget"] =
+            KnnAccuracy(BatchedFeatures(*model, train.images), train.labels,
+                        BatchedFeatures(*model, images), labels, kVisionKnnK);
+      }
     }
   }
   VerificationReport report = MakeReport(before_map, after_map, in.thresholds, this);

@@ -36,10 +36,23 @@ absl::StatusOr<std::map<std::string, double>> ComputeVisionFigures(
     const std::vector<int64_t>& forget, const std::vector<int64_t>& old,
     const CancellationToken* cancel);
 
+// k-nearest-neighbour accuracy: the fraction of `query` rows ([Q, D]) whose `k` most
+// cosine-similar rows of `reference` ([R, D], labels `reference_labels` [R]) vote (majority; ties
+// to the lower class id) for their own label `query_labels` [Q]. NaN when Q is 0; k is capped
+// at R. The representation-leak figure knn.forget ("Are We Truly Forgetting?"): a head can stop
+// predicting a class whose features still cluster.
+double KnnAccuracy(const torch::Tensor& reference, const torch::Tensor& reference_labels,
+                   const torch::Tensor& query, const torch::Tensor& query_labels, int64_t k);
+
+inline constexpr int64_t kVisionKnnK = 10;
+
 // The image-classifier family's verifier. Figures: acc_f, acc_r and mia.loss_auc (before and
 // after), plus h_mean = harmonic mean of acc_r(after) and acc_f(before) - acc_f(after), and
 // cka.forget = LinearCka of the penultimate features before/after on forgotten-class test
-// samples (both reported with before = 0 and 1 respectively). `old` = the classes the model before
+// samples (both reported with before = 0 and 1 respectively), and knn.forget = KnnAccuracy
+// (k = kVisionKnnK) of the forgotten-class test samples' penultimate features against the
+// training probes' features under the same model (before and after; only when the model ships
+// training probes). `old` = the classes the model before
 // records as forgotten (ClassLabels::forgotten_classes) minus this request's. Default checks: acc_f
 // ratio at most 0.2, acc_r ratio at least 0.9, and, when earlier erasures exist, acc_o at most 0.2
 // (they stay in force).

@@ -20,11 +20,12 @@ using ::unlearning::testing::StatusIs;
 TEST(MethodRegistryTest, BuiltinHasTheTextMethodsAndTheVisionBaseline) {
   EXPECT_THAT(MethodRegistry::Builtin().names(),
               ElementsAre("class_forgetting", "flat", "gradient_ascent", "gradient_difference",
-                          "npo", "score_override", "uld"));
+                          "gs_lora", "gs_lora_plus", "npo", "score_override", "uld"));
   for (const std::string& name : MethodRegistry::Builtin().names()) {
-    const ModelFamily want = name == "class_forgetting" ? ModelFamily::kImageClassifier
-                             : name == "score_override" ? ModelFamily::kDiffusion
-                                                        : ModelFamily::kCausalLm;
+    const bool gs_lora = name == "gs_lora" || name == "gs_lora_plus";
+    const ModelFamily want = name == "class_forgetting" || gs_lora ? ModelFamily::kImageClassifier
+                             : name == "score_override"            ? ModelFamily::kDiffusion
+                                                                   : ModelFamily::kCausalLm;
     absl::StatusOr<ModelFamily> family = MethodRegistry::Builtin().FamilyOf(name);
     ASSERT_TRUE(family.ok()) << name;
     EXPECT_EQ(*family, want);
@@ -32,8 +33,9 @@ TEST(MethodRegistryTest, BuiltinHasTheTextMethodsAndTheVisionBaseline) {
                              MethodRegistry::Builtin().Create(name, nlohmann::json::object()));
     EXPECT_EQ(method->name(), name);
     EXPECT_EQ(method->family(), want);
-    EXPECT_EQ(method->artifact_kind(),
-              name == "uld" ? ArtifactKind::kAssistant : ArtifactKind::kFullWeights);
+    EXPECT_EQ(method->artifact_kind(), gs_lora         ? ArtifactKind::kLoraAdapter
+                                       : name == "uld" ? ArtifactKind::kAssistant
+                                                       : ArtifactKind::kFullWeights);
   }
 }
 
