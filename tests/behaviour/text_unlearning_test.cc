@@ -253,10 +253,18 @@ TEST_F(TextUnlearningBehaviourTest, UldSweep) {
   if (env == nullptr) GTEST_SKIP() << "set UNL_ULD_PARAMS to a JSON object to run";
   UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> m,
                            MethodRegistry::Builtin().Create("uld", nlohmann::json::parse(env)));
+  // As the service test's first request: 16 forget examples, the first 64 retain examples as the
+  // request's retain set; retain figures on the other retain examples.
+  const std::vector<TextExample>& all_retain = data_->at("retain");
   ErasureData data;
-  data.forget = data_->at("forget");
-  data.retain =
-      std::vector<TextExample>(data_->at("retain").begin(), data_->at("retain").begin() + 64);
+  data.forget =
+      std::vector<TextExample>(data_->at("forget").begin(), data_->at("forget").begin() + 16);
+  data.retain = std::vector<TextExample>(all_retain.begin(), all_retain.begin() + 64);
+  const std::vector<TextExample> retain_eval(all_retain.begin() + 64, all_retain.end());
+  auto measure = [&](const LanguageModel& lm) {
+    return std::vector<double>{MeanProbability(lm, data.forget), MeanProbability(lm, retain_eval),
+                               MeanProbability(lm, data_->at("holdout"))};
+  };
   NullProgressSink progress;
   CancellationToken cancel;
   MethodContext ctx;
@@ -268,18 +276,22 @@ TEST_F(TextUnlearningBehaviourTest, UldSweep) {
   const auto* composite = dynamic_cast<const LogitDifferenceLm*>(candidate.model.get());
   ASSERT_NE(composite, nullptr);
   const LogitDifferenceLm::Assistant& a = composite->assistants().back();
-  UNL_ASSERT_OK_AND_ASSIGN(Figures alone, Measure(*a.model));
-  std::printf("[uld] %s\n  assistant alone: forget %.4f retain %.4f holdout %.4f\n",
-              m->EffectiveParams().dump().c_str(), alone.forget, alone.retain, alone.holdout);
+  const std::vector<double> before = measure(*base_);
+  const std::vector<double> alone = measure(*a.model);
+  std::printf(
+      "[uld] %s\n  before: forget %.4f retain %.4f holdout %.4f\n"
+      "  assistant alone: forget %.4f retain %.4f holdout %.4f\n",
+      m->EffectiveParams().dump().c_str(), before[0], before[1], before[2], alone[0], alone[1],
+      alone[2]);
   std::shared_ptr<const Model> parent(std::shared_ptr<const Model>(), base_);
-  for (double alpha : {0.75, 1.0, 2.0, 4.0}) {
+  for (double alpha : {0.75, 1.0, 1.25, 1.5, 2.0}) {
     LogitDifferenceLm::Assistant with = a;
     with.config.alpha = alpha;
     UNL_ASSERT_OK_AND_ASSIGN(auto lm, LogitDifferenceLm::Stack(parent, with));
-    UNL_ASSERT_OK_AND_ASSIGN(Figures f, Measure(*lm));
+    const std::vector<double> f = measure(*lm);
     std::printf("  alpha %.2f: forget %.4f (%.1f%%), retain %.4f (%.2f%%), holdout %.4f (%.2f%%)\n",
-                alpha, f.forget, 100 * f.forget / before_->forget, f.retain,
-                100 * f.retain / before_->retain, f.holdout, 100 * f.holdout / before_->holdout);
+                alpha, f[0], 100 * f[0] / before[0], f[1], 100 * f[1] / before[1], f[2],
+                100 * f[2] / before[2]);
   }
 }
 

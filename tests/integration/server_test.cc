@@ -22,6 +22,13 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
+// ULD's parameters on the demo model (from the sweep recorded in docs/methods/uld.md): an assistant
+// that memorises the forget answers (60 epochs at lr 5e-3, D′_r = the retain set only) subtracted
+// at α = 1.25 (the paper's 0.75 barely moves this over-confident demo model: 74% of before).
+constexpr char kUldParams[] =
+    R"({"epochs": 60, "learning_rate": 5e-3, "num_layers": 1, "perturbed": false, "alpha": 1.25,
+        "seed": 3})";
+
 std::string DemoDir() {
   const char* env = std::getenv("UNL_DEMO_DIR");
   return env != nullptr && *env != '\0' ? env : std::string(UNL_SOURCE_DIR) + "/.cache/demo";
@@ -47,6 +54,7 @@ class ServerTest : public ::testing::Test {
     StartServer();
     forget_ = ReadSplit("forget");
     retain_ = ReadSplit("retain");
+    holdout_ = ReadSplit("holdout");
     ASSERT_GE(forget_.size(), 4u);
   }
   void TearDown() override {
@@ -96,6 +104,40 @@ class ServerTest : public ::testing::Test {
     r.mutable_thresholds()->set_max_forget_probability_ratio(0.5);
     r.mutable_thresholds()->set_min_retain_probability_ratio(0.5);
     return r;
+  }
+
+  // A ULD request (named method) on forget examples [first, first + n), with their paraphrases and
+  // perturbed answers (ULD's augmented sets) and 64 retain examples.
+  v1::ErasureRequest UldRequest(const std::string& id, int first, int n) {
+    v1::ErasureRequest r;
+    r.set_request_id(id);
+    r.set_model_id("demo");
+    r.mutable_method()->mutable_named()->set_name("uld");
+    r.mutable_method()->mutable_named()->set_params_json(kUldParams);
+    for (int i = first; i < first + n && i < static_cast<int>(forget_.size()); ++i) {
+      v1::TextExample* e = r.mutable_text()->add_forget_set();
+      e->set_question(forget_[i].question);
+      e->set_answer(forget_[i].answer);
+      for (const auto& q : forget_[i].paraphrased_questions) e->add_paraphrased_questions(q);
+      for (const auto& a : forget_[i].perturbed_answers) e->add_perturbed_answers(a);
+    }
+    for (size_t i = 0; i < retain_.size() && i < 64; ++i) {
+      v1::TextExample* e = r.mutable_text()->add_retain_set();
+      e->set_question(retain_[i].question);
+      e->set_answer(retain_[i].answer);
+    }
+    // Published whatever the default checks say: this test states its own bars below.
+    r.mutable_thresholds()->set_max_forget_probability_ratio(1.0);
+    r.mutable_thresholds()->set_min_retain_probability_ratio(0.0);
+    return r;
+  }
+
+  // Mean answer probability (per-token geometric mean, Score's mean_token_probability) of
+  // `examples` at `version` (0 = serving).
+  double MeanAnswerProbability(const std::vector<core::TextExample>& examples, int64_t version) {
+    double sum = 0.0;
+    for (const auto& e : examples) sum += AnswerProbability(e, version);
+    return examples.empty() ? 0.0 : sum / static_cast<double>(examples.size());
   }
 
   // Sends `requests` on one stream, half-closes, and returns every event until the server ends it.
@@ -155,7 +197,7 @@ class ServerTest : public ::testing::Test {
   std::unique_ptr<v1::ModelService::Stub> models_;
   std::unique_ptr<v1::ErasureService::Stub> erasure_;
   std::unique_ptr<v1::InferenceService::Stub> inference_;
-  std::vector<core::TextExample> forget_, retain_;
+  std::vector<core::TextExample> forget_, retain_, holdout_;
 };
 
 TEST_F(ServerTest, EraseStreamsAcceptedProgressCompletedAndServesTheNewVersion) {
@@ -290,6 +332,86 @@ TEST_F(ServerTest, EraseStreamsAcceptedProgressCompletedAndServesTheNewVersion) 
     EXPECT_EQ(info.versions(2).chain(0), 3);
     EXPECT_NEAR(AnswerProbability(forget_[0], 0), before, 1e-6);
   }
+}
+
+// ULD through the service: the published version is an assistant beside version 1 (no copy of the
+// target), served as the composite target − α·assistant. Measured over gRPC, the forget set's
+// answer probability falls to <= 25% of before while the retain and holdout sets stay within 1%
+// (ULD's "no utility loss"). A second request stacks a second assistant and the first request's
+// data stays forgotten; a restart reloads the chain from disk and serves the same numbers.
+TEST_F(ServerTest, UldPublishesAnAssistantServedAsTheCompositeAndRequestsStack) {
+  const std::vector<core::TextExample> first(forget_.begin(), forget_.begin() + 16);
+  const std::vector<core::TextExample> second(forget_.begin() + 16, forget_.end());
+  const std::vector<core::TextExample> retain(retain_.begin() + 64, retain_.begin() + 128);
+  // Mean answer probabilities of `forget`, the retain probes and the holdout people at `version`.
+  struct Figures {
+    double forget, retain, holdout;
+  };
+  auto measure = [&](const std::vector<core::TextExample>& forget, int64_t version) {
+    return Figures{MeanAnswerProbability(forget, version), MeanAnswerProbability(retain, version),
+                   MeanAnswerProbability(holdout_, version)};
+  };
+  auto print = [](const char* what, const Figures& before, const Figures& after) {
+    std::printf("%s: forget %.4f -> %.4f (%.1f%%), retain %.2f%%, holdout %.2f%% of before\n", what,
+                before.forget, after.forget, 100 * after.forget / before.forget,
+                100 * after.retain / before.retain, 100 * after.holdout / before.holdout);
+  };
+  const Figures before = measure(first, 1);
+
+  grpc::Status status;
+  auto events = Stream({UldRequest("it-uld-1", 0, 16)}, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(events.back().kind(), v1::ErasureEvent::KIND_COMPLETED) << events.back().message();
+  const v1::Certificate& cert = events.back().certificate();
+  EXPECT_EQ(cert.artifact_kind(), v1::ARTIFACT_KIND_ASSISTANT);
+  for (const auto& f : cert.artifact_files()) {
+    EXPECT_NE(f.path(), "model.safetensors") << "the target's weights must not be copied";
+  }
+  ASSERT_EQ(ServingVersion(), 2);
+
+  const Figures after = measure(first, 0);
+  print("uld over gRPC", before, after);
+  EXPECT_LE(after.forget, 0.25 * before.forget);
+  EXPECT_NEAR(after.retain / before.retain, 1.0, 0.01);
+  EXPECT_NEAR(after.holdout / before.holdout, 1.0, 0.01);
+
+  // A second request stacks: its data is forgotten too, the first request's stays forgotten.
+  const double second_before = MeanAnswerProbability(second, 1);
+  events = Stream({UldRequest("it-uld-2", 16, 16)}, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(events.back().kind(), v1::ErasureEvent::KIND_COMPLETED) << events.back().message();
+  ASSERT_EQ(ServingVersion(), 3);
+  const double second_after = MeanAnswerProbability(second, 0);
+  const Figures after_both = measure(first, 0);
+  print("uld stacked, first request", before, after_both);
+  std::printf("uld stacked, second request: %.4f -> %.4f\n", second_before, second_after);
+  EXPECT_LE(second_after, 0.25 * second_before);
+  EXPECT_LE(after_both.forget, 0.25 * before.forget);
+  {
+    grpc::ClientContext ctx;
+    v1::DescribeModelRequest req;
+    req.set_model_id("demo");
+    v1::ModelInfo info;
+    ASSERT_TRUE(models_->DescribeModel(&ctx, req, &info).ok());
+    ASSERT_EQ(info.versions_size(), 3);
+    EXPECT_THAT(info.versions(2).chain(), ::testing::ElementsAre(3, 2, 1));
+  }
+
+  // A full-weights method on the composite is refused before anything runs or is stored.
+  {
+    v1::ErasureRequest flat = FlatRequest("it-uld-flat", 4);
+    events = Stream({flat}, &status);
+    ASSERT_FALSE(events.empty());
+    EXPECT_NE(events.back().kind(), v1::ErasureEvent::KIND_COMPLETED);
+    EXPECT_THAT(events.back().message(), HasSubstr("uld"));
+    EXPECT_EQ(ServingVersion(), 3);
+  }
+
+  // Restart: the chain (target, assistant, assistant) loads from disk and answers the same.
+  server_.reset();
+  StartServer();
+  EXPECT_EQ(ServingVersion(), 3);
+  EXPECT_NEAR(MeanAnswerProbability(first, 0), after_both.forget, 1e-5);
 }
 
 TEST_F(ServerTest, BadRequestsAreRejectedWithTheRightCodeAndChangeNothing) {
