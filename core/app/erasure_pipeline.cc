@@ -73,6 +73,7 @@ absl::StatusOr<ErasurePlan> PlanErasure(const MethodRegistry& methods,
                      " model: send the ", ModelFamilyName(model_family), " payload"));
   }
   UNL_RETURN_IF_ERROR(plan.method->CheckData(data));
+  if (model != nullptr) UNL_RETURN_IF_ERROR(plan.method->CheckParent(*model));
   if (model != nullptr && model_family == ModelFamily::kImageClassifier &&
       model->AsImageClassifier() != nullptr) {
     UNL_RETURN_IF_ERROR(

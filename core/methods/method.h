@@ -92,6 +92,9 @@ class UnlearningMethod {
   // Checks that the request's data suits the method (e.g. gradient difference needs a retain set).
   // kInvalidArgument with what to fix.
   virtual absl::Status CheckData(const ErasureData& data) const { return absl::OkStatus(); }
+  // Checks that the method can run on `parent` (the version a request applies to), e.g. a
+  // full-weights text method cannot run on a ULD composite. kFailedPrecondition with what to do.
+  virtual absl::Status CheckParent(const Model& parent) const { return absl::OkStatus(); }
   // Optimisation steps Run() will take on `data` (for progress and ETA).
   virtual int64_t TotalSteps(const ErasureData& data) const = 0;
   // Runs the method against ctx.parent and returns the candidate. kCancelled if ctx.cancel fired;

@@ -257,16 +257,18 @@ TokenBatch CollateSelected(const CausalLm& model, const std::vector<EncodedExamp
 // ---- TextMethod
 // -----------------------------------------------------------------------------------
 
+absl::Status TextMethod::CheckParent(const Model& parent) const {
+  if (dynamic_cast<const LogitDifferenceLm*>(&parent) == nullptr) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      name(), " trains the model's full weights, but this version is served as ",
+      parent.architecture(),
+      " (a target minus ULD assistants): training the target would drop what the assistants "
+      "forget. Use the uld method for further requests on this model, or roll back to a "
+      "full-weights version"));
+}
+
 absl::StatusOr<std::unique_ptr<CausalLm>> TextMethod::MakeWorkingModel(const MethodContext& ctx,
                                                                        const CausalLm& target) {
-  if (dynamic_cast<const CausalLm*>(ctx.parent) == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        name(), " trains the model's full weights, but this version is served as ",
-        ctx.parent->architecture(),
-        " (a target minus ULD assistants): training the target would drop what the assistants "
-        "forget. Use the uld method for further requests on this model, or roll back to a "
-        "full-weights version"));
-  }
   return target.CloneLm(ctx.device);
 }
 
@@ -336,6 +338,7 @@ absl::StatusOr<Candidate> TextMethod::Run(const MethodContext& ctx) {
     return absl::InvalidArgumentError(absl::StrCat(name(), " needs a causal language model, got ",
                                                    ModelFamilyName(ctx.parent->family())));
   }
+  UNL_RETURN_IF_ERROR(CheckParent(*ctx.parent));
   UNL_ASSIGN_OR_RETURN(std::unique_ptr<CausalLm> working, MakeWorkingModel(ctx, *reference));
   CausalLm* model = working.get();
   const ErasureData& data = *ctx.data;

@@ -129,6 +129,9 @@ class TextMethod : public UnlearningMethod {
   // Requires a non-empty forget set whose examples have a question and an
   // answer; subclasses extend it.
   absl::Status CheckData(const ErasureData& data) const override;
+  // kFailedPrecondition for a ULD composite parent: a full-weights method would train the target
+  // and silently drop what the assistants forget (UldMethod accepts it).
+  absl::Status CheckParent(const Model& parent) const override;
   int64_t TotalSteps(const ErasureData& data) const override;
   absl::StatusOr<Candidate> Run(const MethodContext& ctx) override;
 
@@ -151,8 +154,7 @@ class TextMethod : public UnlearningMethod {
   // lr/wd/clip).
   virtual OptimizerOptions Schedule(int64_t total_steps, int64_t steps_per_epoch) const;
   // The model training changes (its parameters that require grad train). The default is a private
-  // full copy of a CausalLm parent; kFailedPrecondition for a composite parent (a ULD version),
-  // whose assistants a full-weight method would silently drop.
+  // full copy of the target (CheckParent has refused composite parents).
   virtual absl::StatusOr<std::unique_ptr<CausalLm>> MakeWorkingModel(const MethodContext& ctx,
                                                                      const CausalLm& target);
   // The model the stopping rule scores: the working model by default (ULD: its composite).

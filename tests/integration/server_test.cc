@@ -397,12 +397,14 @@ TEST_F(ServerTest, UldPublishesAnAssistantServedAsTheCompositeAndRequestsStack) 
     EXPECT_THAT(info.versions(2).chain(), ::testing::ElementsAre(3, 2, 1));
   }
 
-  // A full-weights method on the composite is refused before anything runs or is stored.
+  // A full-weights method on the composite is refused at submit (REJECTED, FAILED_PRECONDITION):
+  // nothing is accepted, run or stored.
   {
     v1::ErasureRequest flat = FlatRequest("it-uld-flat", 4);
     events = Stream({flat}, &status);
     ASSERT_FALSE(events.empty());
-    EXPECT_NE(events.back().kind(), v1::ErasureEvent::KIND_COMPLETED);
+    EXPECT_EQ(events.back().kind(), v1::ErasureEvent::KIND_REJECTED) << events.back().message();
+    EXPECT_EQ(events.back().status_code(), grpc::StatusCode::FAILED_PRECONDITION);
     EXPECT_THAT(events.back().message(), HasSubstr("uld"));
     EXPECT_EQ(ServingVersion(), 3);
   }

@@ -59,6 +59,8 @@ class UldMethod : public TextMethod {
   nlohmann::json EffectiveParams() const override;
   // Also requires something for the uniform term: perturbed answers or a retain set.
   absl::Status CheckData(const ErasureData& data) const override;
+  // Any causal LM, including an earlier ULD composite (the assistants stack).
+  absl::Status CheckParent(const Model& parent) const override { return absl::OkStatus(); }
 
   // The assistant configuration for `target` (K resolved).
   UldAssistantConfig AssistantConfig(const CausalLm& target) const;
