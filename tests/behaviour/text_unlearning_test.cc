@@ -245,10 +245,11 @@ TEST_F(TextUnlearningBehaviourTest, GradientDifferenceForgetsAndKeepsRetain) {
 }
 
 // Reported, not gated beyond "it lowers the forget probability": GA is known to collapse.
-// Experiments: UNL_ULD_PARAMS='{"epochs": 20}' trains one ULD assistant with those parameters and
-// prints the composite's figures at several subtraction weights α (applied at inference only),
-// and the assistant's own.
-TEST_F(TextUnlearningBehaviourTest, UldSweep) {
+// Experiments, disabled so that CI does not pay the suite's set-up for them: with
+// UNL_ULD_PARAMS (a JSON object) and --gtest_also_run_disabled_tests, trains one ULD assistant
+// with those parameters and prints the composite's figures at several subtraction weights α
+// (applied at inference only), and the assistant's own.
+TEST_F(TextUnlearningBehaviourTest, DISABLED_UldSweep) {
   const char* env = std::getenv("UNL_ULD_PARAMS");
   if (env == nullptr) GTEST_SKIP() << "set UNL_ULD_PARAMS to a JSON object to run";
   UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> m,

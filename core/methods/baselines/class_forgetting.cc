@@ -9,36 +9,12 @@
 
 #include "core/common/status_macros.h"
 #include "core/common/torch_status.h"
+#include "core/methods/class_replay.h"
 #include "core/methods/text_method.h"
 #include "core/models/vit.h"
 #include "core/train/training_loop.h"
 
 namespace unlearning::core {
-namespace {
-
-// Indices of `labels` in `classes` (or not in them), in a seeded random order.
-torch::Tensor Select(const torch::Tensor& labels, const std::vector<int64_t>& classes, bool in,
-                     torch::Generator& gen) {
-  torch::Tensor mask = torch::zeros_like(labels, torch::kBool);
-  for (int64_t c : classes) mask = mask.logical_or(labels.eq(c));
-  if (!in) mask = mask.logical_not();
-  torch::Tensor idx = mask.nonzero().squeeze(1);
-  return idx.index_select(0, torch::randperm(idx.size(0), gen));
-}
-
-// The first `per_class` of `order` for every class present.
-torch::Tensor CapPerClass(const torch::Tensor& labels, const torch::Tensor& order,
-                          int64_t per_class) {
-  std::map<int64_t, int64_t> taken;
-  std::vector<int64_t> keep;
-  const torch::Tensor ordered = labels.index_select(0, order).contiguous();
-  for (int64_t i = 0; i < order.size(0); ++i) {
-    if (taken[ordered[i].item<int64_t>()]++ < per_class) keep.push_back(order[i].item<int64_t>());
-  }
-  return torch::tensor(keep, torch::kLong);
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<UnlearningMethod>> ClassForgettingMethod::Create(
     const nlohmann::json& params) {
@@ -104,12 +80,12 @@ absl::StatusOr<Candidate> ClassForgettingMethod::Run(const MethodContext& ctx) {
                                 : params_.replay_per_class;
   torch::Generator gen = at::detail::createCPUGenerator(params_.seed);
   const torch::Tensor labels = store.labels.cpu();
-  const torch::Tensor forget_idx = Select(labels, forget, /*in=*/true, gen);
+  const torch::Tensor forget_idx = SelectClasses(labels, forget, /*in=*/true, gen);
   // Classes earlier erasures removed are not replayed: replaying them would teach them back.
   std::vector<int64_t> not_replayed = forget;
   for (int64_t c : parent->forgotten_classes()) not_replayed.push_back(c);
   const torch::Tensor replay_idx =
-      CapPerClass(labels, Select(labels, not_replayed, /*in=*/false, gen), per_class);
+      CapPerClass(labels, SelectClasses(labels, not_replayed, /*in=*/false, gen), per_class);
   if (forget_idx.size(0) == 0) {
     return absl::FailedPreconditionError(
         "the model keeps no training samples of the classes to forget (probes/train-*.idx)");

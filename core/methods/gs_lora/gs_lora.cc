@@ -13,6 +13,7 @@
 #include "core/common/status_macros.h"
 #include "core/common/torch_status.h"
 #include "core/io/safetensors.h"
+#include "core/methods/class_replay.h"
 #include "core/methods/text_method.h"  // ParamReader
 #include "core/models/vit.h"
 #include "core/models/vit_adapter.h"
@@ -24,28 +25,6 @@ namespace {
 // Inside the group-lasso root so that its gradient is defined at an all-zero group (METHODS.md
 // §4.8; the reference code has none).
 constexpr double kGroupEps = 1e-12;
-
-// Indices of `labels` in `classes` (or not in them), in a seeded random order.
-torch::Tensor Select(const torch::Tensor& labels, const std::vector<int64_t>& classes, bool in,
-                     torch::Generator& gen) {
-  torch::Tensor mask = torch::zeros_like(labels, torch::kBool);
-  for (int64_t c : classes) mask = mask.logical_or(labels.eq(c));
-  if (!in) mask = mask.logical_not();
-  torch::Tensor idx = mask.nonzero().squeeze(1);
-  return idx.index_select(0, torch::randperm(idx.size(0), gen));
-}
-
-// The first `per_class` of `order` for every class present.
-torch::Tensor CapPerClass(const torch::Tensor& labels, const torch::Tensor& order,
-                          int64_t per_class) {
-  std::map<int64_t, int64_t> taken;
-  std::vector<int64_t> keep;
-  const torch::Tensor ordered = labels.index_select(0, order).contiguous();
-  for (int64_t i = 0; i < order.size(0); ++i) {
-    if (taken[ordered[i].item<int64_t>()]++ < per_class) keep.push_back(order[i].item<int64_t>());
-  }
-  return torch::tensor(keep, torch::kLong);
-}
 
 // Mean final-layernormed CLS embedding per class of `images`/`labels` under `vit` (no autograd):
 // [num_classes, D]; rows of absent classes are zero. `present` gets a 1 for each present class.
@@ -262,7 +241,7 @@ absl::StatusOr<Candidate> GsLoraMethod::Run(const MethodContext& ctx) {
   } else {
     const LabelledImages& store = ctx.probes->images_train;
     const torch::Tensor labels = store.labels.cpu();
-    const torch::Tensor idx = Select(labels, forget, /*in=*/true, gen);
+    const torch::Tensor idx = SelectClasses(labels, forget, /*in=*/true, gen);
     forget_images = store.images.cpu().index_select(0, idx);
     forget_labels = labels.index_select(0, idx);
   }
@@ -273,7 +252,7 @@ absl::StatusOr<Candidate> GsLoraMethod::Run(const MethodContext& ctx) {
     const LabelledImages& store = ctx.probes->images_train;
     const torch::Tensor labels = store.labels.cpu();
     const torch::Tensor idx =
-        CapPerClass(labels, Select(labels, not_replayed, /*in=*/false, gen), per_class);
+        CapPerClass(labels, SelectClasses(labels, not_replayed, /*in=*/false, gen), per_class);
     replay_images = store.images.cpu().index_select(0, idx);
     replay_labels = labels.index_select(0, idx);
   }
