@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -218,6 +219,96 @@ TEST(TrainingLoopTest, ReportsProgressEveryNStepsAndAtTheEnd) {
   }
   EXPECT_EQ(sink.updates[3].eta_seconds, 0.0);
   EXPECT_GT(sink.updates[0].loss, sink.updates[3].loss);
+}
+
+// Two phases, two optimisers: the first fits u to a target through a loss that also touches v
+// (whose gradient the second phase discards by zeroing first); the second fits v with u detached.
+// Each phase's AdamW moves only its own parameters; after_step runs after every phase step.
+TEST(TrainingLoopTest, AlternatingPhasesStepTheirOwnParametersInOrder) {
+  torch::Tensor u = torch::zeros({2}, torch::requires_grad());
+  torch::Tensor v = torch::zeros({2}, torch::requires_grad());
+  const torch::Tensor target_u = torch::tensor({1.0, -1.0});
+  const torch::Tensor target_v = torch::tensor({3.0, 2.0});
+  std::vector<std::string> order;
+  std::vector<TrainingPhase> phases(2);
+  phases[0].name = "first";
+  phases[0].params = {u};
+  phases[0].optimizer = Options(1, 0.05).optimizer;
+  phases[0].loss_fn = [&](int64_t) -> absl::StatusOr<torch::Tensor> {
+    order.push_back("first");
+    return (u - target_u).pow(2).sum() + (u * v).sum();
+  };
+  phases[0].after_step = [&](int64_t) { order.push_back("after first"); };
+  phases[1].name = "second";
+  phases[1].params = {v};
+  phases[1].optimizer = Options(1, 0.05).optimizer;
+  phases[1].loss_fn = [&](int64_t) -> absl::StatusOr<torch::Tensor> {
+    order.push_back("second");
+    return (v - target_v).pow(2).sum() + (u.detach() * v).sum() * 0.0;
+  };
+  absl::StatusOr<TrainingLoopResult> result =
+      RunAlternatingTrainingLoop(std::move(phases), Options(400, 0.05), nullptr, nullptr);
+  UNL_ASSERT_OK(result);
+  ASSERT_EQ(result->phase_first_loss.size(), 2u);
+  EXPECT_GT(result->phase_first_loss[1], 10.0);
+  EXPECT_LT(result->phase_last_loss[1], 1e-3);
+  EXPECT_DOUBLE_EQ(result->last_loss, result->phase_last_loss[1]);
+  EXPECT_TRUE(torch::allclose(v, target_v, 0.0, 0.05)) << v;
+  // u minimises |u - t|^2 + u·v with v ≈ target_v: u = t - v/2.
+  EXPECT_TRUE(torch::allclose(u, target_u - target_v / 2.0, 0.0, 0.1)) << u;
+  ASSERT_GE(order.size(), 6u);
+  EXPECT_EQ(std::vector<std::string>(order.begin(), order.begin() + 6),
+            (std::vector<std::string>{"first", "after first", "second", "first", "after first",
+                                      "second"}));
+}
+
+TEST(TrainingLoopTest, AlternatingErrorsNameThePhase) {
+  torch::Tensor u = torch::zeros({2}, torch::requires_grad());
+  torch::Tensor v = torch::zeros({2}, torch::requires_grad());
+  std::vector<TrainingPhase> phases(2);
+  phases[0] = {"first",
+               {u},
+               Options(1, 0.1).optimizer,
+               [&](int64_t) -> absl::StatusOr<torch::Tensor> { return u.sum(); },
+               nullptr};
+  phases[1] = {"second",
+               {v},
+               Options(1, 0.1).optimizer,
+               [&](int64_t step) -> absl::StatusOr<torch::Tensor> {
+                 return step == 2 ? v.sum() * std::numeric_limits<double>::infinity() : v.sum();
+               },
+               nullptr};
+  EXPECT_THAT(RunAlternatingTrainingLoop(std::move(phases), Options(5, 0.1), nullptr, nullptr),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("at step 2, phase second")));
+  std::vector<TrainingPhase> bad(1);
+  bad[0] = {"empty", {}, Options(1, 0.1).optimizer, nullptr, nullptr};
+  EXPECT_THAT(RunAlternatingTrainingLoop(std::move(bad), Options(5, 0.1), nullptr, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("phase empty")));
+  EXPECT_THAT(RunAlternatingTrainingLoop({}, Options(5, 0.1), nullptr, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+}
+
+// Clipping by value bounds every gradient element (SiD/SFD), unlike clipping by norm: with a
+// gradient of (100, 0.5) and SGD-like first steps, the clipped update moves both coordinates.
+TEST(TrainingLoopTest, ClipGradValueClampsEachElementBeforeTheStep) {
+  torch::Tensor w = torch::zeros({2}, torch::requires_grad());
+  torch::Tensor seen;
+  TrainingLoopOptions options = Options(1, 0.1);
+  options.optimizer.clip_grad_value = 1.0;
+  std::vector<TrainingPhase> phases(1);
+  phases[0].params = {w};
+  phases[0].optimizer = options.optimizer;
+  phases[0].loss_fn = [&](int64_t) -> absl::StatusOr<torch::Tensor> {
+    return (w * torch::tensor({100.0, 0.5})).sum();
+  };
+  phases[0].after_step = [&](int64_t) { seen = w.grad().clone(); };
+  UNL_ASSERT_OK(RunAlternatingTrainingLoop(std::move(phases), options, nullptr, nullptr));
+  EXPECT_TRUE(torch::equal(seen, torch::tensor({1.0f, 0.5f}))) << seen;
+  options.optimizer.clip_grad_value = -1.0;
+  EXPECT_THAT(RunTrainingLoop(
+                  {w}, options, [&](int64_t) -> absl::StatusOr<torch::Tensor> { return w.sum(); },
+                  nullptr, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("clip_grad_value")));
 }
 
 }  // namespace
