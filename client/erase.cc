@@ -5,6 +5,7 @@
 #include <memory>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 #include "client/exit_codes.h"
@@ -49,7 +50,15 @@ absl::StatusOr<v1::ErasureRequest> BuildRequest(const EraseOptions& options) {
     if (options.override_class) {
       v1::GenerationErasure* g = request.mutable_generation();
       for (int64_t c : options.forget_classes) g->add_forget_classes(c);
-      g->set_override_class(*options.override_class);
+      if (*options.override_class != "random") {
+        int64_t id = 0;
+        if (!absl::SimpleAtoi(*options.override_class, &id) || id < 0) {
+          return absl::InvalidArgumentError(absl::StrCat("--override-class '",
+                                                         *options.override_class,
+                                                         "': expected a class id or \"random\""));
+        }
+        g->set_override_class(id);
+      }
     } else {
       v1::ClassErasure* c = request.mutable_classes();
       for (int64_t id : options.forget_classes) c->add_forget_classes(id);

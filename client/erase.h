@@ -15,15 +15,17 @@ namespace unlearning::client {
 struct EraseOptions {
   std::string model;
   std::string method;
-  std::string forget_path;                // text payload (language models)
-  std::vector<int64_t> forget_classes;    // classes / generation payload (image models)
-  std::optional<int64_t> override_class;  // generation payload
-  int replay_per_class = 0;               // classes payload
-  std::vector<std::string> thresholds;    // FIGURE:COMPARISON:BOUND (thresholds.checks)
-  std::string retain_path;                // optional
-  std::string templates_path;             // optional
-  std::string request_id;                 // empty = a random UUID (printed on stderr)
-  std::vector<std::string> params;        // "key=value"
+  std::string forget_path;              // text payload (language models)
+  std::vector<int64_t> forget_classes;  // classes / generation payload (image models)
+  // Generation payload: a class id, or "random" (each sample of a forgotten label becomes a random
+  // retained class).
+  std::optional<std::string> override_class;
+  int replay_per_class = 0;             // classes payload
+  std::vector<std::string> thresholds;  // FIGURE:COMPARISON:BOUND (thresholds.checks)
+  std::string retain_path;              // optional
+  std::string templates_path;           // optional
+  std::string request_id;               // empty = a random UUID (printed on stderr)
+  std::vector<std::string> params;      // "key=value"
   std::optional<double> max_forget_ratio;
   std::optional<double> min_retain_ratio;
   std::optional<double> max_mia_auc;

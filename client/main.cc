@@ -94,7 +94,8 @@ int Main(int argc, char** argv) {
   erase_cmd->add_option("--forget-class", erase.forget_classes,
                         "Class id to forget (image classifiers, diffusion models; repeatable)");
   erase_cmd->add_option("--override-class", erase.override_class,
-                        "Diffusion models: the class the forgotten labels should produce");
+                        "Diffusion models: the class the forgotten labels should produce, or "
+                        "\"random\" (a random retained class per sample)");
   erase_cmd->add_option("--replay-per-class", erase.replay_per_class,
                         "Image classifiers: replay samples per kept class (0: method default)");
   erase_cmd->add_option("--threshold", erase.thresholds,

@@ -352,6 +352,13 @@ absl::Status InferenceServiceImpl::DoSample(const v1::SampleRequest& req,
   core::SampleOptions options;
   options.steps =
       request->steps() == 0 ? std::min<int64_t>(50, sampler->max_steps()) : request->steps();
+  if (sampler->max_steps() == 1 && options.steps != 1) {
+    return finish(absl::InvalidArgumentError(absl::StrCat(
+        "model '", request->model_id(), "' version ", (*served)->version,
+        " is a one-step generator: it samples in one network evaluation; omit steps or send 1, "
+        "got ",
+        request->steps())));
+  }
   if (options.steps < 1 || options.steps > sampler->max_steps()) {
     return finish(absl::InvalidArgumentError(
         absl::StrCat("steps must be in [1, ", sampler->max_steps(), "], got ", request->steps())));

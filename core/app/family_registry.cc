@@ -16,6 +16,7 @@
 #include "core/models/causal_lm.h"
 #include "core/models/diffusion.h"
 #include "core/models/logit_difference.h"
+#include "core/models/one_step_generator.h"
 #include "core/models/vit.h"
 #include "core/models/vit_adapter.h"
 #include "core/verify/generation_verification.h"
@@ -206,12 +207,40 @@ FamilySpec ImageClassifierFamily() {
 FamilySpec DiffusionFamily() {
   FamilySpec spec;
   spec.family = ModelFamily::kDiffusion;
-  spec.architectures = {"UNet2DModel"};
+  spec.architectures = {"UNet2DModel", "OneStepGenerator"};
   spec.recognises = [](const std::string& dir) { return DiffusionModel::Recognises(dir); };
   spec.load = [](const std::string& dir,
                  torch::Device device) -> absl::StatusOr<std::unique_ptr<Model>> {
+    if (OneStepGenerator::Recognises(dir)) {
+      // A generator directory on its own (e.g. an exported version): it samples, but cannot be
+      // distilled again without its teacher.
+      UNL_ASSIGN_OR_RETURN(std::unique_ptr<OneStepGenerator> generator,
+                           OneStepGenerator::Load(dir, device, nullptr));
+      return std::unique_ptr<Model>(std::move(generator));
+    }
     UNL_ASSIGN_OR_RETURN(std::unique_ptr<DiffusionModel> model, DiffusionModel::Load(dir, device));
     return std::unique_ptr<Model>(std::move(model));
+  };
+  // SFD's one-step generators on their parent: the teacher itself, or a generator distilled from
+  // it (whose teacher the new one keeps).
+  spec.load_on_parent = [](ArtifactKind kind, const std::string& dir,
+                           std::shared_ptr<const Model> parent,
+                           torch::Device device) -> absl::StatusOr<std::unique_ptr<Model>> {
+    std::shared_ptr<const DiffusionModel> teacher =
+        std::dynamic_pointer_cast<const DiffusionModel>(parent);
+    if (teacher == nullptr) {
+      if (const auto* generator = dynamic_cast<const OneStepGenerator*>(parent.get())) {
+        teacher = generator->teacher();
+      }
+    }
+    if (kind != ArtifactKind::kOneStepGenerator || teacher == nullptr) {
+      return absl::UnimplementedError(absl::StrCat(
+          "diffusion models load only one_step_generator artifacts on a diffusion teacher, got ",
+          ArtifactKindName(kind), " on ", parent != nullptr ? parent->architecture() : "nothing"));
+    }
+    UNL_ASSIGN_OR_RETURN(std::unique_ptr<OneStepGenerator> generator,
+                         OneStepGenerator::Load(dir, device, std::move(teacher)));
+    return std::unique_ptr<Model>(std::move(generator));
   };
   spec.load_probes = [](const std::string& dir) -> absl::StatusOr<ModelProbes> {
     ModelProbes probes;

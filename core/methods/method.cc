@@ -31,7 +31,8 @@ absl::StatusOr<ArtifactKind> ParseArtifactKind(std::string_view name) {
 }
 
 bool NeedsParent(ArtifactKind kind) {
-  return kind == ArtifactKind::kLoraAdapter || kind == ArtifactKind::kAssistant;
+  return kind == ArtifactKind::kLoraAdapter || kind == ArtifactKind::kAssistant ||
+         kind == ArtifactKind::kOneStepGenerator;
 }
 
 Candidate Candidate::SelfContained(ArtifactKind kind, std::unique_ptr<Model> model) {

@@ -30,17 +30,20 @@ namespace unlearning::core {
 
 // What a version's files are, relative to its parent version.
 enum class ArtifactKind {
-  kFullWeights,       // a self-contained model directory (config.json + weights)
-  kLoraAdapter,       // adapters applied on top of the parent version (GS-LoRA)
-  kAssistant,         // a model combined with the parent at inference (ULD)
-  kOneStepGenerator,  // a self-contained distilled generator of another architecture (SFD)
+  kFullWeights,  // a self-contained model directory (config.json + weights)
+  kLoraAdapter,  // adapters applied on top of the parent version (GS-LoRA)
+  kAssistant,    // a model combined with the parent at inference (ULD)
+  // A distilled generator (SFD) that samples on its own but loads on the teacher it was distilled
+  // from, which a later request distils again from.
+  kOneStepGenerator,
 };
 
 // "full_weights", "lora_adapter", "assistant", "one_step_generator" (manifest and journal names).
 const char* ArtifactKindName(ArtifactKind kind);
 // kInvalidArgument for an unknown name.
 absl::StatusOr<ArtifactKind> ParseArtifactKind(std::string_view name);
-// True for the kinds whose directory needs its parent version to load (adapters, assistants).
+// True for the kinds whose version loads on its parent version (adapters, assistants, one-step
+// generators: their teacher).
 bool NeedsParent(ArtifactKind kind);
 
 // What a method run produces.

@@ -12,6 +12,7 @@
 #include "core/methods/baselines/score_override.h"
 #include "core/methods/flat/flat.h"
 #include "core/methods/gs_lora/gs_lora.h"
+#include "core/methods/sfd/sfd.h"
 #include "core/methods/uld/uld.h"
 
 namespace unlearning::core {
@@ -33,6 +34,8 @@ MethodRegistry* MakeBuiltin() {
                      &GsLoraMethod::CreatePlus);
   registry->Register(ScoreOverrideMethod::kName, ModelFamily::kDiffusion,
                      &ScoreOverrideMethod::Create);
+  registry->Register(SfdMethod::kName, ModelFamily::kDiffusion, &SfdMethod::Create);
+  registry->Register(SfdMethod::kSidName, ModelFamily::kDiffusion, &SfdMethod::CreateSid);
   return registry;
 }
 

@@ -207,6 +207,23 @@ absl::StatusOr<torch::Tensor> RunDiffusionSampler(
   return x;
 }
 
+absl::Status ValidateSampleLabels(const torch::Tensor& labels, int64_t num_classes) {
+  if (!labels.defined() || labels.dim() != 1 || labels.scalar_type() != torch::kInt64) {
+    return absl::InvalidArgumentError("sample: labels must be a 1-D int64 tensor");
+  }
+  if (labels.size(0) == 0) return absl::InvalidArgumentError("sample: labels is empty");
+  {
+    torch::Tensor cpu = labels.to(torch::kCPU);
+    const int64_t lo = cpu.min().item<int64_t>();
+    const int64_t hi = cpu.max().item<int64_t>();
+    if (lo < 0 || hi >= num_classes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sample: label ", lo < 0 ? lo : hi, " outside [0, ", num_classes, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // ---- DiffusionModel ----
 
 DiffusionModel::DiffusionModel(UNet2DModel module, DDPMSchedulerConfig scheduler,
@@ -349,20 +366,8 @@ torch::Tensor DiffusionModel::PredictNoise(const torch::Tensor& x_t, const torch
 absl::StatusOr<torch::Tensor> DiffusionModel::Sample(const torch::Tensor& labels,
                                                      const SampleOptions& options,
                                                      const CancellationToken* cancel) const {
-  if (!labels.defined() || labels.dim() != 1 || labels.scalar_type() != torch::kInt64) {
-    return absl::InvalidArgumentError("sample: labels must be a 1-D int64 tensor");
-  }
+  UNL_RETURN_IF_ERROR(ValidateSampleLabels(labels, num_classes()));
   const int64_t batch = labels.size(0);
-  if (batch == 0) return absl::InvalidArgumentError("sample: labels is empty");
-  {
-    torch::Tensor cpu = labels.to(torch::kCPU);
-    const int64_t lo = cpu.min().item<int64_t>();
-    const int64_t hi = cpu.max().item<int64_t>();
-    if (lo < 0 || hi >= num_classes()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("sample: label ", lo < 0 ? lo : hi, " outside [0, ", num_classes(), ")"));
-    }
-  }
   if (options.steps < 1 || options.steps > max_steps()) {
     return absl::InvalidArgumentError(
         absl::StrCat("sample: steps must be in [1, ", max_steps(), "], got ", options.steps));

@@ -84,6 +84,10 @@ absl::StatusOr<torch::Tensor> RunDiffusionSampler(
     const std::function<torch::Tensor(const torch::Tensor& x_t, int64_t t)>& eps_fn,
     torch::Tensor x, int64_t steps, bool ddim, at::Generator gen, const CancellationToken* cancel);
 
+// The label checks of every ImageSampler::Sample here: kInvalidArgument unless `labels` is a
+// non-empty 1-D int64 tensor with values in [0, num_classes).
+absl::Status ValidateSampleLabels(const torch::Tensor& labels, int64_t num_classes);
+
 // A loaded class-conditional diffusion model. Thread-compatible: const methods (Sample,
 // PredictNoise in inference, Save, Clone) may run concurrently; module() is for training a
 // private copy.

@@ -1,5 +1,6 @@
 #include "core/verify/generation_verification.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -87,12 +88,14 @@ double FrechetDistance(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 std::vector<std::string> GenerationVerifier::FigureNames() const {
-  return {"feature_fd", "forget_rate", "images_per_second", "override_rate", "retain_fidelity"};
+  return {"earlier_forget_rate", "feature_fd",    "forget_rate",
+          "images_per_second",   "override_rate", "retain_fidelity"};
 }
 
 std::vector<Threshold> GenerationVerifier::DefaultThresholds() const {
   return {{"forget_rate", Comparison::kAtMost, 0.2, /*required=*/true},
-          {"retain_fidelity", Comparison::kRatioAtLeast, 0.8, /*required=*/true}};
+          {"retain_fidelity", Comparison::kRatioAtLeast, 0.8, /*required=*/true},
+          {"earlier_forget_rate", Comparison::kAtMost, 0.2, /*required=*/false}};
 }
 
 absl::StatusOr<VerificationReport> GenerationVerifier::Verify(const VerificationInputs& in) const {
@@ -110,24 +113,49 @@ absl::StatusOr<VerificationReport> GenerationVerifier::Verify(const Verification
   }
   const std::vector<int64_t>& forget = in.data->generation.forget_classes;
   const int64_t override_class = in.data->generation.override_class;
+  // Classes earlier requests of the lineage removed (e.g. a second SFD request on a generator):
+  // neither forgotten by this request nor retained.
+  std::vector<int64_t> earlier;
+  for (int64_t c : before->forgotten_classes()) {
+    if (std::find(forget.begin(), forget.end(), c) == forget.end()) earlier.push_back(c);
+  }
   UNL_ASSIGN_OR_RETURN(Judged b, SampleAndJudge(*before, *judge, protocol_, in.cancel));
   UNL_ASSIGN_OR_RETURN(Judged a, SampleAndJudge(*after, *judge, protocol_, in.cancel));
   c10::InferenceMode guard;
+  const torch::Tensor forget_mask = InSet(b.labels, forget);
+  const torch::Tensor earlier_mask = InSet(b.labels, earlier);
+  const torch::Tensor keep = forget_mask.logical_or(earlier_mask).logical_not();
   auto figures = [&](const Judged& j) {
     std::map<std::string, double> f;
-    const torch::Tensor forget_mask = InSet(j.labels, forget);
     f["forget_rate"] = Share(InSet(j.predicted, forget), forget_mask);
     if (override_class >= 0) {
       f["override_rate"] = Share(j.predicted.eq(override_class), forget_mask);
     }
-    f["retain_fidelity"] = Share(j.predicted.eq(j.labels), forget_mask.logical_not());
+    if (!earlier.empty())
+      f["earlier_forget_rate"] = Share(InSet(j.predicted, earlier), earlier_mask);
+    f["retain_fidelity"] = Share(j.predicted.eq(j.labels), keep);
+    for (int64_t c = 0; c < before->num_classes(); ++c) {
+      const torch::Tensor mask = j.labels.eq(c).logical_and(keep);
+      if (mask.any().item<bool>()) {
+        f[absl::StrCat("retain_fidelity.class", c)] = Share(j.predicted.eq(j.labels), mask);
+      }
+    }
     f["images_per_second"] = j.images_per_second;
     return f;
   };
   std::map<std::string, double> before_map = figures(b), after_map = figures(a);
-  const torch::Tensor keep = InSet(b.labels, forget).logical_not();
+  // Fréchet distances between the retained classes' samples before and after (with a teacher
+  // parent and a one-step candidate: the teacher's many-step samples vs the generator's), overall
+  // and per class.
   before_map["feature_fd"] = 0.0;
   after_map["feature_fd"] = FrechetDistance(b.features.index({keep}), a.features.index({keep}));
+  for (int64_t c = 0; c < before->num_classes(); ++c) {
+    const torch::Tensor mask = b.labels.eq(c).logical_and(keep);
+    if (!mask.any().item<bool>()) continue;
+    const std::string name = absl::StrCat("feature_fd.class", c);
+    before_map[name] = 0.0;
+    after_map[name] = FrechetDistance(b.features.index({mask}), a.features.index({mask}));
+  }
   VerificationReport report = MakeReport(before_map, after_map, in.thresholds, this);
   report.tiers = {
       {Tier::kT0, true, "samples of the model before and after, judged by the model's classifier"},

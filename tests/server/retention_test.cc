@@ -162,8 +162,7 @@ TEST_F(RetentionTest, VersionsAKeptVersionLoadsThroughStay) {
   EXPECT_FALSE(info.versions(1).purged());
   EXPECT_TRUE(fs::exists(VersionDir(2)));
   // A self-contained version on top: nothing needs v2 and v3 any more.
-  ASSERT_EQ(Run("generator", R"({"factor": 0.5, "kind": "one_step_generator"})").kind(),
-            v1::ErasureEvent::KIND_COMPLETED);
+  ASSERT_EQ(Run("full-again", R"({"factor": 0.5})").kind(), v1::ErasureEvent::KIND_COMPLETED);
   info = Describe();
   ASSERT_EQ(info.versions_size(), 4);
   EXPECT_TRUE(info.versions(1).purged());

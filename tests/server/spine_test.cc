@@ -144,7 +144,8 @@ TEST_F(SpineTest, PublishesEveryArtifactKindWithManifestAndChainAndRestoresThem)
   EXPECT_THAT(cert.artifact_facts_json(), HasSubstr("delta"));
   EXPECT_DOUBLE_EQ(BeforeValue(adapter), 0.1);
 
-  // v4: an assistant beside v3 (0.05 -> 0.025), v5: a one-step generator (self-contained).
+  // v4: an assistant beside v3 (0.05 -> 0.025), v5: a one-step generator, which loads on the
+  // version it was distilled from (v4, through its chain).
   v1::ErasureEvent assistant = Run(Request("assistant", R"({"factor": 0.5, "kind": "assistant"})"));
   ASSERT_EQ(assistant.kind(), v1::ErasureEvent::KIND_COMPLETED) << assistant.message();
   EXPECT_EQ(assistant.certificate().chain_size(), 3);
@@ -152,7 +153,7 @@ TEST_F(SpineTest, PublishesEveryArtifactKindWithManifestAndChainAndRestoresThem)
       Run(Request("generator", R"({"factor": 0.5, "kind": "one_step_generator"})"));
   ASSERT_EQ(generator.kind(), v1::ErasureEvent::KIND_COMPLETED) << generator.message();
   EXPECT_DOUBLE_EQ(BeforeValue(generator), 0.025);
-  EXPECT_EQ(generator.certificate().chain_size(), 1);
+  EXPECT_EQ(generator.certificate().chain_size(), 4);
 
   v1::ModelInfo info = Describe();
   ASSERT_EQ(info.versions_size(), 5);
@@ -161,7 +162,7 @@ TEST_F(SpineTest, PublishesEveryArtifactKindWithManifestAndChainAndRestoresThem)
   EXPECT_THAT(info.versions(3).chain(), ::testing::ElementsAre(4, 3, 2));
   EXPECT_EQ(info.versions(3).artifact_kind(), v1::ARTIFACT_KIND_ASSISTANT);
   EXPECT_EQ(info.versions(4).artifact_kind(), v1::ARTIFACT_KIND_ONE_STEP_GENERATOR);
-  EXPECT_THAT(info.versions(4).chain(), ::testing::ElementsAre(5));
+  EXPECT_THAT(info.versions(4).chain(), ::testing::ElementsAre(5, 4, 3, 2));
 
   // Roll back to the assistant (v4): recorded as v6, which loads through v4's chain.
   {

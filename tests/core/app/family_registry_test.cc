@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 
 #include "core/models/causal_lm.h"
+#include "core/models/one_step_generator.h"
 #include "tests/server_infra/infra_test_util.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/tiny_diffusion.h"
 #include "tests/testing/tiny_lm.h"
 
 namespace unlearning::core {
@@ -76,6 +78,41 @@ TEST(FamilyRegistryTest, UnknownFamilyIsNotFound) {
   FamilyRegistry empty;
   EXPECT_THAT(empty.Find(ModelFamily::kDiffusion),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("diffusion")));
+}
+
+// The diffusion row loads a teacher directory as a DiffusionModel and a one-step generator's
+// directory as a OneStepGenerator: on its own (no teacher), or on its parent version, whose
+// teacher it keeps (the parent may itself be a generator distilled from that teacher).
+TEST(FamilyRegistryTest, DiffusionRowLoadsOneStepGeneratorsAloneAndOnTheirTeacher) {
+  server::testing::TempDir tmp;
+  std::shared_ptr<const DiffusionModel> teacher = ::unlearning::testing::TinyDiffusionModel();
+  OneStepGenerator generator(teacher->CloneDiffusion(torch::kCPU), nullptr,
+                             OneStepGeneratorConfig{}, teacher);
+  const std::string teacher_dir = tmp.Join("teacher"), dir = tmp.Join("generator");
+  std::filesystem::create_directories(teacher_dir);
+  std::filesystem::create_directories(dir);
+  UNL_ASSERT_OK(teacher->Save(teacher_dir));
+  UNL_ASSERT_OK(generator.Save(dir));
+  const FamilyRegistry& families = FamilyRegistry::Builtin();
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Model> t, families.Load(teacher_dir, torch::kCPU));
+  EXPECT_EQ(t->architecture(), "UNet2DModel");
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Model> alone, families.Load(dir, torch::kCPU));
+  ASSERT_EQ(alone->architecture(), "OneStepGenerator");
+  EXPECT_EQ(dynamic_cast<const OneStepGenerator&>(*alone).teacher(), nullptr);
+  EXPECT_EQ(alone->AsImageSampler()->max_steps(), 1);
+
+  const FamilySpec* spec = *families.Find(ModelFamily::kDiffusion);
+  UNL_ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Model> on_teacher,
+      spec->load_on_parent(ArtifactKind::kOneStepGenerator, dir, teacher, torch::kCPU));
+  std::shared_ptr<const Model> first(std::move(on_teacher));
+  EXPECT_EQ(dynamic_cast<const OneStepGenerator&>(*first).teacher().get(), teacher.get());
+  UNL_ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Model> on_generator,
+      spec->load_on_parent(ArtifactKind::kOneStepGenerator, dir, first, torch::kCPU));
+  EXPECT_EQ(dynamic_cast<const OneStepGenerator&>(*on_generator).teacher().get(), teacher.get());
+  EXPECT_THAT(spec->load_on_parent(ArtifactKind::kLoraAdapter, dir, teacher, torch::kCPU),
+              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("one_step_generator")));
 }
 
 }  // namespace

@@ -20,11 +20,12 @@ using ::unlearning::testing::StatusIs;
 TEST(MethodRegistryTest, BuiltinHasTheTextMethodsAndTheVisionBaseline) {
   EXPECT_THAT(MethodRegistry::Builtin().names(),
               ElementsAre("class_forgetting", "flat", "gradient_ascent", "gradient_difference",
-                          "gs_lora", "gs_lora_plus", "npo", "score_override", "uld"));
+                          "gs_lora", "gs_lora_plus", "npo", "score_override", "sfd", "sid", "uld"));
   for (const std::string& name : MethodRegistry::Builtin().names()) {
     const bool gs_lora = name == "gs_lora" || name == "gs_lora_plus";
+    const bool sfd = name == "sfd" || name == "sid";
     const ModelFamily want = name == "class_forgetting" || gs_lora ? ModelFamily::kImageClassifier
-                             : name == "score_override"            ? ModelFamily::kDiffusion
+                             : name == "score_override" || sfd     ? ModelFamily::kDiffusion
                                                                    : ModelFamily::kCausalLm;
     absl::StatusOr<ModelFamily> family = MethodRegistry::Builtin().FamilyOf(name);
     ASSERT_TRUE(family.ok()) << name;
@@ -35,6 +36,7 @@ TEST(MethodRegistryTest, BuiltinHasTheTextMethodsAndTheVisionBaseline) {
     EXPECT_EQ(method->family(), want);
     EXPECT_EQ(method->artifact_kind(), gs_lora         ? ArtifactKind::kLoraAdapter
                                        : name == "uld" ? ArtifactKind::kAssistant
+                                       : sfd           ? ArtifactKind::kOneStepGenerator
                                                        : ArtifactKind::kFullWeights);
   }
 }

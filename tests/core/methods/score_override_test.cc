@@ -14,6 +14,7 @@
 #include "core/methods/method_registry.h"
 #include "core/models/diffusion.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/tiny_diffusion.h"
 
 namespace unlearning::core {
 namespace {
@@ -21,32 +22,10 @@ namespace {
 using ::testing::HasSubstr;
 using ::unlearning::testing::StatusIs;
 
-// 8x8, 3 real classes (+ null), random non-zero weights (conv_out too).
-std::unique_ptr<DiffusionModel> TinyModel() {
-  UNet2DConfig c;
-  c.sample_size = 8;
-  c.block_out_channels = {8, 16};
-  c.norm_num_groups = 4;
-  c.num_class_embeds = 4;
-  c.null_class_id = 3;
-  c.id2label = {{0, "zero"}, {1, "one"}, {2, "two"}};
-  absl::StatusOr<UNet2DConfig> valid = UNet2DConfig::FromJson(c.ToJson());
-  EXPECT_TRUE(valid.ok()) << valid.status();
-  auto model = DiffusionModel::Create(*valid, DDPMSchedulerConfig{}, torch::kCPU, 7);
-  torch::NoGradGuard no_grad;
-  model->module()->named_parameters()["conv_out.weight"].normal_(0.0, 0.1);
-  // Distinct class embeddings, so the labels matter.
-  model->module()->named_parameters()["class_embedding.weight"].normal_(0.0, 1.0);
-  model->module()->eval();
-  return model;
-}
+std::unique_ptr<DiffusionModel> TinyModel() { return ::unlearning::testing::TinyDiffusionModel(); }
 
 ErasureData Forget(int64_t forget, int64_t override_class) {
-  ErasureData data;
-  data.family = ModelFamily::kDiffusion;
-  data.generation.forget_classes = {forget};
-  data.generation.override_class = override_class;
-  return data;
+  return ::unlearning::testing::ForgetClass(forget, override_class);
 }
 
 // Mean squared distance between a's ε for label `la` and b's ε for label `lb` on fixed probe
