@@ -117,7 +117,9 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
     }
     if (options.tls_cert.empty() && !IsLoopback(hp.first)) {
       std::cerr << "unlearnd: WARNING: serving plaintext gRPC (no --tls-cert) on non-loopback "
-                << options.listen << ": bearer tokens cross the network in the clear" << std::endl;
+                << options.listen << ": requests"
+                << (options.auth.insecure ? "" : " and bearer tokens")
+                << " cross the network unencrypted" << std::endl;
     }
   }
   UNL_ASSIGN_OR_RETURN(torch::Device device,
