@@ -506,6 +506,7 @@ TEST_F(AuthTest, AnOpenStreamStopsSubmittingOnceItsTokenIsRevoked) {
   grpc::ClientContext ctx;
   Authorize(ctx, "tok-erase-2");
   auto stream = erasure_->Erase(&ctx);
+  stream->WaitForInitialMetadata();  // the server has opened (and authorized) the stream
   // Revoke eraser2 while its stream is open.
   std::vector<TestToken> tokens = Tokens();
   tokens.erase(tokens.begin() + 2);
