@@ -1,7 +1,11 @@
 # unlearnd + unlearnctl on Debian 12 (CPU LibTorch with OpenBLAS).
 #   docker build -t unlearnd .
 #   docker run -p 50051:50051 -p 9464:9464 -v unlearnd-data:/var/lib/unlearnd \
-#     -v /path/to/model:/models/mine:ro unlearnd --model mine=/models/mine
+#     -v /path/to/model:/models/mine:ro -v /path/to/secrets:/etc/unlearnd:ro unlearnd \
+#     --token-file /etc/unlearnd/tokens.jsonl --tls-cert /etc/unlearnd/tls.crt \
+#     --tls-key /etc/unlearnd/tls.key --model mine=/models/mine
+# The container listens on all interfaces, so it needs a --token-file (docs/security.md); it
+# refuses to start without one unless --insecure is passed explicitly.
 FROM debian:12 AS build
 WORKDIR /src
 COPY tools/setup.sh tools/setup.sh

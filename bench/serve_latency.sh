@@ -49,6 +49,7 @@ for setting in $SETTINGS; do
   rm -rf "$WORK/data" "$WORK/ready.json"
   "$UNLEARND" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$WORK/data" \
     --model "demo=$DEMO/model" --ready-file "$WORK/ready.json" --threads "$t" --job-threads "$j" \
+    --insecure \
     >"$WORK/unlearnd-$setting.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 600); do [[ -s "$WORK/ready.json" ]] && break; sleep 0.2; done

@@ -31,18 +31,32 @@ Connection::Connection(const GlobalOptions& options) : options_(options) {
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-  channel_ = grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options_.tls_ca_pem.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options_.tls_ca_pem;
+    ssl.pem_cert_chain = options_.tls_cert_pem;
+    ssl.pem_private_key = options_.tls_key_pem;
+    credentials = grpc::SslCredentials(ssl);
+  }
+  channel_ = grpc::CreateCustomChannel(options_.server, credentials, args);
   models_ = v1::ModelService::NewStub(channel_);
   erasure_ = v1::ErasureService::NewStub(channel_);
   inference_ = v1::InferenceService::NewStub(channel_);
 }
 
+void Connection::Authorize(grpc::ClientContext& context) const {
+  if (!options_.token.empty()) context.AddMetadata("authorization", "Bearer " + options_.token);
+}
+
 void Connection::PrepareUnary(grpc::ClientContext& context) const {
+  Authorize(context);
   context.set_deadline(DeadlineIn(options_.timeout_seconds > 0 ? options_.timeout_seconds
                                                                : kDefaultUnaryTimeoutSeconds));
 }
 
 void Connection::PrepareStream(grpc::ClientContext& context) const {
+  Authorize(context);
   if (options_.timeout_seconds > 0) {
     context.set_deadline(DeadlineIn(options_.timeout_seconds));
   }
@@ -52,8 +66,25 @@ int Connection::ReportRpcError(const grpc::Status& status) const {
   std::string message = status.error_message();
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
       (message.find("connect") != std::string::npos || message.empty())) {
-    message = absl::StrCat("cannot reach unlearnd at ", options_.server, " (", message,
-                           "); is the server running? (--server / UNLEARN_SERVER)");
+    message =
+        absl::StrCat("cannot reach unlearnd at ", options_.server, " (", message,
+                     "); is the server running? (--server / UNLEARN_SERVER)",
+                     options_.tls_ca_pem.empty()
+                         ? " (if the server uses TLS: --tls-ca FILE or UNLEARN_TLS_CA)"
+                         : "; with TLS: does --tls-ca sign the server's certificate, and "
+                           "does the server want a client certificate (--tls-cert/--tls-key)?");
+  } else if (status.error_code() == grpc::StatusCode::UNAVAILABLE && options_.tls_ca_pem.empty() &&
+             message.find("ssl") != std::string::npos) {
+    message =
+        absl::StrCat(message, " (the server speaks TLS: pass --tls-ca FILE or UNLEARN_TLS_CA)");
+  } else if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+    message = absl::StrCat(message,
+                           options_.token.empty()
+                               ? " (hint: pass --token-file FILE or set UNLEARN_TOKEN_FILE)"
+                               : " (hint: the token in --token-file is not in the server's token "
+                                 "file)");
+  } else if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+    message = absl::StrCat(message, " (hint: use a token with the needed role, or ask an admin)");
   }
   return Fail(kExitRpc, absl::StrCat(StatusCodeName(status.error_code()), ": ", message));
 }

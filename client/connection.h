@@ -21,6 +21,18 @@ struct GlobalOptions {
   // Per-RPC deadline in seconds; 0 = defaults (30 s for unary RPCs, none for
   // streams that follow a job to its end).
   double timeout_seconds = 0;
+  // Credentials (docs/security.md). Files: --token-file (UNLEARN_TOKEN_FILE), --tls-ca
+  // (UNLEARN_TLS_CA), --tls-cert / --tls-key (UNLEARN_TLS_CERT / UNLEARN_TLS_KEY).
+  std::string token_file;
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  // Their contents (LoadCredentials). A token is sent as `authorization: Bearer <token>`; a CA
+  // switches the channel to TLS.
+  std::string token;
+  std::string tls_ca_pem;
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
 };
 
 // Owns the channel and stubs. Not thread-safe to configure; stubs themselves
@@ -34,6 +46,8 @@ class Connection {
   v1::ErasureService::Stub& erasure() { return *erasure_; }
   v1::InferenceService::Stub& inference() { return *inference_; }
 
+  // Adds the bearer token (if any) to a call. PrepareUnary and PrepareStream call it.
+  void Authorize(grpc::ClientContext& context) const;
   // Sets the deadline of a unary RPC (--timeout, default 30 s).
   void PrepareUnary(grpc::ClientContext& context) const;
   // Sets the deadline of a stream: --timeout when given, otherwise none.

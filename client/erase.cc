@@ -329,6 +329,10 @@ int RunErase(Connection& connection, const EraseOptions& options) {
         status.error_message().find("failed to connect") != std::string::npos) {
       return code;  // never reached the server: nothing was stored
     }
+    if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+        status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+      return code;  // refused when the stream opened: nothing was stored
+    }
     std::cerr << "unlearnctl: the request may or may not have been stored; "
                  "resending it with "
                  "--request-id "

@@ -16,6 +16,7 @@
 #include "client/classify.h"
 #include "client/commands.h"
 #include "client/connection.h"
+#include "client/credentials.h"
 #include "client/erase.h"
 #include "client/exit_codes.h"
 #include "client/inputs.h"
@@ -47,6 +48,15 @@ int Main(int argc, char** argv) {
                  "none for "
                  "streams that follow a job)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--token-file", global.token_file,
+                 "File holding the bearer token (first line); see docs/security.md")
+      ->envname("UNLEARN_TOKEN_FILE");
+  app.add_option("--tls-ca", global.tls_ca, "PEM CA of the server's certificate: connect over TLS")
+      ->envname("UNLEARN_TLS_CA");
+  app.add_option("--tls-cert", global.tls_cert, "PEM client certificate (servers requiring mTLS)")
+      ->envname("UNLEARN_TLS_CERT");
+  app.add_option("--tls-key", global.tls_key, "PEM private key of --tls-cert")
+      ->envname("UNLEARN_TLS_KEY");
 
   // The chosen command runs after parsing (it needs the parsed global options).
   std::function<int(Connection&)> command;
@@ -262,6 +272,30 @@ int Main(int argc, char** argv) {
 
   classify_cmd->callback([&] { command = [&](Connection& c) { return Classify(c, classify); }; });
 
+  // token new / hash (offline: the server's token-file lines)
+  CLI::App* token = app.add_subcommand("token", "Make bearer tokens and their token-file lines");
+  token->require_subcommand(1);
+  std::string token_name, token_out, token_in;
+  std::vector<std::string> token_roles, token_models;
+  for (CLI::App* sub :
+       {token->add_subcommand("new", "Draw a random token into --out (0600) and print its line"),
+        token->add_subcommand("hash", "Print the token-file line of an existing token")}) {
+    sub->add_option("--name", token_name, "Identity (audit log, job owner)")->required();
+    sub->add_option("--role", token_roles, "query, erase or admin (repeatable)")->required();
+    sub->add_option("--model", token_models, "Restrict to this model (repeatable; default all)");
+  }
+  CLI::App* token_new = token->get_subcommand("new");
+  CLI::App* token_hash = token->get_subcommand("hash");
+  token_new->add_option("--out", token_out, "File to write the token to")->required();
+  token_hash->add_option("TOKEN_FILE", token_in, "File holding the token (first line)")->required();
+  std::function<int()> offline;
+  token_new->callback([&] {
+    offline = [&] { return TokenNew(token_name, token_roles, token_models, token_out); };
+  });
+  token_hash->callback([&] {
+    offline = [&] { return TokenHash(token_name, token_roles, token_models, token_in); };
+  });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -269,7 +303,11 @@ int Main(int argc, char** argv) {
     int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
+  if (offline) return offline();
   if (!command) return Fail(kExitUsage, "no command given (see --help)");
+  if (absl::Status loaded = LoadCredentials(global); !loaded.ok()) {
+    return Fail(kExitUsage, std::string(loaded.message()));
+  }
   Connection connection(global);
   return command(connection);
 }

@@ -21,8 +21,9 @@ void ErasureController::UpdateQueueGauges(const std::string& model_id) {
   deps_.metrics->SetQueueDepth(model_id, deps_.scheduler->QueueDepth(model_id));
 }
 
-absl::StatusOr<AcceptResult> ErasureController::Submit(const v1::ErasureRequest& request) {
-  absl::StatusOr<AcceptResult> result = Admit(request);
+absl::StatusOr<AcceptResult> ErasureController::Submit(const v1::ErasureRequest& request,
+                                                       const std::string& owner) {
+  absl::StatusOr<AcceptResult> result = Admit(request, owner);
   if (!result.ok()) {
     deps_.metrics->RecordErasureRequest(ErasureOutcome::kRejected, result.status().code());
   } else {
@@ -32,7 +33,8 @@ absl::StatusOr<AcceptResult> ErasureController::Submit(const v1::ErasureRequest&
   return result;
 }
 
-absl::StatusOr<AcceptResult> ErasureController::Admit(const v1::ErasureRequest& request) {
+absl::StatusOr<AcceptResult> ErasureController::Admit(const v1::ErasureRequest& request,
+                                                      const std::string& owner) {
   UNL_RETURN_IF_ERROR(ValidateErasureRequest(request, deps_.limits));
   UNL_ASSIGN_OR_RETURN(auto info, deps_.models->registry().Info(request.model_id()));
   UNL_ASSIGN_OR_RETURN(std::string method_name, MethodName(request.method()));
@@ -59,6 +61,7 @@ absl::StatusOr<AcceptResult> ErasureController::Admit(const v1::ErasureRequest& 
   job.request_blob = request.SerializeAsString();
   job.forget_sha256 = ForgetSetSha256(request);
   job.compliance_reference = request.compliance_reference();
+  job.owner = owner;
 
   absl::MutexLock lock(&submit_mu_);
   if (!deps_.journal->GetJobByRequest(request.request_id()).ok()) {
@@ -116,6 +119,10 @@ absl::StatusOr<JobRecord> ErasureController::Cancel(const std::string& job_id) {
 
 absl::StatusOr<JobRecord> ErasureController::GetJob(const std::string& job_id) {
   return deps_.journal->GetJob(job_id);
+}
+
+absl::StatusOr<JobRecord> ErasureController::GetJobByRequest(const std::string& request_id) {
+  return deps_.journal->GetJobByRequest(request_id);
 }
 
 absl::StatusOr<JobPage> ErasureController::ListJobs(const JobFilter& filter) {

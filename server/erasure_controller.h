@@ -49,8 +49,10 @@ class ErasureController {
   // duplicate or rejected with its code) in the metrics. Returns the job and whether the request
   // id was already known (then nothing new is queued). Errors are the rejection reason:
   // kInvalidArgument / kNotFound / kFailedPrecondition naming what to fix, kResourceExhausted when
-  // the model's queue is full, kAlreadyExists for a known id with different contents.
-  absl::StatusOr<AcceptResult> Submit(const v1::ErasureRequest& request);
+  // the model's queue is full, kAlreadyExists for a known id with different contents. `owner` is
+  // the submitter's identity, journaled with the job (docs/security.md; "" without authentication).
+  absl::StatusOr<AcceptResult> Submit(const v1::ErasureRequest& request,
+                                      const std::string& owner = "");
 
   // Cancels a job: a queued job ends CANCELLED at once (its followers get the event); a running
   // job's token fires and the runner ends it. Idempotent for cancelled jobs; kFailedPrecondition
@@ -62,6 +64,7 @@ class ErasureController {
   absl::StatusOr<int> RecoverJobs();
 
   absl::StatusOr<JobRecord> GetJob(const std::string& job_id);
+  absl::StatusOr<JobRecord> GetJobByRequest(const std::string& request_id);
   absl::StatusOr<JobPage> ListJobs(const JobFilter& filter);
   // The certificate of a job, by job id or else by request id. kInvalidArgument if both are
   // empty; kNotFound naming the job's state if it has none.
@@ -84,7 +87,7 @@ class ErasureController {
 
  private:
   void UpdateQueueGauges(const std::string& model_id);
-  absl::StatusOr<AcceptResult> Admit(const v1::ErasureRequest& request);
+  absl::StatusOr<AcceptResult> Admit(const v1::ErasureRequest& request, const std::string& owner);
 
   ErasureControllerDeps deps_;
   absl::Mutex submit_mu_;  // capacity check + accept + enqueue are one step

@@ -39,8 +39,18 @@ class ErasureServiceImpl::EraseStream
     : public grpc::ServerBidiReactor<v1::ErasureStreamRequest, v1::ErasureEvent>,
       public std::enable_shared_from_this<EraseStream> {
  public:
-  EraseStream(ErasureServiceImpl* service, ErasureController* controller)
-      : service_(service), controller_(controller) {}
+  EraseStream(ErasureServiceImpl* service, ErasureController* controller, Authorizer* auth,
+              AuthorizedCall call)
+      : service_(service), controller_(controller), auth_(auth), call_(std::move(call)) {}
+
+  // Ends the stream at once with `status` (refused at open: nothing was read).
+  void Refuse(const grpc::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      finished_ = true;
+    }
+    Finish(status);
+  }
 
   // Sends initial metadata (the client knows the stream is open) and reads the first message.
   void Start(bool shutting_down) {
@@ -126,15 +136,66 @@ class ErasureServiceImpl::EraseStream
   }
 
  private:
+  // The caller as of now (the token file may have been reloaded since the stream opened), allowed
+  // to use `model_id`; else the refusal.
+  absl::StatusOr<Caller> Authorize(const std::string& model_id) {
+    Caller caller = call_.caller();
+    if (auth_ != nullptr) {
+      absl::StatusOr<Caller> now = auth_->Refresh(caller);
+      if (!now.ok()) return now.status();
+      caller = *std::move(now);
+    }
+    absl::Status allowed =
+        Authorizer::Check(caller, kRoleErase | kRoleAdmin, model_id, "ErasureService/Erase");
+    if (!allowed.ok()) return allowed;
+    return caller;
+  }
+
+  // Audits one message's outcome.
+  void AuditMessage(const char* what, const std::string& model_id, const std::string& request_id,
+                    const std::string& job_id, absl::StatusCode code, const std::string& reason) {
+    AuthorizedCall call = call_;
+    call.set_rpc(absl::StrCat("ErasureService/Erase.", what));
+    call.set_model(model_id);
+    call.set_request_id(request_id);
+    call.set_job_id(job_id);
+    call.Audit(grpc::Status(
+        static_cast<grpc::StatusCode>(code),
+        (code == absl::StatusCode::kUnauthenticated || code == absl::StatusCode::kPermissionDenied)
+            ? reason
+            : ""));
+  }
+
   void Handle(const v1::ErasureStreamRequest& message) {
     if (message.has_submit()) {
       const v1::ErasureRequest& request = message.submit();
-      absl::StatusOr<AcceptResult> result = controller_->Submit(request);
+      absl::StatusOr<Caller> caller = Authorize(request.model_id());
+      if (caller.ok()) {
+        // A known request id is followed, not resubmitted: only by its owner (or an admin).
+        if (auto known = controller_->GetJobByRequest(request.request_id());
+            known.ok() && !caller->Owns(known->owner)) {
+          caller = absl::PermissionDeniedError(
+              absl::StrCat("request id '", request.request_id(),
+                           "' belongs to another caller's job: choose a new request id"));
+        }
+      }
+      if (!caller.ok()) {
+        AuditMessage("submit", request.model_id(), request.request_id(), "", caller.status().code(),
+                     std::string(caller.status().message()));
+        Push(Rejected(request.request_id(), "", caller.status().code(),
+                      std::string(caller.status().message())));
+        return;
+      }
+      absl::StatusOr<AcceptResult> result = controller_->Submit(request, caller->name);
       if (!result.ok()) {
+        AuditMessage("submit", request.model_id(), request.request_id(), "", result.status().code(),
+                     "");
         Push(Rejected(request.request_id(), "", result.status().code(),
                       std::string(result.status().message())));
         return;
       }
+      AuditMessage("submit", request.model_id(), request.request_id(), result->job.job_id,
+                   absl::StatusCode::kOk, "");
       Follow(result->job.job_id);
       v1::ErasureEvent accepted;
       accepted.set_kind(v1::ErasureEvent::KIND_ACCEPTED);
@@ -151,11 +212,26 @@ class ErasureServiceImpl::EraseStream
       }
     } else if (!message.watch_job_id().empty()) {
       const std::string& job_id = message.watch_job_id();
-      if (!controller_->GetJob(job_id).ok()) {
+      absl::StatusOr<JobRecord> job = controller_->GetJob(job_id);
+      absl::StatusOr<Caller> caller = Authorize(job.ok() ? job->model_id : "");
+      if (caller.ok() && job.ok() && !caller->Owns(job->owner)) {
+        caller = absl::PermissionDeniedError(
+            absl::StrCat("job '", job_id, "' was submitted by another caller: token '",
+                         caller->name, "' may watch only its own jobs (admins watch any)"));
+      }
+      if (!caller.ok()) {
+        AuditMessage("watch", job.ok() ? job->model_id : "", "", job_id, caller.status().code(),
+                     std::string(caller.status().message()));
+        Push(Rejected("", job_id, caller.status().code(), std::string(caller.status().message())));
+        return;
+      }
+      if (!job.ok()) {
+        AuditMessage("watch", "", "", job_id, absl::StatusCode::kNotFound, "");
         Push(Rejected("", job_id, absl::StatusCode::kNotFound,
                       absl::StrCat("job '", job_id, "' does not exist")));
         return;
       }
+      AuditMessage("watch", job->model_id, job->request_id, job_id, absl::StatusCode::kOk, "");
       Follow(job_id);
       // Read after subscribing so an end between the two reads is not missed.
       if (auto now = controller_->Snapshot(job_id); now.ok()) Push(*now);
@@ -208,6 +284,8 @@ class ErasureServiceImpl::EraseStream
 
   ErasureServiceImpl* const service_;
   ErasureController* const controller_;
+  Authorizer* const auth_;
+  const AuthorizedCall call_;         // who opened the stream (re-checked per message)
   v1::ErasureStreamRequest request_;  // the one outstanding read's buffer
 
   absl::Mutex mu_;
@@ -225,15 +303,22 @@ class ErasureServiceImpl::EraseStream
 ErasureServiceImpl::~ErasureServiceImpl() = default;
 
 grpc::ServerBidiReactor<v1::ErasureStreamRequest, v1::ErasureEvent>* ErasureServiceImpl::Erase(
-    grpc::CallbackServerContext*) {
-  auto stream = std::make_shared<EraseStream>(this, controller_);
+    grpc::CallbackServerContext* ctx) {
+  AuthorizedCall call(auth_, *ctx, "ErasureService/Erase");
+  const grpc::Status denied = call.Check(kRoleErase | kRoleAdmin);
+  auto stream = std::make_shared<EraseStream>(this, controller_, auth_, call);
   bool shutting_down = false;
   {
     absl::MutexLock lock(&mu_);
     streams_[stream.get()] = stream;
     shutting_down = shutting_down_;
   }
-  stream->Start(shutting_down);
+  if (!denied.ok()) {
+    call.Audit(denied);
+    stream->Refuse(denied);
+  } else {
+    stream->Start(shutting_down);
+  }
   return stream.get();
 }
 
@@ -261,60 +346,127 @@ int ErasureServiceImpl::open_streams() const {
   return static_cast<int>(streams_.size());
 }
 
+// The erase role sees and cancels only its own jobs (submitted with a token of the same name) on
+// the models its token may use; admin sees every job.
+namespace {
+
+grpc::Status CheckJobAccess(const AuthorizedCall& call, const JobRecord& job) {
+  if (!call.caller().Owns(job.owner)) {
+    return grpc::Status(
+        grpc::StatusCode::PERMISSION_DENIED,
+        absl::StrCat("job '", job.job_id,
+                     "' was submitted by another caller: "
+                     "token '",
+                     call.caller().name, "' may use only its own jobs (admins use any)"));
+  }
+  if (!call.caller().MayUse(job.model_id)) {
+    return grpc::Status(
+        grpc::StatusCode::PERMISSION_DENIED,
+        absl::StrCat("token '", call.caller().name, "' may not use model '", job.model_id, "'"));
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* ErasureServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
                                                      const v1::GetJobRequest* request,
                                                      v1::Job* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  AuthorizedCall call(auth_, *ctx, "ErasureService/GetJob");
+  call.set_job_id(request->job_id());
+  if (grpc::Status denied = call.Check(kRoleErase | kRoleAdmin); !denied.ok()) {
+    return call.Finish(reactor, denied);
+  }
   if (request->job_id().empty()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id is required"));
-    return reactor;
+    return call.Finish(reactor,
+                       grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id is required"));
   }
   absl::StatusOr<JobRecord> record = controller_->GetJob(request->job_id());
-  if (record.ok()) *response = JobToProto(*record);
-  reactor->Finish(ToGrpc(record.status()));
-  return reactor;
+  if (!record.ok()) return call.Finish(reactor, ToGrpc(record.status()));
+  call.set_model(record->model_id);
+  if (grpc::Status denied = CheckJobAccess(call, *record); !denied.ok()) {
+    return call.Finish(reactor, denied);
+  }
+  *response = JobToProto(*record);
+  return call.Finish(reactor, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* ErasureServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                        const v1::ListJobsRequest* request,
                                                        v1::ListJobsResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  AuthorizedCall call(auth_, *ctx, "ErasureService/ListJobs");
+  call.set_model(request->model_id());
+  if (grpc::Status denied = call.Check(kRoleErase | kRoleAdmin, request->model_id());
+      !denied.ok()) {
+    return call.Finish(reactor, denied);
+  }
   if (request->page_size() < 0) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_size must be >= 0"));
-    return reactor;
+    return call.Finish(reactor,
+                       grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "page_size must be >= 0"));
   }
   JobFilter filter;
   filter.model_id = request->model_id();
   filter.state = JobStateFromProto(request->state());
   if (request->page_size() > 0) filter.page_size = request->page_size();
   filter.page_token = request->page_token();
+  if (!call.caller().IsAdmin()) filter.owner = call.caller().name;  // only its own jobs
   absl::StatusOr<JobPage> page = controller_->ListJobs(filter);
   if (page.ok()) {
     for (const JobRecord& r : page->jobs) *response->add_jobs() = JobToProto(r);
     response->set_next_page_token(page->next_page_token);
   }
-  reactor->Finish(ToGrpc(page.status()));
-  return reactor;
+  return call.Finish(reactor, ToGrpc(page.status()));
 }
 
 grpc::ServerUnaryReactor* ErasureServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
                                                         const v1::CancelJobRequest* request,
                                                         v1::Job* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  AuthorizedCall call(auth_, *ctx, "ErasureService/CancelJob");
+  call.set_job_id(request->job_id());
+  if (grpc::Status denied = call.Check(kRoleErase | kRoleAdmin); !denied.ok()) {
+    return call.Finish(reactor, denied);
+  }
   if (request->job_id().empty()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id is required"));
-    return reactor;
+    return call.Finish(reactor,
+                       grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id is required"));
+  }
+  absl::StatusOr<JobRecord> job = controller_->GetJob(request->job_id());
+  if (!job.ok()) return call.Finish(reactor, ToGrpc(job.status()));
+  call.set_model(job->model_id);
+  call.set_request_id(job->request_id);
+  if (grpc::Status denied = CheckJobAccess(call, *job); !denied.ok()) {
+    return call.Finish(reactor, denied);
   }
   absl::StatusOr<JobRecord> record = controller_->Cancel(request->job_id());
   if (record.ok()) *response = JobToProto(*record);
-  reactor->Finish(ToGrpc(record.status()));
-  return reactor;
+  return call.Finish(reactor, ToGrpc(record.status()));
 }
 
 grpc::ServerUnaryReactor* ErasureServiceImpl::GetCertificate(
     grpc::CallbackServerContext* ctx, const v1::GetCertificateRequest* request,
     v1::Certificate* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  AuthorizedCall call(auth_, *ctx, "ErasureService/GetCertificate");
+  call.set_job_id(request->job_id());
+  call.set_request_id(request->request_id());
+  if (grpc::Status denied = call.Check(kRoleErase | kRoleAdmin); !denied.ok()) {
+    return call.Finish(reactor, denied);
+  }
+  // The job the certificate belongs to decides (own jobs only, admins any).
+  absl::StatusOr<JobRecord> job =
+      !request->job_id().empty() ? controller_->GetJob(request->job_id())
+      : !request->request_id().empty()
+          ? controller_->GetJobByRequest(request->request_id())
+          : absl::StatusOr<JobRecord>(absl::InvalidArgumentError("set job_id or request_id"));
+  if (job.ok()) {
+    call.set_model(job->model_id);
+    if (grpc::Status denied = CheckJobAccess(call, *job); !denied.ok()) {
+      return call.Finish(reactor, denied);
+    }
+  }
   absl::StatusOr<v1::Certificate> cert = [&]() -> absl::StatusOr<v1::Certificate> {
     absl::StatusOr<CertificateRecord> record =
         controller_->GetCertificate(request->job_id(), request->request_id());
@@ -322,14 +474,21 @@ grpc::ServerUnaryReactor* ErasureServiceImpl::GetCertificate(
     return CertificateFromRecord(*record);
   }();
   if (cert.ok()) *response = *std::move(cert);
-  reactor->Finish(ToGrpc(cert.status()));
-  return reactor;
+  return call.Finish(reactor, ToGrpc(cert.status()));
 }
 
 grpc::ServerUnaryReactor* ErasureServiceImpl::ListCertificates(
     grpc::CallbackServerContext* ctx, const v1::ListCertificatesRequest* request,
     v1::ListCertificatesResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  AuthorizedCall call(auth_, *ctx, "ErasureService/ListCertificates");
+  call.set_model(request->model_id());
+  // A model's whole chain (what a verifier needs); certificates hold hashes and counts, never the
+  // forget data.
+  if (grpc::Status denied = call.Check(kRoleErase | kRoleAdmin, request->model_id());
+      !denied.ok()) {
+    return call.Finish(reactor, denied);
+  }
   absl::StatusOr<std::vector<CertificateRecord>> records =
       controller_->ListCertificates(request->model_id());
   if (records.ok()) {
@@ -339,22 +498,23 @@ grpc::ServerUnaryReactor* ErasureServiceImpl::ListCertificates(
       *response->mutable_signing_key() = SigningKeyToProto(*controller_->signing_key());
     }
   }
-  reactor->Finish(ToGrpc(records.status()));
-  return reactor;
+  return call.Finish(reactor, ToGrpc(records.status()));
 }
 
 grpc::ServerUnaryReactor* ErasureServiceImpl::GetSigningKey(grpc::CallbackServerContext* ctx,
                                                             const v1::GetSigningKeyRequest*,
                                                             v1::SigningKey* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  AuthorizedCall call(auth_, *ctx, "ErasureService/GetSigningKey");
+  if (grpc::Status denied = call.Check(kAnyRole); !denied.ok()) {
+    return call.Finish(reactor, denied);
+  }
   if (controller_->signing_key() == nullptr) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                 "this server has no certificate signing key"));
-    return reactor;
+    return call.Finish(reactor, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                             "this server has no certificate signing key"));
   }
   *response = SigningKeyToProto(*controller_->signing_key());
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return call.Finish(reactor, grpc::Status::OK);
 }
 
 }  // namespace unlearning::server

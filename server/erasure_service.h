@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include <grpcpp/grpcpp.h>
 
+#include "server/auth.h"
 #include "server/erasure_controller.h"
 #include "unlearning/v1/service.grpc.pb.h"
 
@@ -19,12 +20,20 @@ namespace unlearning::server {
 // write the journal durably, a few milliseconds).
 class ErasureServiceImpl final : public v1::ErasureService::CallbackService {
  public:
-  explicit ErasureServiceImpl(ErasureController* controller) : controller_(controller) {}
+  // `auth` may be null (no checks, no audit); borrowed.
+  explicit ErasureServiceImpl(ErasureController* controller, Authorizer* auth = nullptr)
+      : controller_(controller), auth_(auth) {}
   ~ErasureServiceImpl() override;
 
   // The bidirectional stream: each message submits a request or watches a job; events come back
   // in order per job, one write outstanding at a time. After the client half-closes, the stream
   // stays open until every job it follows has ended, then finishes OK.
+  // Authorization (docs/security.md): at open, the token must be valid (else the stream ends
+  // UNAUTHENTICATED) and have the erase or admin role (else PERMISSION_DENIED); then each message
+  // is checked again against the current token table (a token revoked by a reload submits
+  // nothing more) and against its model and, for a watch or a known request id, the job's owner:
+  // a refused message gets its own REJECTED event (UNAUTHENTICATED / PERMISSION_DENIED) and the
+  // stream stays open, like any other rejected request.
   grpc::ServerBidiReactor<v1::ErasureStreamRequest, v1::ErasureEvent>* Erase(
       grpc::CallbackServerContext* ctx) override;
   grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx,
@@ -59,6 +68,7 @@ class ErasureServiceImpl final : public v1::ErasureService::CallbackService {
   void Release(EraseStream* stream);
 
   ErasureController* controller_;
+  Authorizer* auth_;
   mutable absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   // Owns each open stream's reactor until gRPC calls its OnDone.

@@ -187,8 +187,9 @@ class QueuedWriter final : public grpc::ServerWriteReactor<Response> {
 
 }  // namespace
 
-InferenceServiceImpl::InferenceServiceImpl(ModelManager* models, Metrics* metrics, int workers)
-    : models_(models), metrics_(metrics) {
+InferenceServiceImpl::InferenceServiceImpl(ModelManager* models, Metrics* metrics, int workers,
+                                           Authorizer* auth)
+    : models_(models), metrics_(metrics), auth_(auth) {
   for (int i = 0; i < std::max(workers, 1); ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 
@@ -221,24 +222,44 @@ void InferenceServiceImpl::WorkerLoop() {
   }
 }
 
+// Every inference call needs the query (or admin) role on its model; refusals end the call before
+// any work is queued.
 grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceServiceImpl::Generate(
-    grpc::CallbackServerContext*, const v1::GenerateRequest* request) {
+    grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
   auto* writer = new QueuedWriter<v1::GenerateResponse>();
-  Post([this, request, writer] {
+  AuthorizedCall call(auth_, *ctx, "InferenceService/Generate");
+  call.set_model(request->model_id());
+  if (grpc::Status denied = call.Check(kRoleQuery | kRoleAdmin, request->model_id());
+      !denied.ok()) {
+    call.Audit(denied);
+    writer->End(denied);
+    return writer;
+  }
+  Post([this, request, writer, call]() mutable {
     const absl::Status status = DoGenerate(
         *request, [writer](v1::GenerateResponse r) { return writer->Emit(std::move(r)); });
+    call.Audit(ToGrpc(status));
     writer->End(ToGrpc(status));
   });
   return writer;
 }
 
 grpc::ServerWriteReactor<v1::SampleResponse>* InferenceServiceImpl::Sample(
-    grpc::CallbackServerContext*, const v1::SampleRequest* request) {
+    grpc::CallbackServerContext* ctx, const v1::SampleRequest* request) {
   auto* writer = new QueuedWriter<v1::SampleResponse>();
-  Post([this, request, writer] {
+  AuthorizedCall call(auth_, *ctx, "InferenceService/Sample");
+  call.set_model(request->model_id());
+  if (grpc::Status denied = call.Check(kRoleQuery | kRoleAdmin, request->model_id());
+      !denied.ok()) {
+    call.Audit(denied);
+    writer->End(denied);
+    return writer;
+  }
+  Post([this, request, writer, call]() mutable {
     const absl::Status status =
         DoSample(*request, writer->cancel(),
                  [writer](v1::SampleResponse r) { return writer->Emit(std::move(r)); });
+    call.Audit(ToGrpc(status));
     writer->End(ToGrpc(status));
   });
   return writer;
@@ -248,8 +269,15 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Score(grpc::CallbackServerContex
                                                       const v1::ScoreRequest* request,
                                                       v1::ScoreResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  Post(
-      [this, reactor, request, response] { reactor->Finish(ToGrpc(DoScore(*request, response))); });
+  AuthorizedCall call(auth_, *ctx, "InferenceService/Score");
+  call.set_model(request->model_id());
+  if (grpc::Status denied = call.Check(kRoleQuery | kRoleAdmin, request->model_id());
+      !denied.ok()) {
+    return call.Finish(reactor, denied);
+  }
+  Post([this, reactor, request, response, call]() mutable {
+    call.Finish(reactor, ToGrpc(DoScore(*request, response)));
+  });
   return reactor;
 }
 
@@ -257,8 +285,14 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(grpc::CallbackServerCon
                                                          const v1::ClassifyRequest* request,
                                                          v1::ClassifyResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  Post([this, reactor, request, response] {
-    reactor->Finish(ToGrpc(DoClassify(*request, response)));
+  AuthorizedCall call(auth_, *ctx, "InferenceService/Classify");
+  call.set_model(request->model_id());
+  if (grpc::Status denied = call.Check(kRoleQuery | kRoleAdmin, request->model_id());
+      !denied.ok()) {
+    return call.Finish(reactor, denied);
+  }
+  Post([this, reactor, request, response, call]() mutable {
+    call.Finish(reactor, ToGrpc(DoClassify(*request, response)));
   });
   return reactor;
 }

@@ -18,6 +18,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "core/common/cancellation.h"
+#include "server/auth.h"
 #include "server/infra/metrics.h"
 #include "server/model_manager.h"
 #include "unlearning/v1/service.grpc.pb.h"
@@ -28,7 +29,9 @@ namespace unlearning::server {
 class InferenceServiceImpl final : public v1::InferenceService::CallbackService {
  public:
   // `workers` calls compute at once (>= 1); the others wait in arrival order.
-  InferenceServiceImpl(ModelManager* models, Metrics* metrics, int workers = kDefaultWorkers);
+  // `auth` may be null (no checks, no audit); borrowed.
+  InferenceServiceImpl(ModelManager* models, Metrics* metrics, int workers = kDefaultWorkers,
+                       Authorizer* auth = nullptr);
   // Joins the workers. Destroy after gRPC has shut down (every call has ended).
   ~InferenceServiceImpl() override;
 
@@ -68,6 +71,7 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
 
   ModelManager* models_;
   Metrics* metrics_;
+  Authorizer* auth_;
   absl::Mutex mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -2,7 +2,10 @@
 //
 //   unlearnd --data-dir /var/lib/unlearnd --model demo=/models/demo
 //            --listen 127.0.0.1:50051 --metrics-listen 127.0.0.1:9464
+//            --token-file tokens.jsonl [--tls-cert cert.pem --tls-key key.pem] | --insecure
 //
+// Authentication is required: --token-file, or an explicit --insecure (docs/security.md).
+// SIGHUP reloads the token file (a bad file keeps the current tokens) and reopens the audit log.
 // SIGTERM / SIGINT drain gracefully: no new requests, running jobs get --drain-timeout seconds to
 // finish (interrupted jobs resume at the next start; nothing accepted is lost).
 #include <csignal>
@@ -96,6 +99,23 @@ int main(int argc, char** argv) {
   app.add_option("--signing-key", options.signing_key_file,
                  "Ed25519 private key (PKCS#8 PEM, mode 0600) certificates are signed with "
                  "(default: <data-dir>/signing_key.pem, generated on the first start)");
+  app.add_option("--token-file", options.auth.token_file,
+                 "bearer tokens: JSON lines {\"name\", \"sha256\", \"roles\", \"models\"} "
+                 "(docs/security.md; unlearnctl token hash makes a line); reloaded on SIGHUP");
+  app.add_flag("--insecure", options.auth.insecure,
+               "serve WITHOUT authentication: every caller may load, roll back and erase "
+               "(required when there is no --token-file; logged as a warning)");
+  app.add_option("--audit-log", options.auth.audit_log,
+                 "append one JSON line per RPC (caller, peer, RPC, model, ids, status; never "
+                 "request data) to this file; reopened on SIGHUP");
+  app.add_option("--tls-cert", options.tls_cert,
+                 "PEM certificate chain: serve gRPC (and /metrics) over TLS");
+  app.add_option("--tls-key", options.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", options.tls_client_ca,
+                 "PEM CA: require client certificates signed by it (mTLS) on gRPC and /metrics");
+  app.add_flag_function(
+      "--metrics-plaintext", [&](int64_t) { options.metrics_tls = false; },
+      "serve /metrics over plain HTTP even with --tls-cert");
   app.add_option("--ready-file", ready_file,
                  "write {\"grpc\",\"metrics\",\"pid\"} JSON here once serving");
   CLI11_PARSE(app, argc, argv);
@@ -117,6 +137,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   std::cerr << "unlearnd: retention: forget-set payloads "
@@ -155,7 +176,17 @@ int main(int argc, char** argv) {
   }
 
   int signal = 0;
-  sigwait(&stop_signals, &signal);
+  while (true) {
+    sigwait(&stop_signals, &signal);
+    if (signal != SIGHUP) break;
+    const absl::Status reloaded = (*server)->ReloadAuth();
+    if (reloaded.ok()) {
+      std::cerr << "unlearnd: SIGHUP: reloaded the token file and reopened the audit log"
+                << std::endl;
+    } else {
+      std::cerr << "unlearnd: ERROR: SIGHUP reload failed: " << reloaded.message() << std::endl;
+    }
+  }
   std::cerr << "unlearnd: " << (signal == SIGTERM ? "SIGTERM" : "SIGINT") << ": draining (up to "
             << drain_timeout_seconds << " s)" << std::endl;
   (*server)->Shutdown(absl::Seconds(drain_timeout_seconds));

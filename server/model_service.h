@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "server/auth.h"
 #include "server/model_manager.h"
 #include "unlearning/v1/service.grpc.pb.h"
 
@@ -13,7 +14,9 @@ namespace unlearning::server {
 // from disk there (seconds for a large model), the other calls are in-memory or journal reads.
 class ModelServiceImpl final : public v1::ModelService::CallbackService {
  public:
-  explicit ModelServiceImpl(ModelManager* models) : models_(models) {}
+  // `auth` may be null (no checks, no audit); borrowed.
+  explicit ModelServiceImpl(ModelManager* models, Authorizer* auth = nullptr)
+      : models_(models), auth_(auth) {}
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx,
                                        const v1::ListModelsRequest* request,
                                        v1::ListModelsResponse* response) override;
@@ -29,6 +32,7 @@ class ModelServiceImpl final : public v1::ModelService::CallbackService {
 
  private:
   ModelManager* models_;
+  Authorizer* auth_;
 };
 
 }  // namespace unlearning::server

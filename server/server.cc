@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
@@ -33,6 +36,45 @@ absl::StatusOr<std::pair<std::string, int>> SplitHostPort(const std::string& add
 // template's content cleared, so the counts (forget_examples, retain and template counts), the
 // method, thresholds and class ids stay and the data to erase goes. An unparsable blob keeps
 // nothing.
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", flag, " '", path, "'"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (text.str().find("-----BEGIN") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " '", path, "' is not a PEM file"));
+  }
+  return text.str();
+}
+
+bool IsLoopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "localhost" || host == "[::1]" || host == "::1" ||
+         absl::StartsWith(host, "127.");
+}
+
+// The gRPC port's credentials: TLS (mTLS with a client CA) or plaintext.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(
+    const ServerOptions& options) {
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (options.tls_cert.empty()) {
+    if (!options.tls_client_ca.empty()) {
+      return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  UNL_ASSIGN_OR_RETURN(std::string cert, ReadPem(options.tls_cert, "--tls-cert"));
+  UNL_ASSIGN_OR_RETURN(std::string key, ReadPem(options.tls_key, "--tls-key"));
+  ssl.pem_key_cert_pairs.push_back({key, cert});
+  if (!options.tls_client_ca.empty()) {
+    UNL_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem(options.tls_client_ca, "--tls-client-ca"));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
 std::string RedactRequest(const std::string& blob) {
   v1::ErasureRequest request;
   if (!request.ParseFromString(blob)) return std::string();
@@ -57,6 +99,28 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   if (options.workers < 1 || options.queue_capacity < 1 || options.max_message_bytes < 1024) {
     return absl::InvalidArgumentError(
         "--workers and --queue-capacity must be >= 1 and --max-message-bytes >= 1024");
+  }
+  UNL_ASSIGN_OR_RETURN(s->auth_, Authorizer::Create(options.auth));
+  UNL_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                       GrpcCredentials(options));
+  {
+    UNL_ASSIGN_OR_RETURN(auto hp, SplitHostPort(options.listen, "--listen"));
+    if (options.auth.insecure) {
+      std::cerr << "unlearnd: WARNING: --insecure: NO AUTHENTICATION. Every caller that reaches "
+                << options.listen << " may load, roll back and erase any model"
+                << (IsLoopback(hp.first) ? " (loopback only)"
+                                         : " -- AND IT IS NOT A LOOPBACK ADDRESS")
+                << ". Use --token-file in production (docs/security.md)." << std::endl;
+    } else {
+      std::cerr << "unlearnd: authentication: " << s->auth_->tokens() << " tokens from "
+                << options.auth.token_file << std::endl;
+    }
+    if (options.tls_cert.empty() && !IsLoopback(hp.first)) {
+      std::cerr << "unlearnd: WARNING: serving plaintext gRPC (no --tls-cert) on non-loopback "
+                << options.listen << ": requests"
+                << (options.auth.insecure ? "" : " and bearer tokens")
+                << " cross the network unencrypted" << std::endl;
+    }
   }
   UNL_ASSIGN_OR_RETURN(torch::Device device,
                        core::TorchCall("--device", [&]() -> absl::StatusOr<torch::Device> {
@@ -96,7 +160,13 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   s->metrics_ = std::make_unique<Metrics>(options.server_version);
   if (!options.metrics_listen.empty()) {
     UNL_ASSIGN_OR_RETURN(auto hp, SplitHostPort(options.metrics_listen, "--metrics-listen"));
-    UNL_ASSIGN_OR_RETURN(int port, s->metrics_->Start(hp.first, hp.second));
+    MetricsTls tls;
+    if (options.metrics_tls && !options.tls_cert.empty()) {
+      tls.cert_file = options.tls_cert;
+      tls.key_file = options.tls_key;
+      tls.client_ca_file = options.tls_client_ca;
+    }
+    UNL_ASSIGN_OR_RETURN(int port, s->metrics_->Start(hp.first, hp.second, tls));
     s->metrics_address_ = absl::StrCat(hp.first, ":", port);
   }
 
@@ -149,10 +219,10 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   deps.limits = options.limits;
   deps.signing_key = s->signing_key_.get();
   s->erasure_ = std::make_unique<ErasureController>(deps);
-  s->model_service_ = std::make_unique<ModelServiceImpl>(s->models_.get());
-  s->erasure_service_ = std::make_unique<ErasureServiceImpl>(s->erasure_.get());
-  s->inference_service_ =
-      std::make_unique<InferenceServiceImpl>(s->models_.get(), s->metrics_.get());
+  s->model_service_ = std::make_unique<ModelServiceImpl>(s->models_.get(), s->auth_.get());
+  s->erasure_service_ = std::make_unique<ErasureServiceImpl>(s->erasure_.get(), s->auth_.get());
+  s->inference_service_ = std::make_unique<InferenceServiceImpl>(
+      s->models_.get(), s->metrics_.get(), InferenceServiceImpl::kDefaultWorkers, s->auth_.get());
   UNL_ASSIGN_OR_RETURN(s->recovered_jobs_, s->erasure_->RecoverJobs());
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -160,7 +230,7 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   grpc::ServerBuilder builder;
   int port = 0;
   UNL_ASSIGN_OR_RETURN(auto hp, SplitHostPort(options.listen, "--listen"));
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(options.listen, credentials, &port);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.RegisterService(s->model_service_.get());
   builder.RegisterService(s->erasure_service_.get());

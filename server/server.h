@@ -17,6 +17,7 @@
 
 #include "core/app/family_registry.h"
 #include "core/methods/method_registry.h"
+#include "server/auth.h"
 #include "server/erasure_controller.h"
 #include "server/erasure_service.h"
 #include "server/event_hub.h"
@@ -56,6 +57,16 @@ struct ServerOptions {
   // signing_key.pem, generated on the first start. The public half is published as
   // <data_dir>/signing_key.pub.pem and .pub.hex and over GetSigningKey (docs/certificates.md).
   std::string signing_key_file;
+  // Authentication (docs/security.md): a token file, or explicitly none (`auth.insecure`, logged
+  // loudly). Start fails when neither is given. `auth.audit_log`: the JSON-lines audit log.
+  AuthOptions auth;
+  // TLS on the gRPC port: PEM certificate chain and private key files ("" = plaintext). With
+  // `tls_client_ca` every client must present a certificate signed by that CA (mTLS).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  // Serve /metrics over HTTPS with the same certificate, key (and client CA) when tls_cert is set.
+  bool metrics_tls = true;
   // The methods and model families this server offers (tests inject their own). Borrowed; must
   // outlive the server.
   const core::MethodRegistry* methods = &core::MethodRegistry::Builtin();
@@ -82,12 +93,16 @@ class UnlearningServer {
   Metrics& metrics() { return *metrics_; }
   // Erase streams open now.
   int open_erase_streams() const { return erasure_service_->open_streams(); }
+  // Re-reads the token file (a bad file keeps the current tokens and returns the error) and
+  // reopens the audit log. unlearnd calls it on SIGHUP.
+  absl::Status ReloadAuth() { return auth_->Reload(); }
 
  private:
   UnlearningServer() = default;
 
   ServerOptions options_;
   std::unique_ptr<core::certs::SigningKey> signing_key_;
+  std::unique_ptr<Authorizer> auth_;
   std::unique_ptr<Journal> journal_;
   std::unique_ptr<ModelStore> store_;
   std::unique_ptr<Metrics> metrics_;

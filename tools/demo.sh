@@ -46,7 +46,7 @@ unlearnd="$build/server/unlearnd"
 ctl="$build/client/unlearnctl"
 data="$(mktemp -d /tmp/unlearnd-demo.XXXXXX)"
 "$unlearnd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$data" \
-  --model demo="$demo/model" --ready-file "$data/ready.json" 2>"$data/unlearnd.log" &
+  --model demo="$demo/model" --ready-file "$data/ready.json" --insecure 2>"$data/unlearnd.log" &
 pid=$!
 cleanup() { if ((keep == 0)); then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; }
 trap cleanup EXIT

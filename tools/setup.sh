@@ -8,7 +8,7 @@ PACKAGES=(
   libtorch-dev python3-torch libopenblas0-openmp libopenblas0-pthread libopenblas-pthread-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev
-  libsqlite3-dev libssl-dev zlib1g-dev libgtest-dev libgmock-dev
+  libsqlite3-dev libssl-dev openssl zlib1g-dev libgtest-dev libgmock-dev
   libcli11-dev prometheus curl jq python3 dataset-fashion-mnist libicu-dev
   python3-jinja2
 )

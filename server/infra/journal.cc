@@ -183,8 +183,8 @@ absl::StatusOr<AcceptResult> Journal::AcceptRequest(const NewJob& job) {
             "INSERT INTO jobs (job_id, request_id, request_fingerprint, "
             "model_id, method, "
             "params_json, request_blob, forget_sha256, compliance_reference, "
-            "state, accepted_ms) "
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10)");
+            "state, accepted_ms, owner) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11)");
     st.Bind(1, job_id)
         .Bind(2, job.request_id)
         .Bind(3, job.request_fingerprint)
@@ -194,7 +194,8 @@ absl::StatusOr<AcceptResult> Journal::AcceptRequest(const NewJob& job) {
         .BindBlob(7, job.request_blob)
         .Bind(8, job.forget_sha256)
         .Bind(9, job.compliance_reference)
-        .Bind(10, NowMs());
+        .Bind(10, NowMs())
+        .Bind(11, job.owner);
     UNL_RETURN_IF_ERROR(st.Run());
     UNL_ASSIGN_OR_RETURN(result.job, QueryJob(db_, "job_id", job_id));
     result.duplicate = false;
@@ -226,11 +227,14 @@ absl::StatusOr<JobPage> Journal::ListJobs(const JobFilter& filter) {
   Stmt st(db_, absl::StrCat("SELECT ", kJobColumns,
                             ", seq FROM jobs WHERE (?1 = '' OR model_id = ?1)"
                             " AND (?2 = '' OR state = ?2) AND (?3 = 0 OR seq < ?3)"
+                            " AND (?5 = 0 OR owner = ?6)"
                             " ORDER BY seq DESC LIMIT ?4"));
   st.Bind(1, filter.model_id)
       .Bind(2, filter.state ? JobStateName(*filter.state) : "")
       .Bind(3, before_seq)
-      .Bind(4, page_size + 1);
+      .Bind(4, page_size + 1)
+      .Bind(5, filter.owner.has_value() ? 1 : 0)
+      .Bind(6, filter.owner.value_or(""));
   JobPage page;
   int64_t last_seq = 0;
   while (true) {

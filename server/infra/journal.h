@@ -71,6 +71,7 @@ struct NewJob {
   std::string request_blob;          // serialized request bytes (opaque to the journal)
   std::string forget_sha256;         // sha256 of the forget set, may be empty
   std::string compliance_reference;  // e.g. ticket id; never used as a metric label
+  std::string owner;  // the submitter's identity (token name; "" without authentication)
 };
 
 struct JobRecord {
@@ -97,6 +98,8 @@ struct JobRecord {
   bool cancel_requested = false;
   // When request_blob was replaced by its redacted form (0 = still the full request).
   int64_t payload_purged_unix_ms = 0;
+  // Who submitted it: the token name (docs/security.md); "" = submitted without authentication.
+  std::string owner;
 };
 
 struct AcceptResult {
@@ -172,10 +175,11 @@ struct JournalOptions {
 };
 
 struct JobFilter {
-  std::string model_id;           // "" = any
-  std::optional<JobState> state;  // nullopt = any
-  int page_size = 50;             // clamped to [1, 1000]
-  std::string page_token;         // "" = first page; else a JobPage::next_page_token
+  std::string model_id;              // "" = any
+  std::optional<JobState> state;     // nullopt = any
+  std::optional<std::string> owner;  // nullopt = any; else only jobs submitted by this identity
+  int page_size = 50;                // clamped to [1, 1000]
+  std::string page_token;            // "" = first page; else a JobPage::next_page_token
 };
 
 struct JobPage {
@@ -326,7 +330,7 @@ class Journal {
   absl::StatusOr<std::vector<CertificateRecord>> ListCertificates(const std::string& model_id);
 
   // The current schema version (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
  private:
   Journal(sqlite3* db, JournalOptions options);

@@ -115,6 +115,12 @@ ALTER TABLE certificates ADD COLUMN signature TEXT NOT NULL DEFAULT '';
 ALTER TABLE certificates ADD COLUMN key_id TEXT NOT NULL DEFAULT '';
 )sql";
 
+// v3 -> v4 (authentication): who submitted each job (the token name; '' before, or without
+// authentication), so that an erase-role caller sees and cancels only its own jobs.
+constexpr const char* kMigrateV4 = R"sql(
+ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+)sql";
+
 }  // namespace
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
@@ -213,7 +219,14 @@ absl::StatusOr<sqlite3*> OpenDatabase(const std::string& path, int schema_versio
     });
     if (!txn.ok()) return txn;
   }
-  // Future migrations: if (user_version < 4) { ...; PRAGMA user_version = 4; }
+  if (user_version < 4 && schema_version >= 4) {
+    absl::Status txn = InTransaction(db, [&]() -> absl::Status {
+      UNL_RETURN_IF_ERROR(Exec(db, kMigrateV4));
+      return Exec(db, "PRAGMA user_version = 4");
+    });
+    if (!txn.ok()) return txn;
+  }
+  // Future migrations: if (user_version < 5) { ...; PRAGMA user_version = 5; }
   return guard.release();
 }
 
@@ -241,6 +254,7 @@ absl::StatusOr<JobRecord> ReadJob(const Stmt& st) {
   j.verification_json = st.Text(19);
   j.cancel_requested = st.Int(20) != 0;
   j.payload_purged_unix_ms = st.Int(21);
+  j.owner = st.Text(22);
   return j;
 }
 

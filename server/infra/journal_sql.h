@@ -27,9 +27,9 @@ inline constexpr const char* kJobColumns =
     "step, total_steps, "
     "loss, accepted_ms, started_ms, finished_ms, published_version, "
     "verification_json, "
-    "cancel_requested, payload_purged_ms";
+    "cancel_requested, payload_purged_ms, owner";
 // Number of columns in kJobColumns (a query may select more after them).
-inline constexpr int kJobColumnCount = 22;
+inline constexpr int kJobColumnCount = 23;
 inline constexpr const char* kModelColumns =
     "model_id, family, architecture, source_dir, current_version, created_ms";
 inline constexpr const char* kVersionColumns =

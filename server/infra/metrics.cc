@@ -1,5 +1,7 @@
 #include "server/infra/metrics.h"
 
+// Debian's libcpp-httplib is built with OpenSSL: its SSLServer serves /metrics over HTTPS.
+#define CPPHTTPLIB_OPENSSL_SUPPORT
 #include <httplib.h>
 
 #include <algorithm>
@@ -117,13 +119,26 @@ Metrics::~Metrics() { Stop(); }
 // ---- Serving
 // ------------------------------------------------------------------------------------
 
-absl::StatusOr<int> Metrics::Start(const std::string& host, int port) {
+absl::StatusOr<int> Metrics::Start(const std::string& host, int port, const MetricsTls& tls) {
   absl::MutexLock lock(&mu_);
   if (http_ != nullptr) return absl::FailedPreconditionError("metrics: already serving");
   if (port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("metrics: bad port ", port));
   }
-  auto server = std::make_unique<httplib::Server>();
+  std::unique_ptr<httplib::Server> server;
+  if (tls.cert_file.empty()) {
+    server = std::make_unique<httplib::Server>();
+  } else {
+    auto ssl = std::make_unique<httplib::SSLServer>(
+        tls.cert_file.c_str(), tls.key_file.c_str(),
+        tls.client_ca_file.empty() ? nullptr : tls.client_ca_file.c_str());
+    if (!ssl->is_valid()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "metrics: cannot load the TLS certificate/key (", tls.cert_file, ", ", tls.key_file,
+          tls.client_ca_file.empty() ? "" : ", " + tls.client_ca_file, ")"));
+    }
+    server = std::move(ssl);
+  }
   // httplib's default also sets SO_REUSEPORT, which would let a second process silently share
   // the port; keep only SO_REUSEADDR (fast restarts).
   server->set_socket_options([](auto sock) {

@@ -61,6 +61,14 @@ namespace unlearning::server {
 enum class ErasureOutcome { kAccepted, kRejected, kDuplicate };
 enum class FigureStage { kBefore, kAfter };
 
+// HTTPS for /metrics: PEM files ("" cert_file = plain HTTP). With client_ca_file, scrapers must
+// present a certificate signed by it (mTLS).
+struct MetricsTls {
+  std::string cert_file;
+  std::string key_file;
+  std::string client_ca_file;
+};
+
 class Metrics {
  public:
   // Registers every family. `build_version` is the build_info label.
@@ -74,8 +82,9 @@ class Metrics {
 
   // Starts serving GET /metrics on host:port in a background thread (port 0 =
   // any free port). Returns the bound port. kFailedPrecondition if already
-  // started; kUnavailable if the address cannot be bound.
-  absl::StatusOr<int> Start(const std::string& host, int port);
+  // started; kUnavailable if the address cannot be bound; kInvalidArgument if the TLS files cannot
+  // be loaded.
+  absl::StatusOr<int> Start(const std::string& host, int port, const MetricsTls& tls = {});
   // Stops the HTTP server (idempotent).
   void Stop();
   // Bound port, 0 if not serving.

@@ -84,14 +84,17 @@ free_port() {
 
 # start_server NAME [LISTEN [extra unlearnd flags...]]: starts unlearnd on $TMP/data with the demo
 # model (gRPC on LISTEN, default 127.0.0.1:0 = any free port), waits for its ready file, sets GRPC,
-# METRICS and SERVER_PID. Logs go to $TMP/NAME.log.
+# METRICS and SERVER_PID. Logs go to $TMP/NAME.log. Without --token-file among the extra flags the
+# server runs with an explicit --insecure (no authentication; docs/security.md).
 start_server() {
   local name=$1 listen=${2:-127.0.0.1:0}
   shift $(($# < 2 ? $# : 2))
   local ready="$TMP/$name.ready.json"
   rm -f "$ready"
+  local auth=(--insecure) arg
+  for arg in "$@"; do [[ $arg == --token-file* ]] && auth=(); done
   "$UNLEARND" --listen "$listen" --metrics-listen 127.0.0.1:0 --data-dir "$TMP/data" \
-    --model "demo=$DEMO/model" --ready-file "$ready" --threads 2 "$@" \
+    --model "demo=$DEMO/model" --ready-file "$ready" --threads 2 "${auth[@]}" "$@" \
     >>"$TMP/$name.log" 2>&1 &
   SERVER_PID=$!
   E2E_PIDS+=("$SERVER_PID")

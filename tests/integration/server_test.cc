@@ -64,6 +64,7 @@ class ServerTest : public ::testing::Test {
 
   void StartServer() {
     ServerOptions options;
+    options.auth.insecure = true;  // no token file: explicit (docs/security.md)
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "127.0.0.1:0";
     options.data_dir = data_dir_.string();

@@ -39,6 +39,7 @@ class ClassifyTest : public ::testing::Test {
     ASSERT_TRUE(vit_->Save(dir).ok());
 
     ServerOptions options;
+    options.auth.insecure = true;  // no token file: explicit (docs/security.md)
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "";
     options.data_dir = tmp_.Join("data");

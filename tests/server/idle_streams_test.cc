@@ -130,6 +130,7 @@ class IdleStreamsTest : public ::testing::Test {
     ASSERT_TRUE(unlearning::testing::TinyCausalLm(/*seed=*/7)->Save(lm_dir).ok());
 
     ServerOptions options;
+    options.auth.insecure = true;  // no token file: explicit (docs/security.md)
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "";
     options.data_dir = tmp_.Join("data");

@@ -35,6 +35,7 @@ class SampleTest : public ::testing::Test {
     std::filesystem::create_directories(dir);
     ASSERT_TRUE(model->Save(dir).ok());
     ServerOptions options;
+    options.auth.insecure = true;  // no token file: explicit (docs/security.md)
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "";
     options.data_dir = tmp_.Join("data");

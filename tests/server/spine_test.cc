@@ -37,6 +37,7 @@ class SpineTest : public ::testing::Test {
 
   void StartServer() {
     ServerOptions options;
+    options.auth.insecure = true;  // no token file: explicit (docs/security.md)
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "";
     options.data_dir = tmp_.Join("data");
@@ -193,6 +194,7 @@ TEST_F(SpineTest, ATamperedArtifactFileStopsTheRestartAndIsNamed) {
   ASSERT_TRUE(fs::exists(file));
   std::ofstream(file) << R"({"delta": 5.0})";
   ServerOptions options;
+  options.auth.insecure = true;  // no token file: explicit (docs/security.md)
   options.listen = "127.0.0.1:0";
   options.metrics_listen = "";
   options.data_dir = tmp_.Join("data");

@@ -1,0 +1,413 @@
+#include "server/auth.h"
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include <nlohmann/json.hpp>
+
+#include "core/common/sha256.h"
+
+namespace unlearning::server {
+namespace {
+
+constexpr char kTokenHint[] =
+    "send `authorization: Bearer <token>` (unlearnctl: --token-file FILE or UNLEARN_TOKEN_FILE)";
+
+absl::StatusOr<uint32_t> ParseRole(const std::string& role) {
+  if (role == "query") return kRoleQuery;
+  if (role == "erase") return kRoleErase;
+  if (role == "admin") return kRoleAdmin;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown role '", role, "' (roles: query, erase, admin)"));
+}
+
+bool IsLowerHex64(const std::string& s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+std::string CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return absl::StrCat("CODE_", static_cast<int>(code));
+  }
+}
+
+}  // namespace
+
+std::string RoleNames(uint32_t roles) {
+  std::vector<std::string> names;
+  if (roles & kRoleQuery) names.push_back("query");
+  if (roles & kRoleErase) names.push_back("erase");
+  if (roles & kRoleAdmin) names.push_back("admin");
+  return names.empty() ? "none" : absl::StrJoin(names, " or ");
+}
+
+absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& text, const std::string& source) {
+  TokenTable table;
+  std::set<std::string> names;
+  std::istringstream in(text);
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const std::string where = absl::StrCat(source, ":", number, ": ");
+    const absl::string_view stripped = absl::StripAsciiWhitespace(line);
+    if (stripped.empty() || stripped[0] == '#') continue;
+    nlohmann::json j =
+        nlohmann::json::parse(std::string(stripped), nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, "not a JSON object (expected {\"name\":..., \"sha256\":..., \"roles\":[...]})"));
+    }
+    for (const auto& [key, value] : j.items()) {
+      if (key != "name" && key != "sha256" && key != "roles" && key != "models") {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, "unknown key '", key, "'",
+            key == "token" ? " (store the token's sha256, never the token: unlearnctl token hash)"
+                           : ""));
+      }
+    }
+    TokenEntry e;
+    if (!j.contains("name") || !j["name"].is_string() || j["name"].get<std::string>().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "\"name\" must be a non-empty string"));
+    }
+    e.name = j["name"].get<std::string>();
+    if (!j.contains("sha256") || !j["sha256"].is_string() ||
+        !IsLowerHex64(j["sha256"].get<std::string>())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where,
+                       "\"sha256\" must be the token's SHA-256 as 64 lowercase hex digits "
+                       "(unlearnctl token hash)"));
+    }
+    e.sha256 = j["sha256"].get<std::string>();
+    if (!j.contains("roles") || !j["roles"].is_array() || j["roles"].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "\"roles\" must be a non-empty array of query, erase, admin"));
+    }
+    for (const auto& r : j["roles"]) {
+      if (!r.is_string()) {
+        return absl::InvalidArgumentError(absl::StrCat(where, "roles must be strings"));
+      }
+      absl::StatusOr<uint32_t> role = ParseRole(r.get<std::string>());
+      if (!role.ok())
+        return absl::InvalidArgumentError(absl::StrCat(where, role.status().message()));
+      e.roles |= *role;
+    }
+    if (j.contains("models")) {
+      if (!j["models"].is_array()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, "\"models\" must be an array of model ids (omit it for all)"));
+      }
+      for (const auto& m : j["models"]) {
+        if (!m.is_string() || m.get<std::string>().empty()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, "\"models\" entries must be non-empty strings"));
+        }
+        e.models.push_back(m.get<std::string>());
+      }
+    }
+    if (!names.insert(e.name).second) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "duplicate name '", e.name, "'"));
+    }
+    if (table.by_hash_.count(e.sha256) != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "the same token hash is listed twice ('", e.name, "' and '",
+                       table.by_hash_[e.sha256].name, "')"));
+    }
+    table.by_hash_[e.sha256] = std::move(e);
+  }
+  return table;
+}
+
+absl::StatusOr<TokenTable> TokenTable::LoadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read token file '", path, "'"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading token file '", path, "'"));
+  return Parse(text.str(), path);
+}
+
+const TokenEntry* TokenTable::FindByToken(const std::string& token) const {
+  return FindByHash(core::Sha256Hex(token));
+}
+
+const TokenEntry* TokenTable::FindByHash(const std::string& sha256) const {
+  auto it = by_hash_.find(sha256);
+  return it == by_hash_.end() ? nullptr : &it->second;
+}
+
+std::string TokenFileLine(const std::string& name, const std::string& token,
+                          const std::vector<std::string>& roles,
+                          const std::vector<std::string>& models) {
+  nlohmann::ordered_json j;
+  j["name"] = name;
+  j["sha256"] = core::Sha256Hex(token);
+  j["roles"] = roles;
+  if (!models.empty()) j["models"] = models;
+  return j.dump();
+}
+
+bool Caller::MayUse(const std::string& model_id) const {
+  if (models.empty()) return true;
+  return std::find(models.begin(), models.end(), model_id) != models.end();
+}
+
+absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::Create(const AuthOptions& options) {
+  if (options.token_file.empty() && !options.insecure) {
+    return absl::FailedPreconditionError(
+        "no --token-file: pass --token-file FILE (docs/security.md), or --insecure to serve "
+        "without authentication (every caller may load, roll back and erase)");
+  }
+  if (!options.token_file.empty() && options.insecure) {
+    return absl::InvalidArgumentError("--insecure and --token-file exclude each other");
+  }
+  std::unique_ptr<Authorizer> auth(new Authorizer(options));
+  if (!options.token_file.empty()) {
+    absl::StatusOr<TokenTable> table = TokenTable::LoadFile(options.token_file);
+    if (!table.ok()) return table.status();
+    absl::MutexLock lock(&auth->mu_);
+    auth->table_ = std::make_shared<const TokenTable>(*std::move(table));
+  }
+  absl::Status audit = auth->OpenAuditLog();
+  if (!audit.ok()) return audit;
+  return auth;
+}
+
+Authorizer::~Authorizer() {
+  absl::MutexLock lock(&audit_mu_);
+  if (audit_ != nullptr) std::fclose(audit_);
+}
+
+absl::Status Authorizer::OpenAuditLog() {
+  if (options_.audit_log.empty()) return absl::OkStatus();
+  std::FILE* f = std::fopen(options_.audit_log.c_str(), "a");
+  if (f == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot open --audit-log '", options_.audit_log, "' for appending"));
+  }
+  absl::MutexLock lock(&audit_mu_);
+  if (audit_ != nullptr) std::fclose(audit_);
+  audit_ = f;
+  return absl::OkStatus();
+}
+
+absl::Status Authorizer::Reload() {
+  absl::Status audit = OpenAuditLog();
+  if (options_.token_file.empty()) return audit;
+  absl::StatusOr<TokenTable> table = TokenTable::LoadFile(options_.token_file);
+  if (!table.ok()) {
+    return absl::Status(table.status().code(),
+                        absl::StrCat(table.status().message(), " (kept the previous tokens)"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    table_ = std::make_shared<const TokenTable>(*std::move(table));
+  }
+  return audit;
+}
+
+size_t Authorizer::tokens() const {
+  absl::MutexLock lock(&mu_);
+  return table_ ? table_->size() : 0;
+}
+
+absl::StatusOr<Caller> Authorizer::Authenticate(const grpc::ServerContextBase& ctx) const {
+  if (options_.insecure) {
+    Caller c;
+    c.roles = kAnyRole;
+    c.insecure = true;
+    return c;
+  }
+  const auto& metadata = ctx.client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) {
+    return absl::UnauthenticatedError(absl::StrCat("no bearer token: ", kTokenHint));
+  }
+  const std::string value(it->second.data(), it->second.size());
+  constexpr absl::string_view kBearer = "Bearer ";
+  if (!absl::StartsWithIgnoreCase(value, kBearer) || value.size() == kBearer.size()) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("the authorization header is not `Bearer <token>`: ", kTokenHint));
+  }
+  const std::string token = value.substr(kBearer.size());
+  std::shared_ptr<const TokenTable> table;
+  {
+    absl::MutexLock lock(&mu_);
+    table = table_;
+  }
+  const TokenEntry* entry = table ? table->FindByToken(token) : nullptr;
+  if (entry == nullptr) {
+    return absl::UnauthenticatedError(
+        "unknown bearer token (not in the server's token file; revoked, mistyped, or the wrong "
+        "--token-file?)");
+  }
+  Caller c;
+  c.name = entry->name;
+  c.roles = entry->roles;
+  c.models = entry->models;
+  c.token_sha256 = entry->sha256;
+  return c;
+}
+
+absl::StatusOr<Caller> Authorizer::Refresh(const Caller& caller) const {
+  if (caller.insecure) return caller;
+  std::shared_ptr<const TokenTable> table;
+  {
+    absl::MutexLock lock(&mu_);
+    table = table_;
+  }
+  const TokenEntry* entry = table ? table->FindByHash(caller.token_sha256) : nullptr;
+  if (entry == nullptr) {
+    return absl::UnauthenticatedError(
+        "this stream's bearer token was revoked (the token file was reloaded): reconnect with a "
+        "valid token");
+  }
+  Caller c = caller;
+  c.name = entry->name;
+  c.roles = entry->roles;
+  c.models = entry->models;
+  return c;
+}
+
+absl::Status Authorizer::Check(const Caller& caller, uint32_t any_of, const std::string& model_id,
+                               const std::string& rpc) {
+  if (!caller.Has(any_of)) {
+    return absl::PermissionDeniedError(absl::StrCat(rpc, " needs the ", RoleNames(any_of),
+                                                    " role; token '", caller.name, "' has ",
+                                                    RoleNames(caller.roles),
+                                                    " (ask an admin to add the role to the "
+                                                    "token file)"));
+  }
+  if (!model_id.empty() && !caller.MayUse(model_id)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("token '", caller.name, "' may not use model '", model_id,
+                     "' (it is restricted to: ", absl::StrJoin(caller.models, ", "), ")"));
+  }
+  return absl::OkStatus();
+}
+
+void Authorizer::Audit(const AuditEntry& entry) {
+  absl::MutexLock lock(&audit_mu_);
+  if (audit_ == nullptr) return;
+  nlohmann::ordered_json j;
+  j["time"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
+  j["caller"] = entry.caller;
+  j["peer"] = entry.peer;
+  j["rpc"] = entry.rpc;
+  if (!entry.model_id.empty()) j["model"] = entry.model_id;
+  if (!entry.request_id.empty()) j["request_id"] = entry.request_id;
+  if (!entry.job_id.empty()) j["job_id"] = entry.job_id;
+  j["code"] = CodeName(entry.code);
+  if (!entry.reason.empty()) j["reason"] = entry.reason;
+  const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  std::fwrite(line.data(), 1, line.size(), audit_);
+  std::fflush(audit_);
+}
+
+AuthorizedCall::AuthorizedCall(Authorizer* auth, const grpc::ServerContextBase& ctx,
+                               std::string rpc)
+    : auth_(auth) {
+  entry_.rpc = std::move(rpc);
+  entry_.peer = ctx.peer();
+  if (auto auth_context = ctx.auth_context(); auth_context != nullptr) {
+    auto cn = auth_context->FindPropertyValues("x509_common_name");
+    if (!cn.empty()) {
+      entry_.peer += absl::StrCat(" cn=", std::string(cn.front().data(), cn.front().size()));
+    }
+  }
+  if (auth_ == nullptr) {
+    caller_.roles = kAnyRole;
+    caller_.insecure = true;
+    authenticated_ = true;
+    entry_.caller = "insecure";
+    return;
+  }
+  absl::StatusOr<Caller> caller = auth_->Authenticate(ctx);
+  if (caller.ok()) {
+    caller_ = *std::move(caller);
+    authenticated_ = true;
+    entry_.caller = caller_.insecure ? "insecure" : caller_.name;
+  } else {
+    entry_.caller = "-";
+    entry_.reason = std::string(caller.status().message());
+  }
+}
+
+grpc::Status AuthorizedCall::Check(uint32_t any_of, const std::string& model_id) {
+  if (!authenticated_) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, entry_.reason);
+  }
+  absl::Status status = Authorizer::Check(caller_, any_of, model_id, entry_.rpc);
+  if (!status.ok()) {
+    entry_.reason = std::string(status.message());
+    return ToGrpcStatus(status);
+  }
+  return grpc::Status::OK;
+}
+
+void AuthorizedCall::Audit(const grpc::Status& status) {
+  if (auth_ == nullptr) return;
+  AuditEntry e = entry_;
+  e.code = status.error_code();
+  if (status.ok()) e.reason.clear();
+  auth_->Audit(e);
+}
+
+grpc::ServerUnaryReactor* AuthorizedCall::Finish(grpc::ServerUnaryReactor* reactor,
+                                                 const grpc::Status& status) {
+  Audit(status);
+  reactor->Finish(status);
+  return reactor;
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+}  // namespace unlearning::server

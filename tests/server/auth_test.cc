@@ -1,0 +1,635 @@
+// Authentication and authorization over real gRPC on loopback (docs/security.md): every RPC of
+// proto/ x {no token, unknown token, query, erase (owner), erase (another identity), admin, a token
+// restricted to another model} gives the exact status, and a refusal changes nothing (jobs,
+// certificates, model versions); job ownership; token reload (a bad file keeps the old table);
+// the audit log (entries present, no token, no forget data, no prompts); --insecure is explicit.
+#include "server/auth.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "core/common/sha256.h"
+#include "server/server.h"
+#include "tests/server_infra/infra_test_util.h"
+#include "tests/testing/toy_family.h"
+#include "unlearning/v1/service.grpc.pb.h"
+
+namespace unlearning::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kForgetSecret[] = "Zanzibar-forget-answer-7731";
+constexpr char kPromptSecret[] = "Quixotic-prompt-text-4412";
+
+// name -> (token, token-file line fields)
+struct TestToken {
+  std::string name;
+  std::string token;
+  std::vector<std::string> roles;
+  std::vector<std::string> models;
+};
+
+const std::vector<TestToken>& Tokens() {
+  static const auto* tokens = new std::vector<TestToken>{
+      {"reader", "tok-query-1", {"query"}, {}},
+      {"eraser", "tok-erase-1", {"erase"}, {}},
+      {"eraser2", "tok-erase-2", {"erase"}, {}},
+      {"root", "tok-admin-1", {"admin"}, {}},
+      // Every role, but only on model "other".
+      {"elsewhere", "tok-other-1", {"query", "erase", "admin"}, {"other"}},
+  };
+  return *tokens;
+}
+
+std::string TokenFileText(const std::vector<TestToken>& tokens) {
+  std::string text = "# test tokens\n\n";
+  for (const TestToken& t : tokens) {
+    text += TokenFileLine(t.name, t.token, t.roles, t.models) + "\n";
+  }
+  return text;
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class AuthTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    toy_dir_ = tmp_.Join("toy-src");
+    other_dir_ = tmp_.Join("other-src");
+    unlearning::testing::WriteToyModel(toy_dir_, 1.0);
+    unlearning::testing::WriteToyModel(other_dir_, 2.0);
+    token_file_ = tmp_.Join("tokens.jsonl");
+    audit_file_ = tmp_.Join("audit.jsonl");
+    WriteFile(token_file_, TokenFileText(Tokens()));
+    ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.metrics_listen = "";
+    options.data_dir = tmp_.Join("data");
+    options.models = {{"toy", toy_dir_}, {"other", other_dir_}};
+    options.methods = &registries_.methods;
+    options.families = &registries_.families;
+    options.purge_grace_seconds = -1;
+    options.auth.token_file = token_file_;
+    options.auth.audit_log = audit_file_;
+    auto server = UnlearningServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    auto channel = grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials());
+    models_ = v1::ModelService::NewStub(channel);
+    erasure_ = v1::ErasureService::NewStub(channel);
+    inference_ = v1::InferenceService::NewStub(channel);
+    // A completed job of "eraser" on toy: the target of the job RPCs.
+    v1::ErasureEvent done = Erase("tok-erase-1", ToyRequest("req-owned", 0.5)).back();
+    ASSERT_EQ(done.kind(), v1::ErasureEvent::KIND_COMPLETED) << done.DebugString();
+    job_id_ = done.job_id();
+  }
+  void TearDown() override {
+    if (server_) server_->Shutdown(absl::Seconds(5));
+  }
+
+  static void Authorize(grpc::ClientContext& ctx, const std::string& token) {
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  }
+
+  static v1::ErasureRequest ToyRequest(const std::string& id, double factor,
+                                       const std::string& model = "toy") {
+    v1::ErasureRequest r;
+    r.set_request_id(id);
+    r.set_model_id(model);
+    r.mutable_method()->mutable_named()->set_name("toy_scale");
+    r.mutable_method()->mutable_named()->set_params_json(
+        absl::StrCat("{\"factor\": ", factor, "}"));
+    r.mutable_classes()->add_forget_classes(3);
+    return r;
+  }
+
+  // Opens an Erase stream, sends `messages`, half-closes and returns every event, plus a last
+  // pseudo-event carrying the stream's final status code in status_code when it is not OK.
+  std::vector<v1::ErasureEvent> Stream(const std::string& token,
+                                       const std::vector<v1::ErasureStreamRequest>& messages,
+                                       grpc::Status* final_status = nullptr) {
+    grpc::ClientContext ctx;
+    Authorize(ctx, token);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    auto stream = erasure_->Erase(&ctx);
+    for (const auto& m : messages) {
+      if (!stream->Write(m)) break;
+    }
+    stream->WritesDone();
+    std::vector<v1::ErasureEvent> events;
+    v1::ErasureEvent e;
+    while (stream->Read(&e)) events.push_back(e);
+    grpc::Status status = stream->Finish();
+    if (final_status != nullptr) *final_status = status;
+    return events;
+  }
+  std::vector<v1::ErasureEvent> Erase(const std::string& token, const v1::ErasureRequest& r) {
+    v1::ErasureStreamRequest m;
+    *m.mutable_submit() = r;
+    return Stream(token, {m});
+  }
+
+  // The outcome of an Erase stream as one code: the stream's status if it failed, else the first
+  // event's (REJECTED: its code; otherwise OK).
+  grpc::StatusCode EraseCode(const std::string& token, const v1::ErasureStreamRequest& m) {
+    grpc::Status status;
+    std::vector<v1::ErasureEvent> events = Stream(token, {m}, &status);
+    if (!status.ok()) return status.error_code();
+    if (events.empty()) return grpc::StatusCode::UNKNOWN;
+    if (events[0].kind() == v1::ErasureEvent::KIND_REJECTED) {
+      return static_cast<grpc::StatusCode>(events[0].status_code());
+    }
+    return grpc::StatusCode::OK;
+  }
+
+  // What a refusal must not change: the jobs (ids, states, owners), the certificates, the models'
+  // versions.
+  std::string Snapshot() {
+    std::string out;
+    grpc::ClientContext c1;
+    Authorize(c1, "tok-admin-1");
+    v1::ListJobsRequest lj;
+    lj.set_page_size(1000);
+    v1::ListJobsResponse jobs;
+    EXPECT_TRUE(erasure_->ListJobs(&c1, lj, &jobs).ok());
+    for (const v1::Job& j : jobs.jobs()) {
+      out += j.SerializeAsString();  // id, state, progress, times, version
+    }
+    for (const char* model : {"toy", "other"}) {
+      grpc::ClientContext c2;
+      Authorize(c2, "tok-admin-1");
+      v1::DescribeModelRequest dm;
+      dm.set_model_id(model);
+      v1::ModelInfo info;
+      EXPECT_TRUE(models_->DescribeModel(&c2, dm, &info).ok());
+      out += info.SerializeAsString();
+      grpc::ClientContext c3;
+      Authorize(c3, "tok-admin-1");
+      v1::ListCertificatesRequest lc;
+      lc.set_model_id(model);
+      v1::ListCertificatesResponse certs;
+      EXPECT_TRUE(erasure_->ListCertificates(&c3, lc, &certs).ok());
+      out += absl::StrCat(model, " certificates:", certs.certificates_size(), ";");
+    }
+    return out;
+  }
+
+  // Every RPC, called with `token` on model "toy" / the owned job; returns the status code. The
+  // arguments are chosen so that an allowed call changes nothing either (a loaded id, a missing
+  // version, a finished job, an invalid request).
+  std::map<std::string, std::function<grpc::StatusCode(const std::string&)>> Rpcs() {
+    std::map<std::string, std::function<grpc::StatusCode(const std::string&)>> rpcs;
+    rpcs["ModelService/ListModels"] = [this](const std::string& token) {
+      grpc::ClientContext ctx;
+      Authorize(ctx, token);
+      v1::ListModelsResponse r;
+      return models_->ListModels(&ctx, v1::ListModelsRequest(), &r).error_code();
+    };
+    rpcs["ModelService/DescribeModel"] = [this](const std::string& token) {
+      grpc::ClientContext ctx;
+      Authorize(ctx, token);
+      v1::DescribeModelRequest q;
+      q.set_model_id("toy");
+      v1::ModelInfo r;
+      return models_->DescribeModel(&ctx, q, &r).error_code();
+    };
+    rpcs["ModelService/LoadModel"] = [this](const std::string& token) {
+      grpc::ClientContext ctx;
+      Authorize(ctx, token);
+      v1::LoadModelRequest q;
+      q.set_model_id("toy");  // already loaded: refused by the manager when allowed
+      q.set_model_dir(toy_dir_);
+      v1::ModelInfo r;
+      return models_->LoadModel(&ctx, q, &r).error_code();
+    };
+    rpcs["ModelService/RollbackModel"] = [this](const std::string& token) {
+      grpc::ClientContext ctx;
+      Authorize(ctx, token);
+      v1::RollbackModelRequest q;
+      q.set_model_id("toy");
+      q.set_version(99);  // no such version
+      q.set_force(true);
+      v1::ModelInfo r;
+      return models_->RollbackModel(&ctx, q, &r).error_code();
+    };
+    rpcs["ErasureService/Erase(submit)"] = [this](const std::string& token) {
+      v1::ErasureStreamRequest m;
+      *m.mutable_submit() = ToyRequest("req-matrix", 0.5);
+      m.mutable_submit()->clear_method();  // invalid: never accepted when allowed
+      return EraseCode(token, m);
+    };
+    rpcs["ErasureService/Erase(watch)"] = [this](const std::string& token) {
+      v1::ErasureStreamRequest m;
+      m.set_watch_job_id(job_id_);
+      return EraseCode(token, m);
+    };
+    rpcs["ErasureService/GetJob"] = [this](const std::string& token) {
+      grpc::ClientContext ctx;
+      Authorize(ctx, token);
+      v1::GetJobRequest q;
+      q.set_job_id(job_id_);
+      v1::Job r;
+      return erasure_->GetJob(&ctx, q, &r).error_code();
+    };
+    rpcs["ErasureService/ListJobs"] = [this](const std::string& token) {
+      grpc::ClientContext ctx;
+      Authorize(ctx, token);
+      v1::ListJobsRequest q;
+      q.set_model_id("toy");
+      v1::ListJobsResponse r;
+      return erasure_->ListJobs(&ctx, q, &r).error_code();
+    };
+    rpcs["ErasureService/CancelJob"] = [this](const std::string& token) {
+      grpc::ClientContext ctx;
+      Authorize(ctx, token);
+      v1::CancelJobRequest q;
+      q.set_job_id(job_id_);  // completed: FAILED_PRECONDITION when allowed
+      v1::Job r;
+      return erasure_->CancelJob(&ctx, q, &r).error_code();
+    };
+    rpcs["ErasureService/GetCertificate"] = [this](const std::string& token) {
+      grpc::ClientContext ctx;
+      Authorize(ctx, token);
+      v1::GetCertificateRequest q;
+      q.set_job_id(job_id_);
+      v1::Certificate r;
+      return erasure_->GetCertificate(&ctx, q, &r).error_code();
+    };
+    rpcs["ErasureService/ListCertificates"] = [this](const std::string& token) {
+      grpc::ClientContext ctx;
+      Authorize(ctx, token);
+      v1::ListCertificatesRequest q;
+      q.set_model_id("toy");
+      v1::ListCertificatesResponse r;
+      return erasure_->ListCertificates(&ctx, q, &r).error_code();
+    };
+    rpcs["ErasureService/GetSigningKey"] = [this](const std::string& token) {
+      grpc::ClientContext ctx;
+      Authorize(ctx, token);
+      v1::SigningKey r;
+      return erasure_->GetSigningKey(&ctx, v1::GetSigningKeyRequest(), &r).error_code();
+    };
+    rpcs["InferenceService/Generate"] = [this](const std::string& token) {
+      grpc::ClientContext ctx;
+      Authorize(ctx, token);
+      v1::GenerateRequest q;
+      q.set_model_id("toy");
+      q.set_prompt(kPromptSecret);
+      auto reader = inference_->Generate(&ctx, q);
+      v1::GenerateResponse r;
+      while (reader->Read(&r)) {
+      }
+      return reader->Finish().error_code();
+    };
+    rpcs["InferenceService/Score"] = [this](const std::string& token) {
+      grpc::ClientContext ctx;
+      Authorize(ctx, token);
+      v1::ScoreRequest q;
+      q.set_model_id("toy");
+      q.set_prompt(kPromptSecret);
+      q.set_continuation("x");
+      v1::ScoreResponse r;
+      return inference_->Score(&ctx, q, &r).error_code();
+    };
+    rpcs["InferenceService/Classify"] = [this](const std::string& token) {
+      grpc::ClientContext ctx;
+      Authorize(ctx, token);
+      v1::ClassifyRequest q;
+      q.set_model_id("toy");
+      v1::ClassifyResponse r;
+      return inference_->Classify(&ctx, q, &r).error_code();
+    };
+    rpcs["InferenceService/Sample"] = [this](const std::string& token) {
+      grpc::ClientContext ctx;
+      Authorize(ctx, token);
+      v1::SampleRequest q;
+      q.set_model_id("toy");
+      q.add_labels(1);
+      auto reader = inference_->Sample(&ctx, q);
+      v1::SampleResponse r;
+      while (reader->Read(&r)) {
+      }
+      return reader->Finish().error_code();
+    };
+    return rpcs;
+  }
+
+  server::testing::TempDir tmp_;
+  unlearning::testing::ToyRegistries registries_;
+  std::string toy_dir_, other_dir_, token_file_, audit_file_;
+  std::string job_id_;
+  std::unique_ptr<UnlearningServer> server_;
+  std::unique_ptr<v1::ModelService::Stub> models_;
+  std::unique_ptr<v1::ErasureService::Stub> erasure_;
+  std::unique_ptr<v1::InferenceService::Stub> inference_;
+};
+
+// Expected outcome of one cell: an exact refusal code, or "allowed" (any code but the two auth
+// refusals: the RPC ran and answered for its own reasons).
+constexpr int kAllowed = -1;
+
+TEST_F(AuthTest, EveryRpcTimesEveryCallerGivesTheExactStatusAndRefusalsChangeNothing) {
+  const int UA = static_cast<int>(grpc::StatusCode::UNAUTHENTICATED);
+  const int PD = static_cast<int>(grpc::StatusCode::PERMISSION_DENIED);
+  const int OK = kAllowed;
+  // Callers: none, unknown token, query, erase (owner of the job), erase (another identity),
+  // admin, every role but restricted to model "other".
+  const std::vector<std::pair<std::string, std::string>> callers = {{"no token", ""},
+                                                                    {"unknown token", "tok-nobody"},
+                                                                    {"query", "tok-query-1"},
+                                                                    {"erase owner", "tok-erase-1"},
+                                                                    {"erase other", "tok-erase-2"},
+                                                                    {"admin", "tok-admin-1"},
+                                                                    {"other model", "tok-other-1"}};
+  // rpc -> expected per caller (same order).
+  const std::map<std::string, std::vector<int>> expected = {
+      {"ModelService/ListModels", {UA, UA, OK, OK, OK, OK, OK}},
+      {"ModelService/DescribeModel", {UA, UA, OK, OK, OK, OK, PD}},
+      {"ModelService/LoadModel", {UA, UA, PD, PD, PD, OK, PD}},
+      {"ModelService/RollbackModel", {UA, UA, PD, PD, PD, OK, PD}},
+      {"ErasureService/Erase(submit)", {UA, UA, PD, OK, OK, OK, PD}},
+      {"ErasureService/Erase(watch)", {UA, UA, PD, OK, PD, OK, PD}},
+      {"ErasureService/GetJob", {UA, UA, PD, OK, PD, OK, PD}},
+      {"ErasureService/ListJobs", {UA, UA, PD, OK, OK, OK, PD}},
+      {"ErasureService/CancelJob", {UA, UA, PD, OK, PD, OK, PD}},
+      {"ErasureService/GetCertificate", {UA, UA, PD, OK, PD, OK, PD}},
+      {"ErasureService/ListCertificates", {UA, UA, PD, OK, OK, OK, PD}},
+      {"ErasureService/GetSigningKey", {UA, UA, OK, OK, OK, OK, OK}},
+      {"InferenceService/Generate", {UA, UA, OK, PD, PD, OK, PD}},
+      {"InferenceService/Score", {UA, UA, OK, PD, PD, OK, PD}},
+      {"InferenceService/Classify", {UA, UA, OK, PD, PD, OK, PD}},
+      {"InferenceService/Sample", {UA, UA, OK, PD, PD, OK, PD}},
+  };
+  auto rpcs = Rpcs();
+  ASSERT_EQ(rpcs.size(), expected.size());
+  int cells = 0, refusals = 0;
+  for (const auto& [rpc, want] : expected) {
+    ASSERT_EQ(rpcs.count(rpc), 1u) << rpc;
+    for (size_t i = 0; i < callers.size(); ++i) {
+      const std::string before = Snapshot();
+      const grpc::StatusCode got = rpcs[rpc](callers[i].second);
+      ++cells;
+      const std::string where = absl::StrCat(rpc, " as ", callers[i].first);
+      if (want[i] == kAllowed) {
+        EXPECT_NE(got, grpc::StatusCode::UNAUTHENTICATED) << where;
+        EXPECT_NE(got, grpc::StatusCode::PERMISSION_DENIED) << where;
+      } else {
+        ++refusals;
+        EXPECT_EQ(static_cast<int>(got), want[i]) << where;
+      }
+      // Refused or allowed-but-invalid: nothing changed either way.
+      EXPECT_EQ(Snapshot(), before) << where;
+    }
+  }
+  EXPECT_EQ(cells, 16 * 7);
+  EXPECT_EQ(refusals, 71);
+}
+
+TEST_F(AuthTest, MessagesSayWhatToFix) {
+  grpc::ClientContext c1;
+  v1::ListModelsResponse r;
+  grpc::Status none = models_->ListModels(&c1, v1::ListModelsRequest(), &r);
+  EXPECT_EQ(none.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(none.error_message(), HasSubstr("--token-file"));
+  grpc::ClientContext c2;
+  Authorize(c2, "tok-query-1");
+  v1::RollbackModelRequest q;
+  q.set_model_id("toy");
+  v1::ModelInfo info;
+  grpc::Status denied = models_->RollbackModel(&c2, q, &info);
+  EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(denied.error_message(), HasSubstr("admin"));
+  EXPECT_THAT(denied.error_message(), HasSubstr("'reader'"));
+  grpc::ClientContext c3;
+  Authorize(c3, "tok-other-1");
+  v1::DescribeModelRequest d;
+  d.set_model_id("toy");
+  grpc::Status model = models_->DescribeModel(&c3, d, &info);
+  EXPECT_EQ(model.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(model.error_message(), HasSubstr("may not use model 'toy'"));
+}
+
+TEST_F(AuthTest, EraseCallersSeeOnlyTheirOwnJobsAndAModelRestrictedListIsFiltered) {
+  // eraser2 submits its own job; each erase identity lists only its own, admin lists both.
+  v1::ErasureEvent mine = Erase("tok-erase-2", ToyRequest("req-mine", 0.5)).back();
+  ASSERT_EQ(mine.kind(), v1::ErasureEvent::KIND_COMPLETED);
+  auto list = [&](const std::string& token) {
+    grpc::ClientContext ctx;
+    Authorize(ctx, token);
+    v1::ListJobsResponse r;
+    EXPECT_TRUE(erasure_->ListJobs(&ctx, v1::ListJobsRequest(), &r).ok());
+    std::vector<std::string> ids;
+    for (const auto& j : r.jobs()) ids.push_back(j.job_id());
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  };
+  EXPECT_THAT(list("tok-erase-1"), ::testing::ElementsAre(job_id_));
+  EXPECT_THAT(list("tok-erase-2"), ::testing::ElementsAre(mine.job_id()));
+  EXPECT_EQ(list("tok-admin-1").size(), 2u);
+  // Re-sending another identity's request id does not follow (or reveal) its job.
+  const std::string before = Snapshot();
+  std::vector<v1::ErasureEvent> events = Erase("tok-erase-2", ToyRequest("req-owned", 0.5));
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0].kind(), v1::ErasureEvent::KIND_REJECTED);
+  EXPECT_EQ(events[0].status_code(), static_cast<int>(grpc::StatusCode::PERMISSION_DENIED));
+  EXPECT_TRUE(events[0].job_id().empty());
+  EXPECT_EQ(Snapshot(), before);
+  // The same resend by its owner follows it (idempotent, as before).
+  events = Erase("tok-erase-1", ToyRequest("req-owned", 0.5));
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0].kind(), v1::ErasureEvent::KIND_ACCEPTED);
+  EXPECT_TRUE(events[0].duplicate());
+  // The token restricted to "other" lists only "other".
+  grpc::ClientContext ctx;
+  Authorize(ctx, "tok-other-1");
+  v1::ListModelsResponse models;
+  ASSERT_TRUE(models_->ListModels(&ctx, v1::ListModelsRequest(), &models).ok());
+  ASSERT_EQ(models.models_size(), 1);
+  EXPECT_EQ(models.models(0).model_id(), "other");
+}
+
+TEST_F(AuthTest, ReloadAddsAndRevokesTokensAndABadFileKeepsTheOldTable) {
+  auto describe = [&](const std::string& token) {
+    grpc::ClientContext ctx;
+    Authorize(ctx, token);
+    v1::DescribeModelRequest q;
+    q.set_model_id("toy");
+    v1::ModelInfo r;
+    return models_->DescribeModel(&ctx, q, &r).error_code();
+  };
+  EXPECT_EQ(describe("tok-new"), grpc::StatusCode::UNAUTHENTICATED);
+  // A new file: "reader" removed, "newcomer" added.
+  std::vector<TestToken> tokens = Tokens();
+  tokens.erase(tokens.begin());
+  tokens.push_back({"newcomer", "tok-new", {"query"}, {}});
+  WriteFile(token_file_, TokenFileText(tokens));
+  ASSERT_TRUE(server_->ReloadAuth().ok());
+  EXPECT_EQ(describe("tok-new"), grpc::StatusCode::OK);
+  EXPECT_EQ(describe("tok-query-1"), grpc::StatusCode::UNAUTHENTICATED);
+  // A broken file (a plain token where the hash belongs): the reload fails, the table stays.
+  WriteFile(token_file_, "{\"name\": \"x\", \"token\": \"tok-x\", \"roles\": [\"admin\"]}\n");
+  absl::Status bad = server_->ReloadAuth();
+  EXPECT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("kept the previous tokens"));
+  EXPECT_EQ(describe("tok-new"), grpc::StatusCode::OK);
+  EXPECT_EQ(describe("tok-x"), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(AuthTest, AnOpenStreamStopsSubmittingOnceItsTokenIsRevoked) {
+  grpc::ClientContext ctx;
+  Authorize(ctx, "tok-erase-2");
+  auto stream = erasure_->Erase(&ctx);
+  stream->WaitForInitialMetadata();  // the server has opened (and authorized) the stream
+  // Revoke eraser2 while its stream is open.
+  std::vector<TestToken> tokens = Tokens();
+  tokens.erase(tokens.begin() + 2);
+  WriteFile(token_file_, TokenFileText(tokens));
+  ASSERT_TRUE(server_->ReloadAuth().ok());
+  const std::string before = Snapshot();
+  v1::ErasureStreamRequest m;
+  *m.mutable_submit() = ToyRequest("req-revoked", 0.5);
+  ASSERT_TRUE(stream->Write(m));
+  stream->WritesDone();
+  v1::ErasureEvent e;
+  ASSERT_TRUE(stream->Read(&e));
+  EXPECT_EQ(e.kind(), v1::ErasureEvent::KIND_REJECTED);
+  EXPECT_EQ(e.status_code(), static_cast<int>(grpc::StatusCode::UNAUTHENTICATED));
+  while (stream->Read(&e)) {
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(Snapshot(), before);
+}
+
+TEST_F(AuthTest, TheAuditLogRecordsWhoDidWhatButNoTokensForgetDataOrPrompts) {
+  // A text erasure carrying the secret (refused for the toy, but the server saw it), a refused
+  // Generate and an allowed one with the prompt secret, a refusal without a token.
+  v1::ErasureRequest text;
+  text.set_request_id("req-text");
+  text.set_model_id("toy");
+  text.mutable_method()->mutable_named()->set_name("npo");
+  v1::TextExample* ex = text.mutable_text()->add_forget_set();
+  ex->set_question(kForgetSecret);
+  ex->set_answer(kForgetSecret);
+  Erase("tok-erase-1", text);
+  Erase("tok-other-1", text);
+  auto rpcs = Rpcs();
+  rpcs["InferenceService/Generate"]("tok-query-1");
+  rpcs["InferenceService/Generate"]("tok-erase-1");
+  rpcs["ModelService/RollbackModel"]("");
+  server_->Shutdown(absl::Seconds(5));
+
+  const std::string log = ReadAll(audit_file_);
+  EXPECT_THAT(log, ::testing::Not(HasSubstr(kForgetSecret)));
+  EXPECT_THAT(log, ::testing::Not(HasSubstr(kPromptSecret)));
+  for (const TestToken& t : Tokens()) EXPECT_THAT(log, ::testing::Not(HasSubstr(t.token)));
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << line;
+    for (const char* key : {"time", "caller", "peer", "rpc", "code"}) {
+      EXPECT_TRUE(j.contains(key)) << key << " in " << line;
+    }
+    lines.push_back(j);
+  }
+  auto has = [&](const std::string& caller, const std::string& rpc, const std::string& code,
+                 const std::string& model) {
+    return std::any_of(lines.begin(), lines.end(), [&](const nlohmann::json& j) {
+      return j["caller"] == caller && j["rpc"] == rpc && j["code"] == code &&
+             (model.empty() || j.value("model", "") == model);
+    });
+  };
+  // The set-up's accepted submit, with its job id and request id.
+  EXPECT_TRUE(std::any_of(lines.begin(), lines.end(), [&](const nlohmann::json& j) {
+    return j["caller"] == "eraser" && j["rpc"] == "ErasureService/Erase.submit" &&
+           j["code"] == "OK" && j.value("job_id", "") == job_id_ &&
+           j.value("request_id", "") == "req-owned";
+  }));
+  // The text request (refused for the toy family, for its own reason): logged by id and code only.
+  EXPECT_TRUE(std::any_of(lines.begin(), lines.end(), [&](const nlohmann::json& j) {
+    return j["caller"] == "eraser" && j["rpc"] == "ErasureService/Erase.submit" &&
+           j.value("request_id", "") == "req-text" && j["code"] != "OK" &&
+           j["code"] != "PERMISSION_DENIED" && !j.contains("reason");
+  }));
+  EXPECT_TRUE(has("elsewhere", "ErasureService/Erase.submit", "PERMISSION_DENIED", "toy"));
+  EXPECT_TRUE(has("eraser", "InferenceService/Generate", "PERMISSION_DENIED", "toy"));
+  EXPECT_TRUE(has("-", "ModelService/RollbackModel(force)", "UNAUTHENTICATED", "toy"));
+  EXPECT_TRUE(std::any_of(lines.begin(), lines.end(), [&](const nlohmann::json& j) {
+    return j["caller"] == "reader" && j["rpc"] == "InferenceService/Generate" &&
+           j["code"] != "PERMISSION_DENIED" &&
+           j["peer"].get<std::string>().find("127.0.0.1") != std::string::npos;
+  }));
+}
+
+TEST(AuthOptionsTest, NoTokenFileNeedsAnExplicitInsecureFlag) {
+  server::testing::TempDir tmp;
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.metrics_listen = "";
+  options.data_dir = tmp.Join("data");
+  auto server = UnlearningServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(server.status().message()), HasSubstr("--insecure"));
+}
+
+TEST(TokenTableTest, ParsesTheDocumentedFormatAndRejectsMistakes) {
+  const std::string hash = core::Sha256Hex("secret");
+  auto table =
+      TokenTable::Parse(absl::StrCat("# comment\n\n{\"name\":\"a\",\"sha256\":\"", hash,
+                                     "\",\"roles\":[\"query\",\"erase\"],\"models\":[\"m\"]}\n"),
+                        "t");
+  ASSERT_TRUE(table.ok()) << table.status();
+  const TokenEntry* e = table->FindByToken("secret");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->name, "a");
+  EXPECT_EQ(e->roles, static_cast<uint32_t>(kRoleQuery | kRoleErase));
+  EXPECT_EQ(e->models, std::vector<std::string>{"m"});
+  EXPECT_EQ(table->FindByToken("other"), nullptr);
+  const std::string line = absl::StrCat("{\"name\":\"a\",\"sha256\":\"", hash, "\",\"roles\":[");
+  for (const std::string& bad : {
+           absl::StrCat(line, "\"root\"]}"),  // unknown role
+           absl::StrCat(line, "]}"),          // no role
+           std::string("{\"name\":\"a\",\"token\":\"secret\",\"roles\":[\"admin\"]}"),  // plain
+           std::string("{\"name\":\"a\",\"sha256\":\"ABC\",\"roles\":[\"admin\"]}"),    // not hex
+           absl::StrCat(line, "\"query\"]}\n", line, "\"erase\"]}"),                    // duplicate
+           std::string("not json"),
+       }) {
+    auto parsed = TokenTable::Parse(bad, "t");
+    EXPECT_FALSE(parsed.ok()) << bad;
+    if (!parsed.ok()) {
+      EXPECT_THAT(std::string(parsed.status().message()), HasSubstr("t:"));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace unlearning::server
