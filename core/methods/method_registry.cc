@@ -29,6 +29,10 @@ MethodRegistry* MakeBuiltin() {
   registry->Register(UldMethod::kName, ModelFamily::kCausalLm, &UldMethod::Create);
   registry->Register(ClassForgettingMethod::kName, ModelFamily::kImageClassifier,
                      &ClassForgettingMethod::Create);
+  registry->Register(ClassForgettingMethod::kRetainFinetuneName, ModelFamily::kImageClassifier,
+                     &ClassForgettingMethod::CreateRetainFinetune);
+  registry->Register(ClassForgettingMethod::kL2FinetuneName, ModelFamily::kImageClassifier,
+                     &ClassForgettingMethod::CreateL2Finetune);
   registry->Register(GsLoraMethod::kName, ModelFamily::kImageClassifier, &GsLoraMethod::Create);
   registry->Register(GsLoraMethod::kPlusName, ModelFamily::kImageClassifier,
                      &GsLoraMethod::CreatePlus);

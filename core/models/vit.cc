@@ -221,7 +221,9 @@ std::unique_ptr<VitClassifier> VitClassifier::CloneVit(torch::Device device) con
     }
   }
   copy->train(module_->is_training());
-  return std::unique_ptr<VitClassifier>(new VitClassifier(std::move(copy), device));
+  std::unique_ptr<VitClassifier> out(new VitClassifier(std::move(copy), device));
+  out->adapter_chain_length_ = adapter_chain_length_;
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<Model>> VitClassifier::Clone(torch::Device device) const {

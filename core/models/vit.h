@@ -188,6 +188,13 @@ class VitClassifier : public Model, public ImageClassifier {
   std::string class_name(int64_t id) const override;
   ImageSpec image_spec() const override;
 
+  // How many adapter versions (vit_adapter.h) this model stacks on the last full-weights version
+  // of its chain: 0 for weights loaded from model.safetensors, the parent's + 1 for a model
+  // loaded by LoadVitAdapter. Kept by CloneVit; not saved (Save folds everything: 0 again).
+  // GS-LoRA's merge_after_tasks reads it.
+  int64_t adapter_chain_length() const { return adapter_chain_length_; }
+  void set_adapter_chain_length(int64_t n) { adapter_chain_length_ = n; }
+
   const ViTConfig& config() const { return module_->config(); }
   const ViTImageProcessorConfig& preprocessor() const { return module_->preprocessor(); }
   ViTForImageClassification& module() { return module_; }
@@ -198,6 +205,7 @@ class VitClassifier : public Model, public ImageClassifier {
 
   ViTForImageClassification module_;
   torch::Device device_;
+  int64_t adapter_chain_length_ = 0;
 };
 
 }  // namespace unlearning::core

@@ -164,6 +164,7 @@ absl::StatusOr<std::unique_ptr<VitClassifier>> LoadVitAdapter(const std::string&
     for (torch::Tensor& p : vit->module()->parameters()) p.set_requires_grad(false);
     vit->module()->eval();
     UNL_RETURN_IF_ERROR(vit->AddForgottenClasses(config->forgotten_classes));
+    vit->set_adapter_chain_length(parent.adapter_chain_length() + 1);
     return vit;
   });
 }

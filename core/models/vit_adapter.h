@@ -60,7 +60,8 @@ absl::Status WriteVitAdapter(const std::string& dir,
                              const VitAdapterConfig& config);
 
 // The composite of `parent` (itself possibly a composite) and the adapters in `dir`, on `device`,
-// frozen, in eval mode, with the config's cumulative forgotten classes recorded. kNotFound if a
+// frozen, in eval mode, with the config's cumulative forgotten classes recorded and
+// adapter_chain_length() = the parent's + 1. kNotFound if a
 // file is missing; kInvalidArgument for a malformed config, a missing, extra or misshapen tensor
 // (named).
 absl::StatusOr<std::unique_ptr<VitClassifier>> LoadVitAdapter(const std::string& dir,

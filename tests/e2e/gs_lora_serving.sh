@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # GS-LoRA's continual forgetting through the real binaries (issue #10): unlearnd serves the
-# project's Fashion-MNIST ViT (tools/build_vit.sh); four gs_lora requests of two classes each
-# publish versions 2..5, each a lora_adapter version on top of the previous one (the certificate's
-# chain grows by one per request and lists only adapter files). Accuracies are measured here from
+# project's Fashion-MNIST ViT (tools/build_vit.sh); four gs_lora requests of two classes each, all
+# sent with merge_after_tasks=4, publish versions 2..5: versions 2..4 each a lora_adapter version
+# on top of the previous one (the certificate's chain grows by one per request and lists only
+# adapter files), version 5, the fourth link, auto-merged into full weights (model.safetensors
+# alone, a chain of itself, the facts recording merged_chain_length 4 and the reason; the manifest
+# keeps parent 4). Accuracies are measured here from
 # Classify answers on the first N Fashion-MNIST test images, not taken from the server's report:
 #   after task t: Acc_f(task t) <= 0.05, Acc_o(tasks < t) <= 0.05, Acc_r (never-forgotten
 #   classes) >= version 1's accuracy on the same classes - 0.03.
-# Then a restart on the same data dir (the chain of adapters loads from disk: version 5 answers
-# exactly as before), and a forced rollback to version 4, which undoes task 4 only: task 4's
-# classes are back to within 1 point of version 4, tasks 1-3 stay forgotten.
+# Then a restart on the same data dir (the merged weights load from disk: version 5 answers as
+# the chain did before, probabilities within 1e-4), and a forced rollback to version 4 (three
+# adapters on the imported model, loaded from disk), which undoes task 4 only: task 4's classes
+# are back to within 1 point of version 4, tasks 1-3 stay forgotten.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_binaries
 require_demo
@@ -60,21 +64,43 @@ for t in 0 1 2 3; do
   for c in $task; do args+=(--forget-class "$c"); done
   log "task $((t + 1)): forgetting classes $task"
   start_s=$SECONDS
-  ctl erase --model vit --method gs_lora "${args[@]}" --request-id "e2e-gslora-$t" --wait \
+  ctl erase --model vit --method gs_lora "${args[@]}" --param merge_after_tasks=4 \
+    --request-id "e2e-gslora-$t" --wait \
     >"$TMP/erase$t.out" 2>"$TMP/erase$t.err" || { cat "$TMP/erase$t.err" >&2; fail "erase failed"; }
   seconds=$((SECONDS - start_s))
   JOB="$(head -n 1 "$TMP/erase$t.out")"
   [[ $(job_field "$JOB" .published_version) == "$version" ]] || fail "not published as v$version"
   ctl --json certificate get "$JOB" >"$TMP/cert$t.json" || fail "no certificate"
-  jq -e --argjson n "$((t + 1))" '.artifact_kind == "ARTIFACT_KIND_LORA_ADAPTER"
-       and ([.artifact_files[].path] | index("adapter_model.safetensors") != null)
-       and ([.artifact_files[].path] | index("adapter_config.json") != null)
-       and ([.artifact_files[].path] | index("model.safetensors") == null)
-       and (.chain | length == ($n + 1))' "$TMP/cert$t.json" >/dev/null ||
-    fail "certificate of task $((t + 1)) is not an adapter on a chain of $((t + 1)): $(cat "$TMP/cert$t.json")"
   facts="$(jq -r .artifact_facts_json "$TMP/cert$t.json")"
   jq -e 'has("zero_group_ratio") and has("adapter_bytes") and (.group_norms | length == 4)' \
     <<<"$facts" >/dev/null || fail "facts lack the zero-group ratio or sizes: $facts"
+  jq -e --argjson n "$((t + 1))" '.adapter_chain_length == $n' <<<"$facts" >/dev/null ||
+    fail "task $((t + 1)): facts do not count the chain: $facts"
+  if ((t < 3)); then
+    jq -e --argjson n "$((t + 1))" '.artifact_kind == "ARTIFACT_KIND_LORA_ADAPTER"
+         and ([.artifact_files[].path] | index("adapter_model.safetensors") != null)
+         and ([.artifact_files[].path] | index("adapter_config.json") != null)
+         and ([.artifact_files[].path] | index("model.safetensors") == null)
+         and (.chain | length == ($n + 1))' "$TMP/cert$t.json" >/dev/null ||
+      fail "certificate of task $((t + 1)) is not an adapter on a chain of $((t + 1)): $(cat "$TMP/cert$t.json")"
+    jq -e 'has("merged_chain_length") | not' <<<"$facts" >/dev/null ||
+      fail "task $((t + 1)) merged before the fourth link: $facts"
+  else
+    # The fourth link: merge_after_tasks=4 folds the chain into full weights.
+    jq -e '.artifact_kind == "ARTIFACT_KIND_FULL_WEIGHTS"
+         and ([.artifact_files[].path] | index("model.safetensors") != null)
+         and ([.artifact_files[].path] | index("adapter_model.safetensors") == null)
+         and (.chain | length == 1)' "$TMP/cert$t.json" >/dev/null ||
+      fail "certificate of task 4 is not a merged full-weights version: $(cat "$TMP/cert$t.json")"
+    jq -e '.merged_chain_length == 4 and .merge_reason == "merge_after_tasks"
+         and .merged_adapter_config.unlearning_forget_classes == [6, 7]' <<<"$facts" >/dev/null ||
+      fail "facts of task 4 do not record the merge: $facts"
+    # The lineage: version 5 is full weights whose parent is version 4.
+    model="$(ctl --json models describe vit)"
+    jq -e '.versions[] | select(.version == "5" and .parent_version == "4"
+         and .artifact_kind == "ARTIFACT_KIND_FULL_WEIGHTS")' <<<"$model" >/dev/null ||
+      fail "models describe does not show version 5 as full weights on version 4: $model"
+  fi
 
   classify "$TMP/v$version.json"
   [[ $(jq -r .version "$TMP/v$version.json") == "$version" ]] || fail "not answering from v$version"
@@ -99,14 +125,23 @@ for t in 0 1 2 3; do
   forgotten+=" $task"
 done
 
-# Restart: version 5 is four adapters on the imported model; it must load from disk as it was.
+# Restart: version 5 is the merged chain; it must load from disk (alone) as it was.
 kill -TERM "$SERVER_PID"
 wait "$SERVER_PID" 2>/dev/null || true
 start_server second 127.0.0.1:0 --model "vit=$VIT/model" --purge-grace-seconds -1
 classify "$TMP/v5.restart.json"
 [[ $(jq -r .version "$TMP/v5.restart.json") == 5 ]] || fail "after restart not serving version 5"
-cmp <(jq -c .results "$TMP/v5.json") <(jq -c .results "$TMP/v5.restart.json") >/dev/null ||
-  fail "version 5 answers differently after the restart"
+# Before the restart version 5 was served as the in-memory chain (the fourth adapter on top of
+# the third); after it, as the merged full weights read from disk: the same answers, the
+# probabilities equal up to the float rounding of the fold.
+python3 - "$TMP/v5.json" "$TMP/v5.restart.json" <<'EOF' || fail "version 5 answers differently after the restart (merged weights vs the chain)"
+import json, sys
+a, b = (json.load(open(p))["results"] for p in sys.argv[1:3])
+assert len(a) == len(b) > 0
+for x, y in zip(a, b):
+    assert x["top"][0]["class_id"] == y["top"][0]["class_id"], (x, y)
+    assert abs(x["top"][0]["probability"] - y["top"][0]["probability"]) <= 1e-4, (x, y)
+EOF
 
 # Rolling back the last task (forced: it undoes a completed erasure).
 expect_exit 3 "would undo the completed erasure" ctl models rollback vit --version 4

@@ -141,6 +141,8 @@ absl::StatusOr<std::unique_ptr<UnlearningMethod>> GsLoraMethod::CreateImpl(
   UNL_ASSIGN_OR_RETURN(p.zero_group_threshold,
                        r.Double("zero_group_threshold", p.zero_group_threshold, 0.0, 1e6));
   UNL_ASSIGN_OR_RETURN(p.merge_chain, r.Bool("merge_chain", p.merge_chain));
+  UNL_ASSIGN_OR_RETURN(p.merge_after_tasks,
+                       r.Int("merge_after_tasks", p.merge_after_tasks, 0, 1000));
   UNL_ASSIGN_OR_RETURN(p.seed, r.Uint64("seed", p.seed));
   UNL_RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   if (p.sparsity_warmup_epochs > p.epochs) {
@@ -168,6 +170,7 @@ nlohmann::json GsLoraMethod::EffectiveParams() const {
                       {"max_grad_norm", params_.max_grad_norm},
                       {"zero_group_threshold", params_.zero_group_threshold},
                       {"merge_chain", params_.merge_chain},
+                      {"merge_after_tasks", params_.merge_after_tasks},
                       {"seed", params_.seed}};
   if (params_.plus) {
     j["prototype_forget_weight"] = params_.prototype_forget_weight;
@@ -418,8 +421,14 @@ absl::StatusOr<Candidate> GsLoraMethod::Run(const MethodContext& ctx) {
   const int64_t full_weights_bytes = 4 * working->num_parameters();  // float32
 
   const nlohmann::json adapter_config = config.ToJson();
+  // This request's adapter is link number `chain_length` on the last full-weights version.
+  const int64_t chain_length = parent->adapter_chain_length() + 1;
+  const bool auto_merge =
+      params_.merge_after_tasks > 0 && chain_length >= params_.merge_after_tasks;
+  const bool merge = params_.merge_chain || auto_merge;
+  working->set_adapter_chain_length(merge ? 0 : chain_length);
   Candidate c;
-  if (params_.merge_chain) {
+  if (merge) {
     // Self-contained: VitClassifier::Save folds the enabled adapters into the weights.
     c = Candidate::SelfContained(ArtifactKind::kFullWeights, std::move(working));
   } else {
@@ -450,7 +459,14 @@ absl::StatusOr<Candidate> GsLoraMethod::Run(const MethodContext& ctx) {
       {"last_loss", result->last_loss},
       {"train_seconds", seconds}};
   if (params_.plus) c.facts["bnd_pro"] = bnd_pro;
-  if (params_.merge_chain) c.facts["merged_adapter_config"] = adapter_config;
+  c.facts["adapter_chain_length"] = chain_length;
+  if (merge) {
+    // The lineage of the merge, in the manifest and the certificate: how many adapter links
+    // (this request's included) the full weights fold, and why.
+    c.facts["merged_adapter_config"] = adapter_config;
+    c.facts["merged_chain_length"] = chain_length;
+    c.facts["merge_reason"] = params_.merge_chain ? "merge_chain" : "merge_after_tasks";
+  }
   return c;
 }
 

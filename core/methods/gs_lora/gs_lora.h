@@ -63,6 +63,11 @@ struct GsLoraParams {
   // into self-contained weights) instead of an adapter on the parent: how an operator ends a long
   // chain, e.g. every N requests. Default false: one auditable adapter per request.
   bool merge_chain = false;
+  // Auto-merge: publish as full weights when this request would be the N-th adapter on the last
+  // full-weights version of the chain (parent's adapter_chain_length() + 1 >= N), so chains never
+  // grow past N links and every N-th request is a self-contained version. 0 (default) = never:
+  // every request stays its own auditable, roll-back-able adapter. [0, 1000].
+  int64_t merge_after_tasks = 0;
   uint64_t seed = 0;
 };
 
@@ -88,8 +93,11 @@ class GsLoraMethod : public UnlearningMethod {
   explicit GsLoraMethod(GsLoraParams params) : params_(params) {}
   std::string name() const override { return params_.plus ? kPlusName : kName; }
   ModelFamily family() const override { return ModelFamily::kImageClassifier; }
+  // The kind a request on a parent with no adapter chain publishes (merge_chain, or
+  // merge_after_tasks == 1); Run decides per parent (merge_after_tasks counts the chain).
   ArtifactKind artifact_kind() const override {
-    return params_.merge_chain ? ArtifactKind::kFullWeights : ArtifactKind::kLoraAdapter;
+    return params_.merge_chain || params_.merge_after_tasks == 1 ? ArtifactKind::kFullWeights
+                                                                 : ArtifactKind::kLoraAdapter;
   }
   nlohmann::json EffectiveParams() const override;
   absl::Status CheckData(const ErasureData& data) const override;

@@ -92,6 +92,8 @@ TEST(GsLoraParamsTest, DefaultsAndRangeChecks) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gs_lora.beta must be in")));
   EXPECT_THAT(registry.Create("gs_lora", {{"learning_rate", 0}}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("learning_rate")));
+  EXPECT_THAT(registry.Create("gs_lora", {{"merge_after_tasks", -1}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("merge_after_tasks")));
   EXPECT_THAT(registry.Create("gs_lora", {{"replay_per_class", 0}}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("replay_per_class")));
   EXPECT_THAT(registry.Create("gs_lora", {{"epochs", 3}, {"sparsity_warmup_epochs", 4}}).status(),
@@ -320,6 +322,66 @@ TEST(GsLoraArtifactTest, MergeChainPublishesSelfContainedWeights) {
                            dynamic_cast<const VitClassifier&>(*merged.model).ClassifyLogits(images),
                            1e-4, 1e-5));
   EXPECT_THAT(loaded->forgotten_classes(), ElementsAre(1, 2));
+}
+
+// merge_after_tasks = N: the request that would be the N-th adapter link on the last full-weights
+// version is published as full weights instead; those weights answer as the adapter chain would
+// (the same request published as an adapter and loaded on its parent), and the facts (the
+// manifest's and the certificate's artifact facts) record the merge.
+TEST(GsLoraArtifactTest, MergeAfterTasksFoldsTheChainAtTheNthRequest) {
+  at::set_num_threads(1);
+  Fixture f = MakeFixture();
+  const torch::Tensor images = f.probes.images_train.images.slice(0, 0, 16);
+  const std::string root = ::testing::TempDir() + "/gs_lora_merge_after";
+  std::filesystem::remove_all(root);
+  auto write = [&](const Candidate& c, const std::string& name) {
+    const std::string dir = root + "/" + name;
+    std::filesystem::create_directories(dir);
+    EXPECT_TRUE(c.write(dir).ok());
+    return dir;
+  };
+  nlohmann::json every2 = kQuick;
+  every2["merge_after_tasks"] = 2;
+  EXPECT_EQ(f.vit->adapter_chain_length(), 0);
+
+  // Request 1: the first link, an adapter.
+  UNL_ASSERT_OK_AND_ASSIGN(Candidate first, RunMethod("gs_lora", every2, *f.vit, f.probes, {1}));
+  EXPECT_EQ(first.kind, ArtifactKind::kLoraAdapter);
+  EXPECT_EQ(first.facts["adapter_chain_length"], 1);
+  EXPECT_FALSE(first.facts.contains("merged_chain_length"));
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<VitClassifier> v2,
+                           LoadVitAdapter(write(first, "v2"), *f.vit, torch::kCPU));
+  EXPECT_EQ(v2->adapter_chain_length(), 1);
+
+  // Request 2 would be the second link: published as full weights.
+  UNL_ASSERT_OK_AND_ASSIGN(Candidate merged, RunMethod("gs_lora", every2, *v2, f.probes, {2}));
+  EXPECT_EQ(merged.kind, ArtifactKind::kFullWeights);
+  EXPECT_EQ(merged.facts["merged_chain_length"], 2);
+  EXPECT_EQ(merged.facts["merge_reason"], "merge_after_tasks");
+  EXPECT_EQ(merged.facts["merged_adapter_config"]["unlearning_forget_classes"],
+            nlohmann::json({2}));
+  const std::string merged_dir = write(merged, "v3_merged");
+  EXPECT_TRUE(std::filesystem::exists(merged_dir + "/model.safetensors"));
+  EXPECT_FALSE(std::filesystem::exists(merged_dir + "/" + kVitAdapterWeightsFile));
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<VitClassifier> v3_merged,
+                           VitClassifier::Load(merged_dir, torch::kCPU));
+  EXPECT_EQ(v3_merged->adapter_chain_length(), 0);
+  EXPECT_THAT(v3_merged->forgotten_classes(), ElementsAre(1, 2));
+
+  // The same request without merging (same seed): an adapter on v2, i.e. the chain v1 -> v2 -> v3.
+  nlohmann::json never = kQuick;
+  never["merge_after_tasks"] = 3;
+  UNL_ASSERT_OK_AND_ASSIGN(Candidate linked, RunMethod("gs_lora", never, *v2, f.probes, {2}));
+  EXPECT_EQ(linked.kind, ArtifactKind::kLoraAdapter);
+  EXPECT_EQ(linked.facts["adapter_chain_length"], 2);
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<VitClassifier> v3_chain,
+                           LoadVitAdapter(write(linked, "v3_chain"), *v2, torch::kCPU));
+  EXPECT_EQ(v3_chain->adapter_chain_length(), 2);
+  const torch::Tensor chain_logits = v3_chain->ClassifyLogits(images);
+  EXPECT_TRUE(at::allclose(v3_merged->ClassifyLogits(images), chain_logits, 1e-4, 1e-5))
+      << (v3_merged->ClassifyLogits(images) - chain_logits).abs().max().item<double>();
+  // Not trivially equal: the second request changed the model.
+  EXPECT_FALSE(at::allclose(v2->ClassifyLogits(images), chain_logits, 1e-4, 1e-5));
 }
 
 }  // namespace

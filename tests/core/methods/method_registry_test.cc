@@ -20,13 +20,16 @@ using ::unlearning::testing::StatusIs;
 TEST(MethodRegistryTest, BuiltinHasTheTextMethodsAndTheVisionBaseline) {
   EXPECT_THAT(MethodRegistry::Builtin().names(),
               ElementsAre("class_forgetting", "flat", "gradient_ascent", "gradient_difference",
-                          "gs_lora", "gs_lora_plus", "npo", "score_override", "sfd", "sid", "uld"));
+                          "gs_lora", "gs_lora_plus", "l2_finetune", "npo", "retain_finetune",
+                          "score_override", "sfd", "sid", "uld"));
   for (const std::string& name : MethodRegistry::Builtin().names()) {
     const bool gs_lora = name == "gs_lora" || name == "gs_lora_plus";
     const bool sfd = name == "sfd" || name == "sid";
-    const ModelFamily want = name == "class_forgetting" || gs_lora ? ModelFamily::kImageClassifier
-                             : name == "score_override" || sfd     ? ModelFamily::kDiffusion
-                                                                   : ModelFamily::kCausalLm;
+    const bool vision =
+        gs_lora || name == "class_forgetting" || name == "retain_finetune" || name == "l2_finetune";
+    const ModelFamily want = vision                            ? ModelFamily::kImageClassifier
+                             : name == "score_override" || sfd ? ModelFamily::kDiffusion
+                                                               : ModelFamily::kCausalLm;
     absl::StatusOr<ModelFamily> family = MethodRegistry::Builtin().FamilyOf(name);
     ASSERT_TRUE(family.ok()) << name;
     EXPECT_EQ(*family, want);
@@ -57,6 +60,18 @@ TEST(MethodRegistryTest, ClassForgettingParametersAreChecked) {
   no_classes.family = ModelFamily::kImageClassifier;
   EXPECT_THAT(m->CheckData(no_classes),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("forget_classes")));
+  // The fine-tuning modes: one implementation, each mode's own keys only.
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> l2,
+                           r.Create("l2_finetune", {{"l2_weight", 0.5}}));
+  EXPECT_EQ(l2->name(), "l2_finetune");
+  EXPECT_EQ(l2->EffectiveParams()["l2_weight"], 0.5);
+  EXPECT_FALSE(l2->EffectiveParams().contains("forget_weight"));
+  EXPECT_THAT(r.Create("l2_finetune", {{"l2_weight", -1}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("l2_finetune.l2_weight")));
+  EXPECT_THAT(r.Create("retain_finetune", {{"forget_weight", 1}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("forget_weight")));
+  EXPECT_THAT(r.Create("class_forgetting", {{"l2_weight", 1}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("l2_weight")));
 }
 
 TEST(MethodRegistryTest, UnknownMethodIsNotFound) {
