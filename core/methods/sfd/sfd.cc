@@ -31,28 +31,19 @@ void SetRequiresGrad(DiffusionModel& model, bool on) {
   for (torch::Tensor& p : model.module()->parameters()) p.set_requires_grad(on);
 }
 
-// The teacher a run distils from: the parent itself, or the teacher a generator parent keeps.
-// Shared ownership when the caller gave it (ctx.parent_owner); otherwise a non-owning pointer
-// (the candidate must not outlive the parent, as MethodContext says).
-absl::StatusOr<std::shared_ptr<const DiffusionModel>> TeacherOf(const MethodContext& ctx) {
-  if (const auto* diffusion = dynamic_cast<const DiffusionModel*>(ctx.parent)) {
-    if (ctx.parent_owner != nullptr) {
-      return std::shared_ptr<const DiffusionModel>(ctx.parent_owner, diffusion);
-    }
-    return std::shared_ptr<const DiffusionModel>(std::shared_ptr<const DiffusionModel>(),
-                                                 diffusion);
-  }
+// The teacher a run distils from (CheckParent has accepted the parent): the parent itself, or the
+// teacher a generator parent keeps. Shared ownership when the caller gave it (ctx.parent_owner);
+// otherwise a non-owning pointer (the candidate must not outlive the parent, as MethodContext
+// says).
+std::shared_ptr<const DiffusionModel> TeacherOf(const MethodContext& ctx) {
   if (const auto* generator = dynamic_cast<const OneStepGenerator*>(ctx.parent)) {
-    if (generator->teacher() == nullptr) {
-      return absl::FailedPreconditionError(
-          "the one-step generator was loaded without the teacher it was distilled from, so it "
-          "cannot be distilled again; submit the request on the teacher's model instead");
-    }
     return generator->teacher();
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("sfd needs a class-conditional diffusion model or a one-step generator, got ",
-                   ctx.parent->architecture()));
+  const auto* diffusion = dynamic_cast<const DiffusionModel*>(ctx.parent);
+  return ctx.parent_owner != nullptr
+             ? std::shared_ptr<const DiffusionModel>(ctx.parent_owner, diffusion)
+             : std::shared_ptr<const DiffusionModel>(std::shared_ptr<const DiffusionModel>(),
+                                                     diffusion);
 }
 
 }  // namespace
@@ -142,7 +133,7 @@ absl::Status SfdMethod::CheckData(const ErasureData& data) const {
 }
 
 absl::Status SfdMethod::CheckParent(const Model& parent) const {
-  if (dynamic_cast<const DiffusionModel*>(&parent) != nullptr) return absl::OkStatus();
+  const DiffusionModel* teacher = dynamic_cast<const DiffusionModel*>(&parent);
   if (const auto* generator = dynamic_cast<const OneStepGenerator*>(&parent)) {
     if (generator->teacher() == nullptr) {
       return absl::FailedPreconditionError(
@@ -150,15 +141,20 @@ absl::Status SfdMethod::CheckParent(const Model& parent) const {
                        ": this one-step generator was loaded without the teacher it was distilled "
                        "from, so it cannot be distilled again; submit the request on the teacher"));
     }
-    if (params_.t_max > generator->teacher()->scheduler_config().num_train_timesteps) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name(), ": t_max ", params_.t_max, " exceeds the teacher's timesteps"));
-    }
-    return absl::OkStatus();
+    teacher = generator->teacher().get();
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      name(), " needs a class-conditional diffusion model or a one-step generator, got ",
-      parent.architecture()));
+  if (teacher == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name(), " needs a class-conditional diffusion model or a one-step generator, got ",
+        parent.architecture()));
+  }
+  const int64_t timesteps = teacher->scheduler_config().num_train_timesteps;
+  if (params_.t_max > timesteps || params_.init_timestep >= timesteps) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name(), ": t_max ", params_.t_max, " and init_timestep ", params_.init_timestep,
+        " must lie within the teacher's ", timesteps, " timesteps"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Candidate> SfdMethod::Run(const MethodContext& ctx) {
@@ -169,17 +165,11 @@ absl::StatusOr<Candidate> SfdMethod::Run(const MethodContext& ctx) {
   }
   UNL_RETURN_IF_ERROR(CheckData(*ctx.data));
   UNL_RETURN_IF_ERROR(CheckParent(*ctx.parent));
-  UNL_ASSIGN_OR_RETURN(std::shared_ptr<const DiffusionModel> teacher, TeacherOf(ctx));
+  const std::shared_ptr<const DiffusionModel> teacher = TeacherOf(ctx);
   const auto* previous = dynamic_cast<const OneStepGenerator*>(ctx.parent);
 
   // The forget set and overrides, cumulative over the lineage.
   const int64_t num_classes = teacher->num_classes();
-  const int64_t timesteps = teacher->scheduler_config().num_train_timesteps;
-  if (params_.t_max > timesteps || params_.init_timestep >= timesteps) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name(), ": t_max ", params_.t_max, " and init_timestep ", params_.init_timestep,
-        " must lie within the teacher's ", timesteps, " timesteps"));
-  }
   OneStepGeneratorConfig config;
   config.init_timestep = params_.init_timestep;
   config.method = name();

@@ -87,7 +87,8 @@ class SfdMethod : public UnlearningMethod {
   // forget class.
   absl::Status CheckData(const ErasureData& data) const override;
   // kFailedPrecondition for a one-step generator loaded without its teacher; kInvalidArgument
-  // for a model that is neither a diffusion model nor a one-step generator.
+  // for a model that is neither a diffusion model nor a one-step generator, or whose teacher's
+  // timesteps do not hold t_max and init_timestep (so such a request is refused at submit).
   absl::Status CheckParent(const Model& parent) const override;
   int64_t TotalSteps(const ErasureData& data) const override { return params_.iterations; }
   absl::StatusOr<Candidate> Run(const MethodContext& ctx) override;

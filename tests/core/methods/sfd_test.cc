@@ -150,6 +150,10 @@ TEST(SfdTest, RequestsAreCheckedBeforeAnythingRuns) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("forget class 3 outside")));
   EXPECT_THAT(RunMethod("sfd", kShort, teacher, ForgetClass(0, 7)).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("override class 7 outside")));
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> late,
+                           SfdMethod::Create({{"t_max", 2000}}));
+  EXPECT_THAT(late->CheckParent(*teacher),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("1000 timesteps")));
   ErasureData all = ForgetClass(0, -1);
   all.generation.forget_classes = {0, 1, 2};
   EXPECT_THAT(RunMethod("sfd", kShort, teacher, all).status(),
