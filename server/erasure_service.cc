@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 #include "server/certificates.h"
+#include "server/wire_parse.h"
 
 namespace unlearning::server {
 namespace {
@@ -36,7 +38,7 @@ v1::ErasureEvent Rejected(const std::string& request_id, const std::string& job_
 // written one at a time; the stream finishes once nothing is left to write and either the client
 // half-closed with every followed job ended, the client went away, or the server shuts down.
 class ErasureServiceImpl::EraseStream
-    : public grpc::ServerBidiReactor<v1::ErasureStreamRequest, v1::ErasureEvent>,
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
       public std::enable_shared_from_this<EraseStream> {
  public:
   EraseStream(ErasureServiceImpl* service, ErasureController* controller, Authorizer* auth,
@@ -59,7 +61,7 @@ class ErasureServiceImpl::EraseStream
       ServerShutdown();
       return;
     }
-    StartRead(&request_);
+    StartRead(&read_buffer_);
   }
 
   // Ends the stream with UNAVAILABLE once its queued events are written.
@@ -96,7 +98,7 @@ class ErasureServiceImpl::EraseStream
       Pump();
       return;
     }
-    Handle(request_);
+    HandleBytes();
     // Under the lock so that a concurrent Pump cannot finish between the check and the read.
     // (Safe: a reaction started from inside a reaction is deferred until this one returns.)
     absl::MutexLock lock(&mu_);
@@ -104,7 +106,7 @@ class ErasureServiceImpl::EraseStream
       reads_done_ = true;  // no further read: the stream is ending
       return;
     }
-    StartRead(&request_);
+    StartRead(&read_buffer_);
   }
 
   void OnWriteDone(bool ok) override {
@@ -164,6 +166,37 @@ class ErasureServiceImpl::EraseStream
         (code == absl::StatusCode::kUnauthenticated || code == absl::StatusCode::kPermissionDenied)
             ? reason
             : ""));
+  }
+
+  // Parses the message just read; a message that cannot be used as it is gets its own REJECTED.
+  void HandleBytes() {
+    std::string bytes;
+    std::vector<grpc::Slice> slices;
+    if (read_buffer_.Dump(&slices).ok()) {
+      for (const grpc::Slice& slice : slices) {
+        bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+      }
+    }
+    read_buffer_.Clear();
+    absl::StatusOr<std::vector<std::string>> invalid = ParseOrNameInvalidUtf8(bytes, &request_);
+    if (!invalid.ok()) {
+      AuditMessage("malformed", "", "", "", invalid.status().code(), "");
+      Push(Rejected("", "", invalid.status().code(), std::string(invalid.status().message())));
+      return;
+    }
+    if (!invalid->empty()) {
+      // The fields were cleared; the request id, model and job id, if valid, say which request.
+      const std::string request_id = request_.has_submit() ? request_.submit().request_id() : "";
+      const std::string model_id = request_.has_submit() ? request_.submit().model_id() : "";
+      AuditMessage("malformed", model_id, request_id, request_.watch_job_id(),
+                   absl::StatusCode::kInvalidArgument, "");
+      Push(Rejected(
+          request_id, request_.watch_job_id(), absl::StatusCode::kInvalidArgument,
+          absl::StrCat(absl::StrJoin(*invalid, ", "), invalid->size() == 1 ? " is" : " are",
+                       " not valid UTF-8: strings must be UTF-8 text; nothing was submitted")));
+      return;
+    }
+    Handle(request_);
   }
 
   void Handle(const v1::ErasureStreamRequest& message) {
@@ -258,14 +291,17 @@ class ErasureServiceImpl::EraseStream
   // Starts the next write, or finishes the stream when nothing is left to do. gRPC operations are
   // started outside the lock (their reactions may run on another thread at once).
   void Pump() {
-    const v1::ErasureEvent* next = nullptr;
+    const v1::ErasureEvent* next = nullptr;  // serialized into write_buffer_
     grpc::Status status;
     {
       absl::MutexLock lock(&mu_);
       if (finished_ || writing_) return;
       if (!broken_ && !queue_.empty()) {
         writing_ = true;
-        next = &queue_.front();  // stable: deque push_back keeps references, pop waits for us
+        next = &queue_.front();
+        bool own_buffer = false;  // write_buffer_ is free: one write is outstanding at a time
+        write_buffer_.Clear();
+        grpc::SerializationTraits<v1::ErasureEvent>::Serialize(*next, &write_buffer_, &own_buffer);
       } else if (broken_ || shutdown_ || (reads_done_ && open_jobs_.empty())) {
         finished_ = true;
         if (shutdown_ && !broken_) {
@@ -276,7 +312,7 @@ class ErasureServiceImpl::EraseStream
       }
     }
     if (next != nullptr) {
-      StartWrite(next);
+      StartWrite(&write_buffer_);
     } else {
       Finish(status);
     }
@@ -286,7 +322,9 @@ class ErasureServiceImpl::EraseStream
   ErasureController* const controller_;
   Authorizer* const auth_;
   const AuthorizedCall call_;         // who opened the stream (re-checked per message)
-  v1::ErasureStreamRequest request_;  // the one outstanding read's buffer
+  grpc::ByteBuffer read_buffer_;      // the one outstanding read's bytes
+  v1::ErasureStreamRequest request_;  // ... parsed
+  grpc::ByteBuffer write_buffer_;     // the one outstanding write's bytes (queue_.front())
 
   absl::Mutex mu_;
   std::deque<v1::ErasureEvent> queue_ ABSL_GUARDED_BY(mu_);  // front() is being written if writing_
@@ -302,7 +340,7 @@ class ErasureServiceImpl::EraseStream
 
 ErasureServiceImpl::~ErasureServiceImpl() = default;
 
-grpc::ServerBidiReactor<v1::ErasureStreamRequest, v1::ErasureEvent>* ErasureServiceImpl::Erase(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ErasureServiceImpl::Erase(
     grpc::CallbackServerContext* ctx) {
   AuthorizedCall call(auth_, *ctx, "ErasureService/Erase");
   const grpc::Status denied = call.Check(kRoleErase | kRoleAdmin);

@@ -16,9 +16,20 @@
 
 namespace unlearning::server {
 
+// The callback service with Erase on raw bytes: the stream parses each message itself, so that one
+// message that proto3 would refuse (a string that is not UTF-8) is rejected alone instead of ending
+// the stream (server/wire_parse.h).
+using ErasureServiceBase = v1::ErasureService::WithRawCallbackMethod_Erase<
+    v1::ErasureService::WithCallbackMethod_GetJob<v1::ErasureService::WithCallbackMethod_ListJobs<
+        v1::ErasureService::WithCallbackMethod_CancelJob<
+            v1::ErasureService::WithCallbackMethod_GetCertificate<
+                v1::ErasureService::WithCallbackMethod_ListCertificates<
+                    v1::ErasureService::WithCallbackMethod_GetSigningKey<
+                        v1::ErasureService::Service>>>>>>>;
+
 // Thread-safe. The unary calls run on gRPC's callback threads (journal reads; Erase's submits
 // write the journal durably, a few milliseconds).
-class ErasureServiceImpl final : public v1::ErasureService::CallbackService {
+class ErasureServiceImpl final : public ErasureServiceBase {
  public:
   // `auth` may be null (no checks, no audit); borrowed.
   explicit ErasureServiceImpl(ErasureController* controller, Authorizer* auth = nullptr)
@@ -33,8 +44,10 @@ class ErasureServiceImpl final : public v1::ErasureService::CallbackService {
   // is checked again against the current token table (a token revoked by a reload submits
   // nothing more) and against its model and, for a watch or a known request id, the job's owner:
   // a refused message gets its own REJECTED event (UNAUTHENTICATED / PERMISSION_DENIED) and the
-  // stream stays open, like any other rejected request.
-  grpc::ServerBidiReactor<v1::ErasureStreamRequest, v1::ErasureEvent>* Erase(
+  // stream stays open, like any other rejected request. Messages are v1::ErasureStreamRequest in,
+  // v1::ErasureEvent out; a message whose strings are not all UTF-8, or that is not wire format,
+  // gets its own REJECTED (INVALID_ARGUMENT naming the fields) and the stream stays open.
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Erase(
       grpc::CallbackServerContext* ctx) override;
   grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx,
                                    const v1::GetJobRequest* request, v1::Job* response) override;
