@@ -527,15 +527,58 @@ TEST_F(ServerTest, BadRequestsAreRejectedWithTheRightCodeAndChangeNothing) {
     Stream({r}, &status);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
   }
-  // Malformed UTF-8 in a text field: protobuf's own parser refuses the frame before the handler
-  // sees it (proto3 strings are UTF-8), so the request is never accepted and nothing changes.
-  // (The stream then ends without a per-message REJECTED; see the issue note.) Well-formed UTF-8
-  // that our own checks refuse is covered by the cases above.
+  // Malformed UTF-8 in a text field, which protobuf's parser refuses: the message gets its own
+  // REJECTED naming the field and the stream ends OK (server/wire_parse.h).
   {
     auto r = FlatRequest("bad-utf8", 2);
     r.mutable_text()->mutable_forget_set(0)->set_answer("caf\xc3");
     auto bad = Stream({r}, &status);
-    for (const auto& e : bad) EXPECT_NE(e.kind(), v1::ErasureEvent::KIND_ACCEPTED);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(bad.size(), 1u);
+    EXPECT_EQ(bad[0].kind(), v1::ErasureEvent::KIND_REJECTED);
+    EXPECT_EQ(bad[0].request_id(), "bad-utf8");
+    EXPECT_EQ(bad[0].status_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(bad[0].message(), HasSubstr("submit.text.forget_set[0].answer is not valid UTF-8"));
+  }
+  // Token and context limits of Generate and Score, over the RPC.
+  {
+    grpc::ClientContext ctx;
+    v1::GenerateRequest req;
+    req.set_model_id("demo");
+    req.set_prompt("Who is the author?");
+    req.set_max_tokens(4097);
+    auto reader = inference_->Generate(&ctx, req);
+    v1::GenerateResponse chunk;
+    while (reader->Read(&chunk)) {
+    }
+    const grpc::Status s = reader->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("max_tokens must be in [1, 4096], got 4097"));
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::GenerateRequest req;
+    req.set_model_id("demo");
+    req.set_prompt(std::string(5000, 'x'));
+    req.set_max_tokens(8);
+    auto reader = inference_->Generate(&ctx, req);
+    v1::GenerateResponse chunk;
+    while (reader->Read(&chunk)) {
+    }
+    const grpc::Status s = reader->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("exceeds the model's context of"));
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::ScoreRequest req;
+    req.set_model_id("demo");
+    req.set_prompt("Who is the author?");
+    req.set_continuation(std::string(5000, 'y'));
+    v1::ScoreResponse resp;
+    const grpc::Status s = inference_->Score(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("the model's context is"));
   }
   // Inference on unknown models / versions.
   {
