@@ -343,12 +343,19 @@ ErasureServiceImpl::~ErasureServiceImpl() = default;
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ErasureServiceImpl::Erase(
     grpc::CallbackServerContext* ctx) {
   AuthorizedCall call(auth_, *ctx, "ErasureService/Erase");
-  const grpc::Status denied = call.Check(kRoleErase | kRoleAdmin);
+  grpc::Status denied = call.Check(kRoleErase | kRoleAdmin);
   auto stream = std::make_shared<EraseStream>(this, controller_, auth_, call);
   bool shutting_down = false;
   {
     absl::MutexLock lock(&mu_);
-    streams_[stream.get()] = stream;
+    if (denied.ok() && static_cast<int>(streams_.size()) >= max_streams_) {
+      denied = grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat(streams_.size(), " Erase streams are open (--max-erase-streams ",
+                       max_streams_,
+                       "): send more requests on a stream you have open, or retry later"));
+    }
+    streams_[stream.get()] = stream;  // until OnDone, refused or not
     shutting_down = shutting_down_;
   }
   if (!denied.ok()) {

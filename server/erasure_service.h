@@ -31,9 +31,11 @@ using ErasureServiceBase = v1::ErasureService::WithRawCallbackMethod_Erase<
 // write the journal durably, a few milliseconds).
 class ErasureServiceImpl final : public ErasureServiceBase {
  public:
-  // `auth` may be null (no checks, no audit); borrowed.
-  explicit ErasureServiceImpl(ErasureController* controller, Authorizer* auth = nullptr)
-      : controller_(controller), auth_(auth) {}
+  // `auth` may be null (no checks, no audit); borrowed. At most `max_streams` Erase streams are
+  // open at once; one more ends at open with RESOURCE_EXHAUSTED.
+  explicit ErasureServiceImpl(ErasureController* controller, Authorizer* auth = nullptr,
+                              int max_streams = 1000)
+      : controller_(controller), auth_(auth), max_streams_(max_streams) {}
   ~ErasureServiceImpl() override;
 
   // The bidirectional stream: each message submits a request or watches a job; events come back
@@ -82,6 +84,7 @@ class ErasureServiceImpl final : public ErasureServiceBase {
 
   ErasureController* controller_;
   Authorizer* auth_;
+  const int max_streams_;
   mutable absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   // Owns each open stream's reactor until gRPC calls its OnDone.

@@ -76,6 +76,10 @@ int main(int argc, char** argv) {
   app.add_option("--queue-capacity", options.queue_capacity, "queued jobs per model")
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
+  app.add_option("--max-erase-streams", options.max_erase_streams,
+                 "Erase streams open at once; more are refused with RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
   app.add_option("--max-message-bytes", options.max_message_bytes, "largest gRPC message accepted")
       ->check(CLI::Range(1024, 1 << 30))
       ->capture_default_str();

@@ -96,9 +96,11 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   if (options.methods == nullptr || options.families == nullptr) {
     return absl::InvalidArgumentError("server options need a method and a family registry");
   }
-  if (options.workers < 1 || options.queue_capacity < 1 || options.max_message_bytes < 1024) {
+  if (options.workers < 1 || options.queue_capacity < 1 || options.max_message_bytes < 1024 ||
+      options.max_erase_streams < 1) {
     return absl::InvalidArgumentError(
-        "--workers and --queue-capacity must be >= 1 and --max-message-bytes >= 1024");
+        "--workers, --queue-capacity and --max-erase-streams must be >= 1 and "
+        "--max-message-bytes >= 1024");
   }
   UNL_ASSIGN_OR_RETURN(s->auth_, Authorizer::Create(options.auth));
   UNL_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
@@ -220,7 +222,8 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   deps.signing_key = s->signing_key_.get();
   s->erasure_ = std::make_unique<ErasureController>(deps);
   s->model_service_ = std::make_unique<ModelServiceImpl>(s->models_.get(), s->auth_.get());
-  s->erasure_service_ = std::make_unique<ErasureServiceImpl>(s->erasure_.get(), s->auth_.get());
+  s->erasure_service_ = std::make_unique<ErasureServiceImpl>(s->erasure_.get(), s->auth_.get(),
+                                                             options.max_erase_streams);
   s->inference_service_ = std::make_unique<InferenceServiceImpl>(
       s->models_.get(), s->metrics_.get(), InferenceServiceImpl::kDefaultWorkers, s->auth_.get());
   UNL_ASSIGN_OR_RETURN(s->recovered_jobs_, s->erasure_->RecoverJobs());

@@ -42,6 +42,9 @@ struct ServerOptions {
   int workers = 1;          // jobs running in parallel (on different models)
   int queue_capacity = 64;  // queued jobs per model
   int max_message_bytes = 64 * 1024 * 1024;
+  // Erase streams open at once; one more is refused at open with RESOURCE_EXHAUSTED (an idle
+  // stream holds no thread, but each holds its call's memory).
+  int max_erase_streams = 1000;
   RequestLimits limits;
   // model id -> directory, loaded at startup unless the journal already has the id.
   std::vector<std::pair<std::string, std::string>> models;
