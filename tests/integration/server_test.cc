@@ -1,11 +1,17 @@
 // The real server in-process on 127.0.0.1:0 with the demo model, driven over real gRPC.
 #include "server/server.h"
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -600,6 +606,136 @@ TEST_F(ServerTest, BadRequestsAreRejectedWithTheRightCodeAndChangeNothing) {
   }
   EXPECT_EQ(JobCount(), 0);
   EXPECT_EQ(ServingVersion(), 1);
+}
+
+// Queries never see stale state across a publish: while a query thread scores one forget example
+// back to back, an erasure is published. Every answer is labelled with the version that produced
+// it and equals that version's own answer (no mix of old weights and new label); every query that
+// started after the client saw COMPLETED comes from the new version; no query after the first one
+// answered by the new version comes from the old one. Latency: the p99 of the queries that overlap
+// the publish phase (from the "publishing" progress event to COMPLETED: store, journal, pointer
+// swap) against the p99 of the same query idle, bound 2x (both printed).
+TEST_F(ServerTest, QueriesDuringAPublishComeFromOneVersionAndNeverFromTheOldOneAfterIt) {
+  using Clock = std::chrono::steady_clock;
+  const core::TextExample& probe = forget_[0];
+  auto score = [&](int64_t version, int64_t* answered_by) {
+    grpc::ClientContext ctx;
+    v1::ScoreRequest req;
+    req.set_model_id("demo");
+    req.set_version(version);
+    req.set_prompt(probe.question);
+    req.set_qa_format(true);
+    req.set_continuation(probe.answer);
+    v1::ScoreResponse resp;
+    const grpc::Status s = inference_->Score(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    *answered_by = resp.version();
+    return resp.log_probability();
+  };
+  struct Query {
+    Clock::time_point start, end;
+    int64_t version = 0;
+    double log_probability = 0.0;
+  };
+  auto percentile99 = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[std::min(v.size() - 1, static_cast<size_t>(0.99 * v.size()))];
+  };
+  auto run_queries = [&](std::atomic<bool>* stop, std::vector<Query>* out) {
+    while (!stop->load()) {
+      Query q;
+      q.start = Clock::now();
+      q.log_probability = score(0, &q.version);
+      q.end = Clock::now();
+      out->push_back(q);
+    }
+  };
+
+  // Idle.
+  std::vector<Query> idle;
+  {
+    std::atomic<bool> stop{false};
+    std::thread t(run_queries, &stop, &idle);
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    stop = true;
+    t.join();
+  }
+  ASSERT_GE(idle.size(), 50u);
+
+  // During an erasure; the stream's events are timestamped as they arrive.
+  std::vector<Query> busy;
+  std::atomic<bool> stop{false};
+  std::thread queries(run_queries, &stop, &busy);
+  Clock::time_point publishing{}, completed{};
+  int64_t version_after = 0;
+  {
+    grpc::ClientContext ctx;
+    auto stream = erasure_->Erase(&ctx);
+    v1::ErasureStreamRequest m;
+    *m.mutable_submit() = FlatRequest("publish-under-load", 2);
+    ASSERT_TRUE(stream->Write(m));
+    stream->WritesDone();
+    v1::ErasureEvent e;
+    while (stream->Read(&e)) {
+      if (e.kind() == v1::ErasureEvent::KIND_PROGRESS && e.progress().phase() == "publishing" &&
+          publishing == Clock::time_point{}) {
+        publishing = Clock::now();
+      }
+      if (e.kind() == v1::ErasureEvent::KIND_COMPLETED) {
+        completed = Clock::now();
+        version_after = e.certificate().version_after();
+      }
+    }
+    ASSERT_TRUE(stream->Finish().ok());
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  stop = true;
+  queries.join();
+  ASSERT_NE(completed, Clock::time_point{}) << "the erasure did not complete";
+  ASSERT_NE(publishing, Clock::time_point{}) << "no publishing progress event";
+  ASSERT_EQ(version_after, 2);
+
+  // Each version's own answer, asked by number.
+  int64_t by = 0;
+  const double old_answer = score(1, &by);
+  const double new_answer = score(2, &by);
+  ASSERT_LT(new_answer, old_answer - 0.5) << "the erasure did not change the probe's answer";
+
+  bool seen_new = false;
+  int after_publish = 0, stale = 0, mislabelled = 0, back_to_old = 0;
+  std::vector<double> publish_ms;
+  for (const Query& q : busy) {
+    const double expected = q.version == 2 ? new_answer : old_answer;
+    if (q.version != 1 && q.version != 2) ++mislabelled;
+    if (std::abs(q.log_probability - expected) > 1e-4) ++mislabelled;
+    if (q.version == 2) seen_new = true;
+    if (seen_new && q.version == 1) ++back_to_old;
+    if (q.start > completed) {
+      ++after_publish;
+      if (q.version != 2) ++stale;
+    }
+    if (q.end >= publishing && q.start <= completed) {
+      publish_ms.push_back(std::chrono::duration<double, std::milli>(q.end - q.start).count());
+    }
+  }
+  std::vector<double> idle_ms;
+  for (const Query& q : idle) {
+    idle_ms.push_back(std::chrono::duration<double, std::milli>(q.end - q.start).count());
+  }
+  const double idle_p99 = percentile99(idle_ms);
+  const double publish_p99 = percentile99(publish_ms);
+  std::cout << "queries: " << idle.size() << " idle, " << busy.size() << " during the erasure ("
+            << publish_ms.size() << " overlapping the "
+            << std::chrono::duration<double, std::milli>(completed - publishing).count()
+            << " ms publish phase, " << after_publish << " after it); p99 idle " << idle_p99
+            << " ms, p99 during the publish " << publish_p99 << " ms (" << publish_p99 / idle_p99
+            << "x)\n";
+  EXPECT_EQ(mislabelled, 0);
+  EXPECT_EQ(back_to_old, 0);
+  EXPECT_GT(after_publish, 10);
+  EXPECT_EQ(stale, 0);
+  ASSERT_FALSE(publish_ms.empty());
+  EXPECT_LE(publish_p99, 2.0 * idle_p99);
 }
 
 TEST_F(ServerTest, CancelStopsARunningJobAndPublishesNothing) {
