@@ -246,11 +246,12 @@ int Generate(Connection& connection, const GenerateOptions& options) {
   request.set_temperature(options.temperature);
   if (options.top_p) request.set_top_p(*options.top_p);
   request.set_seed(options.seed);
-  auto reader = connection.inference().Generate(&context, request);
+  ParsingStreamReader<v1::GenerateResponse> reader(
+      connection.channel(), "/unlearning.v1.InferenceService/Generate", &context, request);
   v1::GenerateResponse chunk;
   std::string finish_reason;
   bool wrote_text = false;
-  while (reader->Read(&chunk)) {
+  while (reader.Read(&chunk)) {
     if (connection.options().json) {
       PrintJson(chunk);
       continue;
@@ -259,7 +260,7 @@ int Generate(Connection& connection, const GenerateOptions& options) {
     wrote_text = wrote_text || !chunk.text().empty();
     if (!chunk.finish_reason().empty()) finish_reason = chunk.finish_reason();
   }
-  grpc::Status status = reader->Finish();
+  grpc::Status status = reader.Finish();
   if (!connection.options().json && wrote_text) std::cout << std::endl;
   if (!status.ok()) return connection.ReportRpcError(status);
   if (!connection.options().json && !finish_reason.empty()) {

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/sync_stream.h>
 
 #include "unlearning/v1/service.grpc.pb.h"
 
@@ -45,6 +47,7 @@ class Connection {
   v1::ModelService::Stub& models() { return *models_; }
   v1::ErasureService::Stub& erasure() { return *erasure_; }
   v1::InferenceService::Stub& inference() { return *inference_; }
+  grpc::Channel& channel() { return *channel_; }
 
   // Adds the bearer token (if any) to a call. PrepareUnary and PrepareStream call it.
   void Authorize(grpc::ClientContext& context) const;
@@ -63,6 +66,54 @@ class Connection {
   std::unique_ptr<v1::ModelService::Stub> models_;
   std::unique_ptr<v1::ErasureService::Stub> erasure_;
   std::unique_ptr<v1::InferenceService::Stub> inference_;
+};
+
+// A server-streaming call whose messages the client parses itself. The generated reader, on a
+// message that does not parse (a proto3 string that is not UTF-8, from a faulty server), stops
+// reading but leaves the call open, so Finish() waits as long as the server keeps sending (for
+// ever once flow control stops it). This reader cancels the call at once and Finish() reports
+// INTERNAL naming the message type.
+template <typename Response>
+class ParsingStreamReader {
+ public:
+  // `method` is the full path, e.g. "/unlearning.v1.InferenceService/Generate".
+  template <typename Request>
+  ParsingStreamReader(grpc::Channel& channel, const char* method, grpc::ClientContext* context,
+                      const Request& request)
+      : context_(context),
+        method_(method, grpc::internal::RpcMethod::SERVER_STREAMING, channel.shared_from_this()),
+        reader_(grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(&channel, method_,
+                                                                              context, request)) {}
+
+  // The next message; false at the end of the stream or on a message that does not parse.
+  bool Read(Response* message) {
+    if (unparsable_) return false;
+    grpc::ByteBuffer buffer;
+    if (!reader_->Read(&buffer)) return false;
+    ++read_;
+    if (grpc::SerializationTraits<Response>::Deserialize(&buffer, message).ok()) return true;
+    unparsable_ = true;
+    context_->TryCancel();
+    return false;
+  }
+
+  grpc::Status Finish() {
+    grpc::Status status = reader_->Finish();
+    if (!unparsable_) return status;
+    return grpc::Status(
+        grpc::StatusCode::INTERNAL,
+        "message " + std::to_string(read_) + " of the stream could not be parsed as " +
+            Response::descriptor()->full_name() +
+            " (a string that is not UTF-8, or a server built from other .proto files); the call "
+            "was cancelled");
+  }
+
+ private:
+  grpc::ClientContext* context_;
+  grpc::internal::RpcMethod method_;
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader_;
+  int64_t read_ = 0;  // messages read, the unparsable one included
+  bool unparsable_ = false;
 };
 
 // "NOT_FOUND", "UNAVAILABLE", ... for a gRPC status code.
