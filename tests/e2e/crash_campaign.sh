@@ -252,9 +252,9 @@ classify() {
   [[ -f $JOURNAL-wal ]] && cp "$JOURNAL-wal" "$snap/j.sqlite-wal"
   running="$(sqlite3 "$snap/j.sqlite" "SELECT COUNT(*) FROM jobs WHERE state = 'running'")"
   queued="$(sqlite3 "$snap/j.sqlite" "SELECT COUNT(*) FROM jobs WHERE state = 'queued'")"
-  local listed
-  listed="$(sqlite3 "$snap/j.sqlite" "SELECT 'v' || version FROM model_versions WHERE model_id = 'demo' AND purged_ms = 0" | sort)"
-  mapfile -t orphans < <(comm -23 <(version_dirs) <(echo "$listed"))
+  local journaled
+  journaled="$(sqlite3 "$snap/j.sqlite" "SELECT 'v' || version FROM model_versions WHERE model_id = 'demo'" | sort)"
+  mapfile -t orphans < <(comm -23 <(version_dirs) <(echo "$journaled"))
   tmps="$(compgen -G "$STORE/.tmp-v*" | wc -l || true)"
   purges="$(compgen -G "$STORE/.purge-v*" | wc -l || true)"
   local inflight since_done since_accept purged_bytes=0 version dir
