@@ -207,10 +207,27 @@ absl::Status ModelManager::LoadNew(const std::string& model_id, const std::strin
   return absl::OkStatus();
 }
 
+absl::StatusOr<int> ModelManager::RemoveUncommittedLocked(const std::string& model_id) {
+  UNL_ASSIGN_OR_RETURN(int64_t next, journal_->NextVersion(model_id));
+  UNL_ASSIGN_OR_RETURN(std::vector<int64_t> on_disk, store_->ListVersionsOnDisk(model_id));
+  int removed = 0;
+  for (int64_t version : on_disk) {
+    if (version < next) continue;  // a journaled number: retention owns it
+    const std::string dir = store_->VersionDir(model_id, version);
+    UNL_RETURN_IF_ERROR(store_->PurgeVersionDir(dir).status());
+    std::cerr << "unlearnd: model '" << model_id << "': removed " << dir
+              << " (stored by a publish that a crash interrupted before the journal recorded it)"
+              << std::endl;
+    ++removed;
+  }
+  return removed;
+}
+
 absl::Status ModelManager::RestoreAll() {
   absl::MutexLock lock(&mutate_mu_);
   UNL_ASSIGN_OR_RETURN(std::vector<ModelRecord> models, journal_->ListModels());
   for (const ModelRecord& record : models) {
+    UNL_RETURN_IF_ERROR(RemoveUncommittedLocked(record.model_id).status());
     if (registry_->Contains(record.model_id) || record.current_version == 0) continue;
     UNL_ASSIGN_OR_RETURN(ModelVersionRecord version,
                          journal_->GetVersion(record.model_id, record.current_version));

@@ -47,7 +47,11 @@ class ModelManager {
   // family the server serves; kAlreadyExists if the id is taken; kNotFound if the directory does
   // not exist.
   absl::Status LoadNew(const std::string& model_id, const std::string& dir);
-  // Makes every journaled model resident at its current version (startup).
+  // Makes every journaled model resident at its current version (startup). First removes the
+  // version directories of an interrupted publish: a v<N> above the journal's highest version of
+  // its model was stored (ModelStore::SaveWith) but never committed (Journal::CompleteJob) before
+  // a crash; no journal row lists it, and if the requeued job does not publish again (cancelled,
+  // failed, nothing left to forget) nothing would ever replace it (#12, crash campaign).
   absl::Status RestoreAll();
   // The version to answer with: `version` 0 = the serving one. NOT_FOUND for an unknown model or
   // version. Loads a non-resident older version from the store on demand.
@@ -93,6 +97,9 @@ class ModelManager {
   absl::StatusOr<std::shared_ptr<ServedVersion>> LoadVersion(const std::string& model_id,
                                                              const ModelVersionRecord& record,
                                                              int depth = 0);
+  // RestoreAll's first step for one model; returns how many directories it removed.
+  absl::StatusOr<int> RemoveUncommittedLocked(const std::string& model_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutate_mu_);
   absl::StatusOr<int> ApplyRetentionLocked(const std::string& model_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutate_mu_);
 

@@ -196,6 +196,25 @@ TEST_F(RetentionTest, AGracePeriodSurvivesARestart) {
   EXPECT_EQ(info.versions(0).purged_by_job_id(), done.job_id());
 }
 
+// A crash between the store and the journal commit of a publish leaves a complete v<N> that no
+// journal row lists (the crash campaign's "unlisted directory"). If the requeued job does not
+// publish again (cancelled, failed), nothing would replace it: the restart removes it, and the
+// next erasure publishes that number normally.
+TEST_F(RetentionTest, AVersionStoredButNeverJournaledIsRemovedAtStartup) {
+  StartServer(/*grace_seconds=*/-1);
+  ASSERT_EQ(Run("e1", R"({"factor": 0.1})").kind(), v1::ErasureEvent::KIND_COMPLETED);
+  StopServer();
+  fs::copy(VersionDir(2), VersionDir(3), fs::copy_options::recursive);  // the crash's leftover
+  StartServer(-1);
+  EXPECT_FALSE(fs::exists(VersionDir(3))) << "an uncommitted version survived the restart";
+  EXPECT_TRUE(fs::exists(VersionDir(1) / "manifest.json"));
+  EXPECT_TRUE(fs::exists(VersionDir(2) / "manifest.json"));
+  EXPECT_EQ(Describe().versions_size(), 2);
+  ASSERT_EQ(Run("e2", R"({"factor": 0.5})").kind(), v1::ErasureEvent::KIND_COMPLETED);
+  EXPECT_TRUE(fs::exists(VersionDir(3) / "manifest.json"));
+  EXPECT_EQ(Describe().versions_size(), 3);
+}
+
 TEST_F(RetentionTest, APeriodicSweepPurgesOnceTheGracePeriodPasses) {
   StartServer(/*grace_seconds=*/1);
   ASSERT_EQ(Run("e1", R"({"factor": 0.1})").kind(), v1::ErasureEvent::KIND_COMPLETED);
