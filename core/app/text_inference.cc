@@ -42,9 +42,10 @@ size_t CompleteUtf8Prefix(const std::string& bytes) {
   return n - start >= need ? n : start;
 }
 
-// [bos_id()] + the prompt's tokens.
+// [bos_id() if the tokenizer adds one] + the prompt's tokens.
 std::vector<int64_t> EncodePrompt(const LanguageModel& lm, const TextPrompt& prompt) {
-  std::vector<int64_t> ids = {lm.bos_id()};
+  std::vector<int64_t> ids;
+  if (lm.tokenizer().add_bos()) ids.push_back(lm.bos_id());
   const std::string text = prompt.qa_format ? QaPrompt(prompt.text) : prompt.text;
   for (int64_t id : lm.tokenizer().Encode(text)) ids.push_back(id);
   return ids;
@@ -124,6 +125,11 @@ absl::StatusOr<std::vector<ContinuationScore>> Score(const LanguageModel& lm,
                      " must be valid UTF-8"));
   }
   const std::vector<int64_t> prompt_ids = EncodePrompt(lm, prompt);
+  if (prompt_ids.empty()) {
+    return absl::InvalidArgumentError(
+        "prompt is empty and this model's tokenizer adds no bos token (add_bos_token false), so "
+        "the first continuation token has nothing to be scored after: send a prompt");
+  }
   const int64_t prompt_len = static_cast<int64_t>(prompt_ids.size());
   std::vector<std::vector<int64_t>> sequences;
   for (size_t i = 0; i < continuations.size(); ++i) {

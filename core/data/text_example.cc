@@ -220,7 +220,7 @@ std::string QaPrompt(std::string_view question) {
 EncodedExample EncodeQa(const Tokenizer& tokenizer, std::string_view question,
                         std::string_view answer, bool add_eos) {
   EncodedExample encoded;
-  encoded.ids.push_back(tokenizer.bos_id());
+  if (tokenizer.add_bos()) encoded.ids.push_back(tokenizer.bos_id());
   std::vector<int64_t> prompt = tokenizer.Encode(QaPrompt(question));
   encoded.ids.insert(encoded.ids.end(), prompt.begin(), prompt.end());
   encoded.answer_start = static_cast<int64_t>(encoded.ids.size());

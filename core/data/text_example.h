@@ -41,7 +41,8 @@ std::string ToValidUtf8(std::string_view s);
 // The QA prompt template: "Question: {question}\nAnswer: ".
 std::string QaPrompt(std::string_view question);
 
-// Token ids of one training sequence: [BOS] + prompt + answer (+ EOS), and where the answer starts.
+// Token ids of one training sequence: [BOS, when the tokenizer adds one] + prompt + answer (+ EOS),
+// and where the answer starts.
 struct EncodedExample {
   std::vector<int64_t> ids;
   int64_t answer_start = 0;  // index into ids of the first answer token

@@ -63,6 +63,7 @@ class HfTokenizer : public Tokenizer {
   // Whether a bos token starts a sequence: add_bos_token of tokenizer_config.json, else true when
   // a bos_token is configured.
   bool add_bos_token() const;
+  bool add_bos() const override { return add_bos_token(); }
   // Id of a vocabulary or added token given by its content, if any.
   std::optional<int64_t> TokenId(std::string_view token) const;
   // chat_template of tokenizer_config.json ("" if none).

@@ -26,6 +26,9 @@ class Tokenizer {
   virtual int64_t bos_id() const = 0;
   virtual int64_t eos_id() const = 0;
   virtual int64_t pad_id() const = 0;
+  // Whether a sequence starts with bos_id() (tokenizer_config.json's add_bos_token: Llama's do,
+  // Qwen2/3's do not).
+  virtual bool add_bos() const { return true; }
   // Writes the tokenizer's files into a model directory (tokenizer_config.json, ...).
   virtual absl::Status Save(const std::string& dir) const = 0;
 };

@@ -42,6 +42,12 @@ class TestTokenizer : public Tokenizer {
   absl::Status Save(const std::string&) const override { return absl::OkStatus(); }
 };
 
+// As TestTokenizer, with add_bos_token false (as Qwen2/3's tokenizer_config.json).
+class NoBosTokenizer : public TestTokenizer {
+ public:
+  bool add_bos() const override { return false; }
+};
+
 std::string TempPath(const std::string& name) {
   return ::testing::TempDir() + "/text_example_test_" + name;
 }
@@ -173,6 +179,16 @@ TEST(EncodeTest, PromptAndAnswerLayout) {
   EncodedExample no_eos = EncodeQa(tok, "Who?", "Me", /*add_eos=*/false);
   EXPECT_EQ(no_eos.ids.size(), e.ids.size() - 1);
   EXPECT_EQ(no_eos.ids.back(), 'e' + 3);
+}
+
+TEST(EncodeTest, NoBosWhenTheTokenizerAddsNone) {
+  NoBosTokenizer tok;
+  EncodedExample e = EncodeQa(tok, "Who?", "Me", /*add_eos=*/true);
+  const std::string prompt = QaPrompt("Who?");
+  ASSERT_EQ(e.ids.size(), prompt.size() + 2 + 1);
+  EXPECT_EQ(e.ids.front(), 'Q' + 3);
+  EXPECT_EQ(e.answer_start, static_cast<int64_t>(prompt.size()));
+  EXPECT_EQ(e.ids[e.answer_start], 'M' + 3);
 }
 
 TEST(CollateTest, LabelsArePreShiftedAndMasked) {

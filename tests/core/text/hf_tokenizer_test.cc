@@ -196,6 +196,7 @@ TEST(HfTokenizerTest, SpecialIdsAndVocabSizeComeFromTheConfig) {
   EXPECT_EQ(tok->pad_id(), 300);  // no pad_token: eos
   EXPECT_EQ(tok->bos_id(), 300);  // no bos_token: pad
   EXPECT_FALSE(tok->add_bos_token());
+  EXPECT_FALSE(static_cast<const Tokenizer&>(*tok).add_bos());  // what EncodeQa and Generate ask
   EXPECT_EQ(tok->TokenId("<tool>"), 301);
   EXPECT_EQ(tok->TokenId("hell"), 258);
   EXPECT_FALSE(tok->TokenId("nope").has_value());
@@ -211,6 +212,7 @@ TEST(HfTokenizerTest, SpecialIdsAndVocabSizeComeFromTheConfig) {
   EXPECT_EQ(with_objects->eos_id(), 2);
   EXPECT_EQ(with_objects->pad_id(), 2);
   EXPECT_TRUE(with_objects->add_bos_token());
+  EXPECT_TRUE(static_cast<const Tokenizer&>(*with_objects).add_bos());
   EXPECT_EQ(with_objects->chat_template(), "{{ messages }}");
 }
 
