@@ -183,14 +183,6 @@ absl::StatusOr<std::unique_ptr<CausalLm>> CausalLm::Load(const std::string& dir,
                                                          torch::Device device) {
   const std::string config_path = JoinPath(dir, kConfigFile);
   UNL_ASSIGN_OR_RETURN(nlohmann::json json, ReadJsonFile(config_path));
-  if (json.is_object()) {
-    auto arch = json.find("architectures");
-    if (arch != json.end() && arch->is_array() && !arch->empty() &&
-        (*arch)[0] != "LlamaForCausalLM") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          config_path, ": architecture ", (*arch)[0].dump(), " is not LlamaForCausalLM"));
-    }
-  }
   absl::StatusOr<LlamaConfig> config = LlamaConfig::FromJson(json);
   if (!config.ok()) {
     return absl::Status(config.status().code(),
@@ -266,6 +258,7 @@ std::unique_ptr<CausalLm> CausalLm::Truncated(int64_t num_layers) const {
               num_layers);
   LlamaConfig truncated = config();
   truncated.num_hidden_layers = num_layers;
+  if (!truncated.layer_types.empty()) truncated.layer_types.resize(num_layers);
   LlamaForCausalLM copy(truncated);
   copy->to(device_);
   {
