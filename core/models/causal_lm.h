@@ -154,6 +154,18 @@ class CausalLm : public Model, public LanguageModel {
   // has the wrong shape, or the file is malformed.
   static absl::StatusOr<std::unique_ptr<CausalLm>> Load(const std::string& dir,
                                                         torch::Device device);
+  struct LoadOptions {
+    // Keep a "bfloat16" checkpoint's weights in bfloat16 in memory instead of upcasting them to
+    // float32 (half the memory; for frozen targets used only for inference). Activations are then
+    // bfloat16 except the RMSNorm statistics, RoPE tables and softmax (float32, rounded back as
+    // Hugging Face does); Logits, decode steps and HiddenStates still return float32. Ignored
+    // (float32) for other dtypes or when `device` cannot run bfloat16 matmuls. Clones
+    // (CloneLm/Clone) are float32; Truncated shares the bfloat16 tensors.
+    bool keep_bfloat16 = false;
+  };
+  static absl::StatusOr<std::unique_ptr<CausalLm>> Load(const std::string& dir,
+                                                        torch::Device device,
+                                                        const LoadOptions& options);
 
   ModelFamily family() const override { return ModelFamily::kCausalLm; }
   std::string architecture() const override { return config().architecture(); }
@@ -179,6 +191,8 @@ class CausalLm : public Model, public LanguageModel {
   int64_t pad_id() const override { return config().pad_token_id; }
   int64_t vocab_size() const override { return config().vocab_size; }
   int64_t max_context() const override { return config().max_position_embeddings; }
+  // dtype of the parameters: float32, or bfloat16 when loaded with keep_bfloat16.
+  torch::ScalarType weight_dtype() const;
   // Logits without autograd (inference mode).
   //   input_ids: [B, T] int64 (right-padded); returns [B, T, V] float32.
   torch::Tensor Logits(const torch::Tensor& input_ids) const override;

@@ -28,8 +28,14 @@ class RmsNormImpl : public torch::nn::Module {
   RmsNormImpl(int64_t size, double eps) : eps_(eps) {
     weight_ = register_parameter("weight", torch::ones({size}));
   }
-  //   x: [..., C] -> [..., C]; x * rsqrt(mean(x^2) + eps) * weight, in float32.
+  //   x: [..., C] -> [..., C]; x * rsqrt(mean(x^2) + eps) * weight, the statistics in float32
+  //   (a bfloat16 x is normalised in float32 and rounded back before the weight, as Hugging Face).
   torch::Tensor forward(const torch::Tensor& x) {
+    if (x.scalar_type() != torch::kFloat32) {
+      torch::Tensor xf = x.to(torch::kFloat32);
+      torch::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
+      return weight_ * (xf * at::rsqrt(variance + eps_)).to(x.scalar_type());
+    }
     torch::Tensor variance = x.pow(2).mean(-1, /*keepdim=*/true);
     return weight_ * (x * at::rsqrt(variance + eps_));
   }
@@ -111,7 +117,10 @@ class AttentionImpl : public torch::nn::Module {
     torch::Tensor scores = mask.defined() ? at::baddbmm(mask, q3, k3.transpose(1, 2),
                                                         /*beta=*/1.0, /*alpha=*/scale_)
                                           : at::bmm(q3, k3.transpose(1, 2)).mul_(scale_);
-    torch::Tensor probs = at::softmax(scores, -1);
+    // Softmax in float32 also for bfloat16 weights (Hugging Face's eager attention).
+    torch::Tensor probs = scores.scalar_type() == torch::kFloat32
+                              ? at::softmax(scores, -1)
+                              : at::softmax(scores, -1, torch::kFloat32).to(scores.scalar_type());
     // [B*KV, R*T, D] -> [B, T, KV, R, D] -> [B, T, H*D]
     torch::Tensor out = at::bmm(probs, v3)
                             .view({b, kv_heads_, r, t, head_dim_})
@@ -256,8 +265,10 @@ struct LlamaForCausalLMImpl::Impl {
     torch::Tensor positions = torch::arange(past, past + t, f32);
     torch::Tensor freqs = at::outer(positions, inv_freq.to(device));  // [T, D/2]
     torch::Tensor emb = at::cat({freqs, freqs}, -1);                  // [T, D]
-    torch::Tensor cos = emb.cos().unsqueeze(1);
-    torch::Tensor sin = emb.sin().unsqueeze(1);
+    // Computed in float32, then in the activations' dtype (bfloat16 weights), as Hugging Face.
+    const auto dtype = h.scalar_type();
+    torch::Tensor cos = emb.cos().unsqueeze(1).to(dtype);
+    torch::Tensor sin = emb.sin().unsqueeze(1).to(dtype);
 
     // Key padding (left-padded batches of prompts of different lengths): a padded key is seen by
     // no other query. RoPE makes attention depend only on the distance between positions, so the
@@ -290,21 +301,22 @@ struct LlamaForCausalLMImpl::Impl {
                                Mask(config, input_ids.size(0), t, past, window, cache, device));
         found = by_window.end() - 1;
       }
-      layer_masks[i] = found->second;
+      layer_masks[i] = found->second.defined() ? found->second.to(dtype) : found->second;
     }
 
-    if (hidden != nullptr) hidden->push_back(h);
+    if (hidden != nullptr) hidden->push_back(h.to(torch::kFloat32));
     for (int64_t i = 0; i < num_layers; ++i) {
       DecoderLayerImpl& layer = *model->layers[i];
       torch::Tensor* ck = cache != nullptr ? &cache->keys[i] : nullptr;
       torch::Tensor* cv = cache != nullptr ? &cache->values[i] : nullptr;
       h = h + layer.self_attn->forward(layer.input_layernorm(h), cos, sin, layer_masks[i], ck, cv);
       h = h + layer.mlp(layer.post_attention_layernorm(h));
-      if (hidden != nullptr) hidden->push_back(h);
+      if (hidden != nullptr) hidden->push_back(h.to(torch::kFloat32));
     }
     if (cache != nullptr) cache->length = past + t;
     h = model->norm(h);
-    return lm_head.is_empty() ? at::linear(h, embed) : lm_head(h);  // [B, T, V]
+    torch::Tensor logits = lm_head.is_empty() ? at::linear(h, embed) : lm_head(h);  // [B, T, V]
+    return logits.to(torch::kFloat32);
   }
 };
 
