@@ -69,7 +69,8 @@ struct LlamaConfig {
   int64_t bos_token_id = ByteTokenizer::kBos;
   int64_t eos_token_id = ByteTokenizer::kEos;
   int64_t pad_token_id = ByteTokenizer::kPad;
-  // dtype the weights are stored in: "float32", "bfloat16" or "float16". Compute is float32.
+  // dtype the weights are stored in: "float32", "bfloat16" or "float16". Compute is float32
+  // (bfloat16 for a bf16 checkpoint loaded with CausalLm::LoadOptions::keep_bfloat16).
   std::string torch_dtype = "float32";
 
   // Parses and validates (positive sizes, heads divide hidden size, kv heads divide heads, known
