@@ -113,13 +113,15 @@ absl::Status LoadTextReference(const std::string& dir, ModelProbes& probes) {
 FamilySpec CausalLmFamily() {
   FamilySpec spec;
   spec.family = ModelFamily::kCausalLm;
-  spec.architectures = {"LlamaForCausalLM"};
+  spec.architectures = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"};
   spec.recognises = [](const std::string& dir) {
     const nlohmann::json config = ReadConfig(dir);
     if (!config.is_object()) return false;
     const std::string arch = Architecture(config);
-    return arch == "LlamaForCausalLM" ||
-           (arch.empty() && StringKey(config, "model_type") == "llama");
+    const std::string type = StringKey(config, "model_type");
+    return arch == "LlamaForCausalLM" || arch == "Qwen2ForCausalLM" ||
+           arch == "MistralForCausalLM" ||
+           (arch.empty() && (type == "llama" || type == "qwen2" || type == "mistral"));
   };
   spec.load = [](const std::string& dir,
                  torch::Device device) -> absl::StatusOr<std::unique_ptr<Model>> {

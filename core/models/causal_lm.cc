@@ -92,9 +92,19 @@ absl::Status CopyWeights(const std::map<std::string, torch::Tensor>& weights,
           << item.value().sizes();
       return absl::InvalidArgumentError(msg.str());
     }
-    item.value().copy_(src);  // upcasts bf16/f16 to float32
+    item.value().copy_(src);  // upcasts bf16/f16 to float32 (unless the module is bfloat16)
   }
   return absl::OkStatus();
+}
+
+// Whether `device` runs a bfloat16 matmul (a tiny probe; LibTorch throws where it cannot).
+bool SupportsBfloat16Matmul(torch::Device device) {
+  absl::StatusOr<bool> ok = TorchCall("bfloat16 probe", [&]() -> absl::StatusOr<bool> {
+    torch::Tensor a =
+        torch::ones({2, 2}, torch::TensorOptions().dtype(torch::kBFloat16).device(device));
+    return at::matmul(a, a).sum().item<float>() == 8.0f;
+  });
+  return ok.ok() && *ok;
 }
 
 // The decode state of CausalLm: a KvCache stepped through forward_cached.
@@ -181,16 +191,14 @@ std::unique_ptr<CausalLm> CausalLm::Create(const LlamaConfig& config,
 
 absl::StatusOr<std::unique_ptr<CausalLm>> CausalLm::Load(const std::string& dir,
                                                          torch::Device device) {
+  return Load(dir, device, LoadOptions{});
+}
+
+absl::StatusOr<std::unique_ptr<CausalLm>> CausalLm::Load(const std::string& dir,
+                                                         torch::Device device,
+                                                         const LoadOptions& options) {
   const std::string config_path = JoinPath(dir, kConfigFile);
   UNL_ASSIGN_OR_RETURN(nlohmann::json json, ReadJsonFile(config_path));
-  if (json.is_object()) {
-    auto arch = json.find("architectures");
-    if (arch != json.end() && arch->is_array() && !arch->empty() &&
-        (*arch)[0] != "LlamaForCausalLM") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          config_path, ": architecture ", (*arch)[0].dump(), " is not LlamaForCausalLM"));
-    }
-  }
   absl::StatusOr<LlamaConfig> config = LlamaConfig::FromJson(json);
   if (!config.ok()) {
     return absl::Status(config.status().code(),
@@ -205,12 +213,20 @@ absl::StatusOr<std::unique_ptr<CausalLm>> CausalLm::Load(const std::string& dir,
   UNL_ASSIGN_OR_RETURN(auto weights, ReadWeights(dir));
   return TorchCall("loading model", [&]() -> absl::StatusOr<std::unique_ptr<CausalLm>> {
     LlamaForCausalLM module(*config);
+    if (options.keep_bfloat16 && config->torch_dtype == "bfloat16" &&
+        SupportsBfloat16Matmul(device)) {
+      module->to(torch::kBFloat16);  // CopyWeights then copies the stored bf16 values exactly
+    }
     UNL_RETURN_IF_ERROR(CopyWeights(weights, *module));
     weights.clear();
     module->to(device);
     std::shared_ptr<const Tokenizer> shared(std::move(tokenizer));
     return std::unique_ptr<CausalLm>(new CausalLm(std::move(module), std::move(shared), device));
   });
+}
+
+torch::ScalarType CausalLm::weight_dtype() const {
+  return module_->parameters().front().scalar_type();
 }
 
 int64_t CausalLm::num_parameters() const {
@@ -266,6 +282,7 @@ std::unique_ptr<CausalLm> CausalLm::Truncated(int64_t num_layers) const {
               num_layers);
   LlamaConfig truncated = config();
   truncated.num_hidden_layers = num_layers;
+  if (!truncated.layer_types.empty()) truncated.layer_types.resize(num_layers);
   LlamaForCausalLM copy(truncated);
   copy->to(device_);
   {

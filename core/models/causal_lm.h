@@ -1,5 +1,6 @@
 // Causal language model family: a Llama-architecture decoder (RMSNorm, RoPE, SwiGLU, grouped-query
-// attention) with KV-cache generation and LoRA-capable linear layers, loaded from and saved to a
+// attention; with Qwen2's q/k/v biases, Mistral's and Qwen2's sliding windows and Llama 3 / linear
+// RoPE scaling) with KV-cache generation and LoRA-capable linear layers, loaded from and saved to a
 // Hugging Face-layout directory with Hugging Face tensor names and config keys.
 //
 // Shapes: B = batch, T = sequence length, V = vocab size, C = hidden size.
@@ -24,8 +25,24 @@
 
 namespace unlearning::core {
 
-// Hugging Face LlamaConfig keys (config.json). Unknown keys are ignored on load.
+// RoPE frequency scaling (config.json "rope_scaling"), as transformers' modeling_rope_utils.
+struct RopeScaling {
+  enum class Type { kNone, kLinear, kLlama3 };
+  Type type = Type::kNone;
+  // kLinear and kLlama3: inverse frequencies are divided by `factor` (kLlama3: only the low band).
+  double factor = 1.0;
+  // kLlama3 only: band edges are original_max_position_embeddings / {low,high}_freq_factor.
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max_position_embeddings = 8192;
+};
+
+// The decoder families this implementation loads: Hugging Face LlamaConfig keys, plus the keys of
+// Qwen2Config and MistralConfig that change the computation (see docs/models/architectures.md).
+// Unknown keys are ignored on load.
 struct LlamaConfig {
+  // "llama", "qwen2" or "mistral": selects the architecture name, the biases and the window keys.
+  std::string model_type = "llama";
   int64_t vocab_size = ByteTokenizer::kVocabSize;
   int64_t hidden_size = 256;
   int64_t intermediate_size = 688;
@@ -35,19 +52,41 @@ struct LlamaConfig {
   int64_t max_position_embeddings = 512;
   double rms_norm_eps = 1e-5;
   double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
+  // Llama only: bias on q/k/v/o_proj ("attention_bias") and on gate/up/down_proj ("mlp_bias").
+  // Qwen2 always has biases on q/k/v_proj and none elsewhere.
+  bool attention_bias = false;
+  bool mlp_bias = false;
+  // Sliding-window attention: a query at position i sees keys j with i - j < sliding_window.
+  // 0 = null (no window). Mistral: applies to every layer when set. Qwen2: only when
+  // use_sliding_window, and only to layers >= max_window_layers (or those "layer_types" names
+  // "sliding_attention").
+  int64_t sliding_window = 0;
+  bool use_sliding_window = false;       // Qwen2
+  int64_t max_window_layers = 28;        // Qwen2
+  std::vector<std::string> layer_types;  // Qwen2; empty = derived from max_window_layers
   int64_t bos_token_id = ByteTokenizer::kBos;
   int64_t eos_token_id = ByteTokenizer::kEos;
   int64_t pad_token_id = ByteTokenizer::kPad;
-  // dtype the weights are stored in: "float32", "bfloat16" or "float16". Compute is float32.
+  // dtype the weights are stored in: "float32", "bfloat16" or "float16". Compute is float32
+  // (bfloat16 for a bf16 checkpoint loaded with CausalLm::LoadOptions::keep_bfloat16).
   std::string torch_dtype = "float32";
 
-  // Parses and validates (positive sizes, heads divide hidden size, kv heads divide heads).
-  // kInvalidArgument with the offending key and value otherwise.
+  // Parses and validates (positive sizes, heads divide hidden size, kv heads divide heads, known
+  // model_type, rope_scaling, window keys). kInvalidArgument naming the offending key and value
+  // otherwise (nested keys as "rope_scaling.factor").
   static absl::StatusOr<LlamaConfig> FromJson(const nlohmann::json& json);
-  // Includes "architectures": ["LlamaForCausalLM"] and "model_type": "llama".
+  // Includes "architectures": [architecture()] and "model_type".
   nlohmann::json ToJson() const;
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  // "LlamaForCausalLM", "Qwen2ForCausalLM" or "MistralForCausalLM".
+  std::string architecture() const;
+  bool qkv_bias() const { return model_type == "qwen2" || attention_bias; }
+  bool o_bias() const { return model_type == "llama" && attention_bias; }
+  bool mlp_biases() const { return model_type == "llama" && mlp_bias; }
+  // The sliding window of decoder layer `layer` (0 = full causal attention).
+  int64_t LayerWindow(int64_t layer) const;
 };
 
 // Per-layer key/value cache for incremental decoding. Not thread-safe.
@@ -58,9 +97,15 @@ struct KvCache {
   torch::Tensor valid;                // [B, T_cached] bool: real (not padding); undefined = all
 };
 
+// RoPE inverse frequencies of `config` (head_dim, rope_theta, rope_scaling), as transformers'
+// ROPE_INIT_FUNCTIONS compute them.
+//   returns: [head_dim / 2] float32, CPU
+torch::Tensor RopeInverseFrequencies(const LlamaConfig& config);
+
 // The decoder as a torch::nn::Module whose named_parameters() are exactly the Hugging Face names
 // ("model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", ..., "model.norm.weight",
-// "lm_head.weight"; LoRA factors, when enabled, add "...q_proj.lora_A" / "...q_proj.lora_B").
+// "lm_head.weight", and "...q_proj.bias" etc. where the config has biases; LoRA factors, when
+// enabled, add "...q_proj.lora_A" / "...q_proj.lora_B").
 class LlamaForCausalLMImpl : public torch::nn::Module {
  public:
   explicit LlamaForCausalLMImpl(const LlamaConfig& config);
@@ -110,9 +155,21 @@ class CausalLm : public Model, public LanguageModel {
   // has the wrong shape, or the file is malformed.
   static absl::StatusOr<std::unique_ptr<CausalLm>> Load(const std::string& dir,
                                                         torch::Device device);
+  struct LoadOptions {
+    // Keep a "bfloat16" checkpoint's weights in bfloat16 in memory instead of upcasting them to
+    // float32 (half the memory; for frozen targets used only for inference). Activations are then
+    // bfloat16 except the RMSNorm statistics, RoPE tables and softmax (float32, rounded back as
+    // Hugging Face does); Logits, decode steps and HiddenStates still return float32. Ignored
+    // (float32) for other dtypes or when `device` cannot run bfloat16 matmuls. Clones
+    // (CloneLm/Clone) are float32; Truncated shares the bfloat16 tensors.
+    bool keep_bfloat16 = false;
+  };
+  static absl::StatusOr<std::unique_ptr<CausalLm>> Load(const std::string& dir,
+                                                        torch::Device device,
+                                                        const LoadOptions& options);
 
   ModelFamily family() const override { return ModelFamily::kCausalLm; }
-  std::string architecture() const override { return "LlamaForCausalLM"; }
+  std::string architecture() const override { return config().architecture(); }
   int64_t num_parameters() const override;
   torch::Device device() const override { return device_; }
   // Writes config.json, model.safetensors (in config.torch_dtype) and tokenizer files.
@@ -135,6 +192,8 @@ class CausalLm : public Model, public LanguageModel {
   int64_t pad_id() const override { return config().pad_token_id; }
   int64_t vocab_size() const override { return config().vocab_size; }
   int64_t max_context() const override { return config().max_position_embeddings; }
+  // dtype of the parameters: float32, or bfloat16 when loaded with keep_bfloat16.
+  torch::ScalarType weight_dtype() const;
   // Logits without autograd (inference mode).
   //   input_ids: [B, T] int64 (right-padded); returns [B, T, V] float32.
   torch::Tensor Logits(const torch::Tensor& input_ids) const override;

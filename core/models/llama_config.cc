@@ -2,6 +2,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include <nlohmann/json.hpp>
@@ -69,6 +70,126 @@ absl::Status Positive(const std::string& key, int64_t value) {
   return absl::OkStatus();
 }
 
+constexpr const char* kModelTypes[][2] = {{"llama", "LlamaForCausalLM"},
+                                          {"qwen2", "Qwen2ForCausalLM"},
+                                          {"mistral", "MistralForCausalLM"}};
+
+// "model_type" and "architectures"[0] agree on one of kModelTypes; a missing model_type is taken
+// from the architecture, and both missing mean Llama.
+absl::Status ReadModelType(const nlohmann::json& json, std::string* out) {
+  std::string from_type;
+  if (auto it = json.find("model_type"); it != json.end() && !it->is_null()) {
+    if (!it->is_string()) return BadKey("model_type", *it, "expected a string");
+    from_type = it->get<std::string>();
+    bool known = false;
+    for (const auto& row : kModelTypes) known = known || from_type == row[0];
+    if (!known) return BadKey("model_type", *it, "supported: \"llama\", \"qwen2\", \"mistral\"");
+  }
+  std::string from_arch;
+  if (auto it = json.find("architectures"); it != json.end() && !it->is_null()) {
+    if (!it->is_array() || it->empty() || !(*it)[0].is_string()) {
+      return BadKey("architectures", *it, "expected a non-empty list of strings");
+    }
+    const std::string arch = (*it)[0].get<std::string>();
+    for (const auto& row : kModelTypes) {
+      if (arch == row[1]) from_arch = row[0];
+    }
+    if (from_arch.empty()) {
+      return BadKey("architectures", *it,
+                    "supported: LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM");
+    }
+    if (!from_type.empty() && from_type != from_arch) {
+      return BadKey("architectures", *it,
+                    absl::StrCat("does not match \"model_type\" = \"", from_type, "\""));
+    }
+  }
+  *out = !from_type.empty() ? from_type : !from_arch.empty() ? from_arch : "llama";
+  return absl::OkStatus();
+}
+
+// rope_scaling (or transformers 5's rope_parameters): null, or {"rope_type" (older configs:
+// "type"): "default" | "linear" | "llama3", ...} as transformers' ROPE_INIT_FUNCTIONS reads it.
+absl::Status ReadRopeScaling(const nlohmann::json& json, const std::string& key,
+                             int64_t max_position_embeddings, RopeScaling* out,
+                             double* rope_theta) {
+  auto it = json.find(key);
+  if (it == json.end() || it->is_null()) return absl::OkStatus();
+  const nlohmann::json& rope = *it;
+  if (!rope.is_object()) return BadKey(key, rope, "expected an object or null");
+  const std::string type_key = key + ".rope_type";
+  auto type_it = rope.find("rope_type");
+  if (type_it == rope.end() || type_it->is_null()) type_it = rope.find("type");
+  if (type_it == rope.end() || type_it->is_null()) {
+    return BadKey(type_key, rope, "missing (expected \"linear\" or \"llama3\")");
+  }
+  if (!type_it->is_string()) return BadKey(type_key, *type_it, "expected a string");
+  const std::string type = type_it->get<std::string>();
+  if (key == "rope_parameters") {
+    UNL_RETURN_IF_ERROR(ReadDouble(rope, "rope_theta", rope_theta));
+  }
+  if (type == "default") return absl::OkStatus();
+  if (type != "linear" && type != "llama3") {
+    return BadKey(type_key, *type_it, "only \"linear\" and \"llama3\" RoPE scaling are supported");
+  }
+  RopeScaling r;
+  r.type = type == "linear" ? RopeScaling::Type::kLinear : RopeScaling::Type::kLlama3;
+  auto number = [&](const char* name, double* value) -> absl::Status {
+    auto f = rope.find(name);
+    if (f == rope.end() || f->is_null()) {
+      return BadKey(key + "." + name, nullptr, absl::StrCat("required for \"", type, "\""));
+    }
+    if (!f->is_number()) return BadKey(key + "." + name, *f, "expected a number");
+    *value = f->get<double>();
+    return absl::OkStatus();
+  };
+  UNL_RETURN_IF_ERROR(number("factor", &r.factor));
+  if (!(r.factor >= 1.0)) return BadKey(key + ".factor", r.factor, "must be >= 1");
+  if (r.type == RopeScaling::Type::kLlama3) {
+    UNL_RETURN_IF_ERROR(number("low_freq_factor", &r.low_freq_factor));
+    UNL_RETURN_IF_ERROR(number("high_freq_factor", &r.high_freq_factor));
+    if (!(r.low_freq_factor > 0.0)) {
+      return BadKey(key + ".low_freq_factor", r.low_freq_factor, "must be positive");
+    }
+    if (!(r.high_freq_factor > r.low_freq_factor)) {
+      return BadKey(key + ".high_freq_factor", r.high_freq_factor,
+                    absl::StrCat("must be greater than low_freq_factor ", r.low_freq_factor));
+    }
+    // transformers falls back to max_position_embeddings.
+    r.original_max_position_embeddings = max_position_embeddings;
+    if (!ReadInt(rope, "original_max_position_embeddings", &r.original_max_position_embeddings)
+             .ok()) {
+      return BadKey(key + ".original_max_position_embeddings",
+                    rope.at("original_max_position_embeddings"), "expected an integer");
+    }
+    UNL_RETURN_IF_ERROR(
+        Positive(key + ".original_max_position_embeddings", r.original_max_position_embeddings));
+  }
+  *out = r;
+  return absl::OkStatus();
+}
+
+// Qwen2's "layer_types": one "full_attention" / "sliding_attention" per layer.
+absl::Status ReadLayerTypes(const nlohmann::json& json, int64_t num_layers,
+                            std::vector<std::string>* out) {
+  auto it = json.find("layer_types");
+  if (it == json.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_array() || static_cast<int64_t>(it->size()) != num_layers) {
+    return BadKey("layer_types", *it,
+                  absl::StrCat("expected a list of ", num_layers, " layer types"));
+  }
+  std::vector<std::string> types;
+  for (const auto& t : *it) {
+    if (!t.is_string() ||
+        (t.get<std::string>() != "full_attention" && t.get<std::string>() != "sliding_attention")) {
+      return BadKey("layer_types", *it,
+                    "each entry must be \"full_attention\" or \"sliding_attention\"");
+    }
+    types.push_back(t.get<std::string>());
+  }
+  *out = std::move(types);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<LlamaConfig> LlamaConfig::FromJson(const nlohmann::json& json) {
@@ -76,6 +197,7 @@ absl::StatusOr<LlamaConfig> LlamaConfig::FromJson(const nlohmann::json& json) {
     return absl::InvalidArgumentError("config.json: not a JSON object");
   }
   LlamaConfig c;
+  UNL_RETURN_IF_ERROR(ReadModelType(json, &c.model_type));
   // num_key_value_heads defaults to num_attention_heads (plain multi-head
   // attention) in HF.
   bool has_kv_heads =
@@ -118,13 +240,37 @@ absl::StatusOr<LlamaConfig> LlamaConfig::FromJson(const nlohmann::json& json) {
                                          (!it->is_string() || it->get<std::string>() != "silu")) {
     return BadKey("hidden_act", *it, "only \"silu\" is supported");
   }
-  if (auto it = json.find("rope_scaling"); it != json.end() && !it->is_null()) {
-    return BadKey("rope_scaling", *it, "RoPE scaling is not supported");
+  if (json.contains("rope_scaling") && !json.at("rope_scaling").is_null()) {
+    UNL_RETURN_IF_ERROR(ReadRopeScaling(json, "rope_scaling", c.max_position_embeddings,
+                                        &c.rope_scaling, &c.rope_theta));
+  } else {
+    UNL_RETURN_IF_ERROR(ReadRopeScaling(json, "rope_parameters", c.max_position_embeddings,
+                                        &c.rope_scaling, &c.rope_theta));
   }
-  for (const char* key : {"attention_bias", "mlp_bias"}) {
-    if (auto it = json.find(key);
-        it != json.end() && !it->is_null() && !(it->is_boolean() && !it->get<bool>())) {
-      return BadKey(key, *it, "biases are not supported");
+  if (c.model_type == "llama") {
+    // Qwen2 and Mistral have no such keys (transformers ignores them there).
+    UNL_RETURN_IF_ERROR(ReadBool(json, "attention_bias", &c.attention_bias));
+    UNL_RETURN_IF_ERROR(ReadBool(json, "mlp_bias", &c.mlp_bias));
+  }
+  if (c.model_type == "qwen2") {
+    c.sliding_window = 4096;  // Qwen2Config's default
+    UNL_RETURN_IF_ERROR(ReadBool(json, "use_sliding_window", &c.use_sliding_window));
+    UNL_RETURN_IF_ERROR(ReadInt(json, "max_window_layers", &c.max_window_layers));
+    if (c.max_window_layers < 0) {
+      return BadKey("max_window_layers", c.max_window_layers, "must be >= 0");
+    }
+    UNL_RETURN_IF_ERROR(ReadLayerTypes(json, c.num_hidden_layers, &c.layer_types));
+  }
+  if (c.model_type == "qwen2" || c.model_type == "mistral") {
+    if (auto it = json.find("sliding_window"); it != json.end()) {
+      if (it->is_null()) {
+        c.sliding_window = 0;
+      } else {
+        UNL_RETURN_IF_ERROR(ReadInt(json, "sliding_window", &c.sliding_window));
+        if (c.sliding_window <= 0) {
+          return BadKey("sliding_window", *it, "must be a positive integer or null");
+        }
+      }
     }
   }
 
@@ -166,10 +312,38 @@ absl::StatusOr<LlamaConfig> LlamaConfig::FromJson(const nlohmann::json& json) {
   return c;
 }
 
+std::string LlamaConfig::architecture() const {
+  for (const auto& row : kModelTypes) {
+    if (model_type == row[0]) return row[1];
+  }
+  return "LlamaForCausalLM";
+}
+
+int64_t LlamaConfig::LayerWindow(int64_t layer) const {
+  if (sliding_window <= 0) return 0;
+  if (model_type == "mistral") return sliding_window;
+  if (model_type != "qwen2" || !use_sliding_window) return 0;
+  // transformers' Qwen2Config: layer_types, or "sliding_attention" for layers >= max_window_layers.
+  const bool sliding = !layer_types.empty()
+                           ? layer_types[static_cast<size_t>(layer)] == "sliding_attention"
+                           : layer >= max_window_layers;
+  return sliding ? sliding_window : 0;
+}
+
 nlohmann::json LlamaConfig::ToJson() const {
-  return nlohmann::json{
-      {"architectures", nlohmann::json::array({"LlamaForCausalLM"})},
-      {"model_type", "llama"},
+  nlohmann::json rope = nullptr;
+  if (rope_scaling.type == RopeScaling::Type::kLinear) {
+    rope = {{"rope_type", "linear"}, {"factor", rope_scaling.factor}};
+  } else if (rope_scaling.type == RopeScaling::Type::kLlama3) {
+    rope = {{"rope_type", "llama3"},
+            {"factor", rope_scaling.factor},
+            {"low_freq_factor", rope_scaling.low_freq_factor},
+            {"high_freq_factor", rope_scaling.high_freq_factor},
+            {"original_max_position_embeddings", rope_scaling.original_max_position_embeddings}};
+  }
+  nlohmann::json json{
+      {"architectures", nlohmann::json::array({architecture()})},
+      {"model_type", model_type},
       {"vocab_size", vocab_size},
       {"hidden_size", hidden_size},
       {"intermediate_size", intermediate_size},
@@ -185,12 +359,23 @@ nlohmann::json LlamaConfig::ToJson() const {
       {"pad_token_id", pad_token_id},
       {"torch_dtype", torch_dtype},
       {"hidden_act", "silu"},
-      {"attention_bias", false},
-      {"mlp_bias", false},
-      {"rope_scaling", nullptr},
+      {"rope_scaling", rope},
       {"initializer_range", 0.02},
       {"use_cache", true},
   };
+  if (model_type == "llama") {
+    json["attention_bias"] = attention_bias;
+    json["mlp_bias"] = mlp_bias;
+  }
+  if (model_type == "qwen2" || model_type == "mistral") {
+    json["sliding_window"] = sliding_window > 0 ? nlohmann::json(sliding_window) : nullptr;
+  }
+  if (model_type == "qwen2") {
+    json["use_sliding_window"] = use_sliding_window;
+    json["max_window_layers"] = max_window_layers;
+    if (!layer_types.empty()) json["layer_types"] = layer_types;
+  }
+  return json;
 }
 
 }  // namespace unlearning::core

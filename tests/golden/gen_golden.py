@@ -3,8 +3,12 @@
 
 Pure PyTorch, written independently of the C++ code to mirror Hugging Face transformers'
 modeling_llama.py (LlamaRMSNorm, LlamaRotaryEmbedding + rotate_half, repeat_kv, eager attention
-with an additive causal mask and float32 softmax, LlamaMLP). python3-transformers and the
-safetensors package are not installable here, so the safetensors writer below is our own.
+with an additive causal mask and float32 softmax, LlamaMLP), plus what modeling_qwen2.py /
+configuration_qwen2.py (q/k/v biases; sliding window only with use_sliding_window, on layers >=
+max_window_layers), modeling_mistral.py with masking_utils.py (sliding window: key j is seen by
+query i iff j <= i and j > i - sliding_window) and modeling_rope_utils.py (the "linear" and "llama3"
+inverse-frequency functions) change. python3-transformers and the safetensors package are not
+installable here, so the safetensors writer below is our own.
 
 Usage: /usr/bin/python3 gen_golden.py OUT_DIR
 Writes OUT_DIR/{f32,bf16,tied}/ with config.json, model.safetensors, tokenizer_config.json and
@@ -13,6 +17,14 @@ golden.safetensors ("input_ids" I64 [B, T], "logits" F32 [B, T, V]).
   bf16: the f32 weights rounded to bfloat16 and stored as BF16; logits computed in float32 from
         the upcast bf16 weights (as the C++ loader does).
   tied: tie_word_embeddings = true (no lm_head.weight tensor), 1 kv head (multi-query).
+  llama_bias:  Llama with attention_bias and mlp_bias (biases on q/k/v/o and gate/up/down).
+  qwen2:       Qwen2ForCausalLM (q/k/v biases); use_sliding_window false with a small
+               sliding_window, which must therefore not mask.
+  qwen2_sw:    Qwen2 with use_sliding_window, sliding_window 4, max_window_layers 1: layer 0 full,
+               layer 1 windowed.
+  mistral_sw:  MistralForCausalLM with sliding_window 4 (< T = 17, so the window masks).
+  llama3_rope: rope_scaling {"rope_type": "llama3", ...} with all three frequency bands present.
+  linear_rope: rope_scaling {"type": "linear", "factor": 4} (the older "type" key).
 """
 
 import json
@@ -73,12 +85,71 @@ def rms_norm(hidden_states, weight, eps):
     return weight * hidden_states.to(input_dtype)
 
 
-def rotary_cos_sin(seq_len, dim, base):
-    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+def default_inv_freq(dim, base):
+    return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+
+
+def llama3_bands(cfg, inv_freq):
+    """(high, medium, low) boolean masks of the llama3 frequency bands of inv_freq."""
+    rs = cfg["rope_scaling"]
+    old_context_len = rs.get("original_max_position_embeddings", cfg["max_position_embeddings"])
+    wavelen = 2 * math.pi / inv_freq
+    high = wavelen < old_context_len / rs["high_freq_factor"]
+    low = wavelen > old_context_len / rs["low_freq_factor"]
+    return high, ~high & ~low, low
+
+
+def rope_inv_freq(cfg):
+    """After modeling_rope_utils: default, "linear" (inv_freq / factor) and "llama3"."""
+    dim = cfg["hidden_size"] // cfg["num_attention_heads"]
+    inv_freq = default_inv_freq(dim, cfg["rope_theta"])
+    rs = cfg.get("rope_scaling")
+    if rs is None:
+        return inv_freq
+    rope_type = rs.get("rope_type", rs.get("type"))
+    if rope_type == "linear":
+        return inv_freq / rs["factor"]
+    assert rope_type == "llama3", rope_type
+    factor = rs["factor"]
+    low_f, high_f = rs["low_freq_factor"], rs["high_freq_factor"]
+    old_context_len = rs.get("original_max_position_embeddings", cfg["max_position_embeddings"])
+    wavelen = 2 * math.pi / inv_freq
+    high, medium, low = llama3_bands(cfg, inv_freq)
+    out = torch.where(low, inv_freq / factor, inv_freq)
+    smooth = (old_context_len / wavelen - low_f) / (high_f - low_f)
+    out = torch.where(medium, (1 - smooth) * out / factor + smooth * out, out)
+    return out
+
+
+def rotary_cos_sin(seq_len, inv_freq):
     t = torch.arange(seq_len, dtype=torch.int64).float()
     freqs = torch.outer(t, inv_freq)
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos(), emb.sin()
+
+
+def layer_window(cfg, i):
+    """The sliding window of layer i, or None (full causal attention)."""
+    model_type = cfg.get("model_type", "llama")
+    if model_type == "mistral":
+        return cfg.get("sliding_window")
+    if model_type == "qwen2":
+        if not cfg.get("use_sliding_window", False) or cfg.get("sliding_window") is None:
+            return None
+        return cfg["sliding_window"] if i >= cfg.get("max_window_layers", 28) else None
+    return None
+
+
+def causal_mask(q_len, window):
+    """Additive [1, 1, T, T]: 0 where key j is visible from query i, finfo.min elsewhere."""
+    q_idx = torch.arange(q_len)[:, None]
+    kv_idx = torch.arange(q_len)[None, :]
+    visible = kv_idx <= q_idx
+    if window is not None:
+        visible = visible & (kv_idx > q_idx - window)
+    mask = torch.zeros(q_len, q_len)
+    mask.masked_fill_(~visible, torch.finfo(torch.float32).min)
+    return mask[None, None]
 
 
 def rotate_half(x):
@@ -104,6 +175,24 @@ def repeat_kv(hidden_states, n_rep):
     return hidden_states.reshape(batch, num_key_value_heads * n_rep, slen, head_dim)
 
 
+def linear(x, w, name):
+    """nn.Linear with the checkpoint's "<name>.weight" and, if present, "<name>.bias"."""
+    return F.linear(x, w[name + ".weight"], w.get(name + ".bias"))
+
+
+def bias_names(cfg):
+    """Which projections carry a bias: Qwen2 q/k/v; Llama attention_bias q/k/v/o, mlp_bias MLP."""
+    model_type = cfg.get("model_type", "llama")
+    if model_type == "qwen2":
+        return ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]
+    names = []
+    if model_type == "llama" and cfg.get("attention_bias", False):
+        names += ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
+    if model_type == "llama" and cfg.get("mlp_bias", False):
+        names += ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+    return names
+
+
 def llama_forward(cfg, w, input_ids):
     """input_ids [B, T] -> logits [B, T, V] (float32)."""
     bsz, q_len = input_ids.shape
@@ -112,16 +201,14 @@ def llama_forward(cfg, w, input_ids):
     head_dim = cfg["hidden_size"] // n_heads
     eps = cfg["rms_norm_eps"]
     h = F.embedding(input_ids, w["model.embed_tokens.weight"])
-    cos, sin = rotary_cos_sin(q_len, head_dim, cfg["rope_theta"])
-    min_value = torch.finfo(torch.float32).min
-    causal_mask = torch.full((q_len, q_len), min_value).triu(1)[None, None]
+    cos, sin = rotary_cos_sin(q_len, rope_inv_freq(cfg))
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         residual = h
         x = rms_norm(h, w[p + "input_layernorm.weight"], eps)
-        q = F.linear(x, w[p + "self_attn.q_proj.weight"])
-        k = F.linear(x, w[p + "self_attn.k_proj.weight"])
-        v = F.linear(x, w[p + "self_attn.v_proj.weight"])
+        q = linear(x, w, p + "self_attn.q_proj")
+        k = linear(x, w, p + "self_attn.k_proj")
+        v = linear(x, w, p + "self_attn.v_proj")
         q = q.view(bsz, q_len, n_heads, head_dim).transpose(1, 2)
         k = k.view(bsz, q_len, n_kv, head_dim).transpose(1, 2)
         v = v.view(bsz, q_len, n_kv, head_dim).transpose(1, 2)
@@ -129,16 +216,16 @@ def llama_forward(cfg, w, input_ids):
         k = repeat_kv(k, n_heads // n_kv)
         v = repeat_kv(v, n_heads // n_kv)
         attn = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(head_dim)
-        attn = attn + causal_mask
+        attn = attn + causal_mask(q_len, layer_window(cfg, i))
         attn = F.softmax(attn, dim=-1, dtype=torch.float32).to(q.dtype)
         out = torch.matmul(attn, v).transpose(1, 2).contiguous()
         out = out.reshape(bsz, q_len, n_heads * head_dim)
-        h = residual + F.linear(out, w[p + "self_attn.o_proj.weight"])
+        h = residual + linear(out, w, p + "self_attn.o_proj")
         residual = h
         x = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
-        gate = F.silu(F.linear(x, w[p + "mlp.gate_proj.weight"]))
-        up = F.linear(x, w[p + "mlp.up_proj.weight"])
-        h = residual + F.linear(gate * up, w[p + "mlp.down_proj.weight"])
+        gate = F.silu(linear(x, w, p + "mlp.gate_proj"))
+        up = linear(x, w, p + "mlp.up_proj")
+        h = residual + linear(gate * up, w, p + "mlp.down_proj")
     h = rms_norm(h, w["model.norm.weight"], eps)
     lm_head = w["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else w["lm_head.weight"]
     return F.linear(h, lm_head)
@@ -169,6 +256,8 @@ def make_weights(cfg, seed):
         w[p + "mlp.gate_proj.weight"] = normal(inter, c, std=c**-0.5)
         w[p + "mlp.up_proj.weight"] = normal(inter, c, std=c**-0.5)
         w[p + "mlp.down_proj.weight"] = normal(c, inter, std=inter**-0.5)
+        for name in bias_names(cfg):
+            w[p + name + ".bias"] = normal(w[p + name + ".weight"].shape[0], std=0.5)
     w["model.norm.weight"] = norm_weight()
     if not cfg["tie_word_embeddings"]:
         w["lm_head.weight"] = normal(cfg["vocab_size"], c, std=c**-0.5)
@@ -249,6 +338,50 @@ def main():
 
     cfg_tied = dict(cfg, tie_word_embeddings=True, num_key_value_heads=1, rope_theta=500000.0)
     write_variant(out_dir, "tied", cfg_tied, make_weights(cfg_tied, seed=11), torch.float32)
+
+    cfg_bias = dict(cfg, attention_bias=True, mlp_bias=True)
+    write_variant(out_dir, "llama_bias", cfg_bias, make_weights(cfg_bias, seed=13), torch.float32)
+
+    qwen2 = {k: v for k, v in cfg.items() if k != "some_unknown_key"}
+    qwen2.update(
+        architectures=["Qwen2ForCausalLM"],
+        model_type="qwen2",
+        rope_theta=1000000.0,
+        use_sliding_window=False,
+        sliding_window=3,
+        max_window_layers=0,
+        attention_dropout=0.0,
+    )
+    qwen2_weights = make_weights(qwen2, seed=17)
+    write_variant(out_dir, "qwen2", qwen2, qwen2_weights, torch.float32)
+    qwen2_sw = dict(qwen2, use_sliding_window=True, sliding_window=4, max_window_layers=1)
+    write_variant(out_dir, "qwen2_sw", qwen2_sw, qwen2_weights, torch.float32)
+
+    mistral = {k: v for k, v in cfg.items() if k != "some_unknown_key"}
+    mistral.update(architectures=["MistralForCausalLM"], model_type="mistral", sliding_window=4)
+    write_variant(out_dir, "mistral_sw", mistral, make_weights(mistral, seed=19), torch.float32)
+
+    # Llama 3 RoPE: head_dim 16 with theta 10000 gives wavelengths 2 pi 10000^(i/8), i = 0..7
+    # (6.3, 20, 63, 199, 628, ...); with original_max_position_embeddings 256, low_freq_factor 1
+    # and high_freq_factor 8 the high band is wavelength < 32, the low band > 256.
+    llama3 = dict(
+        cfg,
+        max_position_embeddings=2048,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 8.0,
+            "original_max_position_embeddings": 256,
+        },
+    )
+    head_dim = llama3["hidden_size"] // llama3["num_attention_heads"]
+    bands = llama3_bands(llama3, default_inv_freq(head_dim, llama3["rope_theta"]))
+    assert all(int(b.sum()) >= 1 for b in bands), [int(b.sum()) for b in bands]
+    write_variant(out_dir, "llama3_rope", llama3, make_weights(llama3, seed=23), torch.float32)
+
+    linear = dict(cfg, rope_scaling={"type": "linear", "factor": 4.0})
+    write_variant(out_dir, "linear_rope", linear, make_weights(linear, seed=29), torch.float32)
 
 
 if __name__ == "__main__":

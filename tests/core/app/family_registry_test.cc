@@ -43,18 +43,53 @@ TEST(FamilyRegistryTest, RecognisesAndLoadsTheCausalLmFamily) {
   EXPECT_EQ(model->AsImageSampler(), nullptr);
 
   nlohmann::json config = ReadJson(dir + "/config.json");
-  config["architectures"] = {"MistralForCausalLM"};
-  config["model_type"] = "mistral";
+  config["architectures"] = {"GemmaForCausalLM"};
+  config["model_type"] = "gemma";
   WriteJson(dir + "/config.json", config);
   EXPECT_THAT(registry.Load(dir, torch::kCPU),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("unsupported model architecture 'MistralForCausalLM'")));
+                       HasSubstr("unsupported model architecture 'GemmaForCausalLM'")));
   config.erase("architectures");
   config["model_type"] = "llama";
   WriteJson(dir + "/config.json", config);
   UNL_EXPECT_OK(registry.Load(dir, torch::kCPU));
   EXPECT_THAT(registry.Load(dir + "/nope", torch::kCPU),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("no model config")));
+}
+
+// Qwen2 and Mistral checkpoints load through the same row (what `unlearnctl models load` and the
+// server use), keep their architecture, and compute what the directory's model computes.
+TEST(FamilyRegistryTest, LoadsQwen2AndMistralCheckpointsThroughTheCausalLmRow) {
+  server::testing::TempDir tmp;
+  const FamilyRegistry& registry = FamilyRegistry::Builtin();
+  for (const char* model_type : {"qwen2", "mistral"}) {
+    core::LlamaConfig config = unlearning::testing::TinyCausalLm(1)->config();
+    config.model_type = model_type;
+    config.sliding_window = 3;
+    config.use_sliding_window = true;
+    config.max_window_layers = 1;
+    std::unique_ptr<CausalLm> lm =
+        CausalLm::Create(config, std::make_unique<ByteTokenizer>(), torch::kCPU, 7);
+    const std::string dir = tmp.Join(model_type);
+    std::filesystem::create_directories(dir);
+    UNL_ASSERT_OK(lm->Save(dir));
+    UNL_ASSERT_OK_AND_ASSIGN(const FamilySpec* spec, registry.Recognise(dir));
+    EXPECT_EQ(spec->family, ModelFamily::kCausalLm);
+    UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Model> model, registry.Load(dir, torch::kCPU));
+    EXPECT_EQ(model->architecture(),
+              std::string(model_type) == "qwen2" ? "Qwen2ForCausalLM" : "MistralForCausalLM");
+    const auto* loaded = dynamic_cast<const CausalLm*>(model.get());
+    ASSERT_NE(loaded, nullptr);
+    EXPECT_EQ(loaded->config().ToJson(), lm->config().ToJson());
+    const torch::Tensor ids =
+        torch::tensor(std::vector<int64_t>{1, 5, 9, 13, 17, 21}).view({1, -1});
+    EXPECT_TRUE(torch::equal(loaded->Logits(ids), lm->Logits(ids)));
+    // Found by model_type alone too.
+    nlohmann::json json = ReadJson(dir + "/config.json");
+    json.erase("architectures");
+    WriteJson(dir + "/config.json", json);
+    UNL_EXPECT_OK(registry.Load(dir, torch::kCPU));
+  }
 }
 
 TEST(FamilyRegistryTest, ProbesAreReadAndABadProbeFileIsNamed) {
