@@ -1,6 +1,9 @@
 // Translation between the unlearning.v1 protobuf messages and core / journal types, at the
 // server's edge (the one place the services and the job runner convert). Also the request
-// validation that needs nothing but the request itself.
+// validation that needs nothing but the request itself. Requests (validation, request -> core) are
+// defined in proto_convert.cc, which needs only the core's data types, so the request fuzzer
+// (tests/fuzz/fuzz_erasure_request.cc) links it alone; reports, jobs and certificates in
+// job_convert.cc.
 #pragma once
 
 #include <optional>

@@ -11,6 +11,7 @@ PACKAGES=(
   libsqlite3-dev libssl-dev openssl zlib1g-dev libgtest-dev libgmock-dev
   libcli11-dev prometheus curl jq python3 dataset-fashion-mnist libicu-dev
   python3-jinja2
+  clang-14 libclang-rt-14-dev llvm-14  # libFuzzer, sanitizers, llvm-symbolizer: tools/fuzz.sh
 )
 # Node.js and npm run the reference tokenizers of the tokenizer parity test (tools/fetch_tokenizers.sh,
 # tests/golden/tokenizer_golden.mjs); not needed to build or serve (UNL_SETUP_NODE=0 skips them, as

@@ -265,9 +265,11 @@ absl::StatusOr<std::string> SerializeSafetensors(
       return Invalid(absl::StrCat("tensor '", name, "' has unsupported dtype ",
                                   c10::toString(tensor.scalar_type())));
     }
+    // C++17 lambdas cannot capture structured bindings (clang refuses; the fuzz build uses it).
+    const torch::Tensor& source = tensor;
     absl::StatusOr<torch::Tensor> t =
         TorchCall("safetensors: copying to CPU", [&]() -> absl::StatusOr<torch::Tensor> {
-          return tensor.detach().to(torch::kCPU).contiguous();
+          return source.detach().to(torch::kCPU).contiguous();
         });
     if (!t.ok()) return t.status();
     const uint64_t nbytes = static_cast<uint64_t>(t->numel()) * dtype->size;

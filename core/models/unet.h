@@ -45,7 +45,7 @@ struct UNet2DConfig {
   // Parses and validates. kInvalidArgument naming the key and value for a wrong type, a
   // non-positive size, an unsupported block type / activation / embedding type, attention, group
   // counts that do not divide a channel count, a sample_size not divisible by
-  // 2^(levels - 1), or null_class_id outside [0, num_class_embeds).
+  // 2^(levels - 1), more than 16 levels, or null_class_id outside [0, num_class_embeds).
   static absl::StatusOr<UNet2DConfig> FromJson(const nlohmann::json& json);
   // All diffusers keys (with "_class_name": "UNet2DModel") plus null_class_id and id2label.
   nlohmann::json ToJson() const;

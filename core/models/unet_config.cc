@@ -170,6 +170,12 @@ absl::StatusOr<UNet2DConfig> UNet2DConfig::FromJson(const nlohmann::json& json) 
                     absl::StrCat("does not divide block_out_channels entry ", ch));
     }
   }
+  // Deeper than any real UNet, and keeps the stride below from overflowing.
+  constexpr int64_t kMaxLevels = 16;
+  if (c.num_levels() > kMaxLevels) {
+    return BadKey("block_out_channels", c.block_out_channels,
+                  absl::StrCat("at most ", kMaxLevels, " levels are supported"));
+  }
   const int64_t stride = int64_t{1} << (c.num_levels() - 1);
   if (c.sample_size % stride != 0) {
     return BadKey("sample_size", c.sample_size,

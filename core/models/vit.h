@@ -54,9 +54,10 @@ struct ViTConfig {
   // as plain attributes, so the directory still loads in transformers).
   std::vector<int64_t> forgotten_classes;
 
-  // Parses and validates: positive sizes, image_size divisible by patch_size, heads dividing
-  // hidden_size, hidden_act "gelu", id2label keys "0".."L-1" (at least one label; num_labels must
-  // agree if present). kInvalidArgument naming the offending key and value otherwise.
+  // Parses and validates: positive sizes, num_channels <= 64, image_size divisible by patch_size,
+  // heads dividing hidden_size, hidden_act "gelu", id2label keys "0".."L-1" (at least one label;
+  // num_labels must agree if present). kInvalidArgument naming the offending key and value
+  // otherwise.
   static absl::StatusOr<ViTConfig> FromJson(const nlohmann::json& json);
   // Includes "architectures": ["ViTForImageClassification"] and "model_type": "vit".
   nlohmann::json ToJson() const;

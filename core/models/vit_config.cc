@@ -193,6 +193,12 @@ absl::StatusOr<ViTConfig> ViTConfig::FromJson(const nlohmann::json& json) {
   UNL_RETURN_IF_ERROR(Positive("image_size", c.image_size));
   UNL_RETURN_IF_ERROR(Positive("patch_size", c.patch_size));
   UNL_RETURN_IF_ERROR(Positive("num_channels", c.num_channels));
+  // The preprocessor holds one mean and std per channel: an absurd count must not allocate.
+  constexpr int64_t kMaxChannels = 64;
+  if (c.num_channels > kMaxChannels) {
+    return BadConfig("num_channels", c.num_channels,
+                     absl::StrCat("must be at most ", kMaxChannels));
+  }
   UNL_RETURN_IF_ERROR(Positive("hidden_size", c.hidden_size));
   UNL_RETURN_IF_ERROR(Positive("num_hidden_layers", c.num_hidden_layers));
   UNL_RETURN_IF_ERROR(Positive("num_attention_heads", c.num_attention_heads));

@@ -786,18 +786,6 @@ absl::StatusOr<double> CollateralKl(const LanguageModel& before, const LanguageM
   return KlOfLogProbs(lp_before, lp_after);
 }
 
-std::vector<Threshold> VerificationThresholds::List() const {
-  std::vector<Threshold> out;
-  out.push_back({"forget.answer_probability", Comparison::kRatioAtMost,
-                 max_forget_probability_ratio, /*required=*/true});
-  if (min_retain_probability_ratio > 0.0) {
-    out.push_back({"retain.answer_probability", Comparison::kRatioAtLeast,
-                   min_retain_probability_ratio, /*required=*/false});
-  }
-  out.push_back({"mia.loss_auc", Comparison::kAtMost, max_mia_auc, /*required=*/false});
-  return out;
-}
-
 std::vector<Threshold> DefaultTextThresholds() {
   return {
       {"unseen.answer_probability_ratio", Comparison::kAtMost, 2.0, /*required=*/true},

@@ -45,7 +45,19 @@ struct VerificationThresholds {
   double min_retain_probability_ratio = 0.5;
   double max_mia_auc = 1.0;
 
-  std::vector<Threshold> List() const;
+  // Inline: the request side of server/proto_convert.cc (and its fuzzer) uses it without the rest
+  // of text verification.
+  std::vector<Threshold> List() const {
+    std::vector<Threshold> out;
+    out.push_back({"forget.answer_probability", Comparison::kRatioAtMost,
+                   max_forget_probability_ratio, /*required=*/true});
+    if (min_retain_probability_ratio > 0.0) {
+      out.push_back({"retain.answer_probability", Comparison::kRatioAtLeast,
+                     min_retain_probability_ratio, /*required=*/false});
+    }
+    out.push_back({"mia.loss_auc", Comparison::kAtMost, max_mia_auc, /*required=*/false});
+    return out;
+  }
 };
 
 // The text family's default checks (README "Verification and the certificate" says why each

@@ -206,6 +206,17 @@ TEST(DDPMSchedulerTest, SamplingTimestepsAreTrailing) {
   EXPECT_EQ(fifty.back(), 19);
 }
 
+// Found by tests/fuzz/fuzz_model_config (corpus/fuzz_model_config/unet_70_levels): 2^(levels - 1)
+// was computed before the level count was bounded (a shift by 69 bits, undefined behaviour).
+TEST(UNet2DConfigTest, RefusesTooManyLevels) {
+  nlohmann::json json = UNet2DConfig{}.ToJson();
+  json.erase("down_block_types");
+  json.erase("up_block_types");
+  json["block_out_channels"] = std::vector<int64_t>(70, 8);
+  EXPECT_THAT(UNet2DConfig::FromJson(json),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most 16 levels")));
+}
+
 TEST(DDPMSchedulerTest, RejectsBadConfigNamingTheKey) {
   nlohmann::json good = DDPMSchedulerConfig{}.ToJson();
   UNL_EXPECT_OK(DDPMSchedulerConfig::FromJson(good));

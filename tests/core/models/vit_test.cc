@@ -420,5 +420,16 @@ TEST(ViTConfigTest, ToJsonFromJsonRoundTrips) {
   EXPECT_THAT(defaults->id2label, ::testing::ElementsAre("LABEL_0", "LABEL_1"));
 }
 
+// Found by tests/fuzz/fuzz_model_config (corpus/fuzz_model_config/vit_huge_num_channels): the
+// preprocessor's per-channel lists were allocated for any positive num_channels.
+TEST(ViTConfigTest, RefusesAbsurdChannelCount) {
+  nlohmann::json json = TinyConfig().ToJson();
+  json["num_channels"] = int64_t{1} << 40;
+  EXPECT_THAT(ViTConfig::FromJson(json),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("num_channels")));
+  json["num_channels"] = 64;
+  EXPECT_TRUE(ViTConfig::FromJson(json).ok());
+}
+
 }  // namespace
 }  // namespace unlearning::core
