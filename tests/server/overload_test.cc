@@ -67,6 +67,7 @@ struct RoundResult {
   int exhausted = 0;
   int other_rejections = 0;
   int completed = 0;
+  int ended = 0;       // terminal events: COMPLETED, FAILED, FAILED_VERIFICATION, CANCELLED
   int unanswered = 0;  // requests with neither ACCEPTED nor REJECTED
   grpc::StatusCode refused_stream_code = grpc::StatusCode::OK;
   std::string refused_stream_message;
@@ -135,7 +136,7 @@ class OverloadTest : public ::testing::Test {
       result.refused_stream_code = status.error_code();
       result.refused_stream_message = status.error_message();
     }
-    std::atomic<int> accepted{0}, exhausted{0}, other{0}, completed{0}, unanswered{0};
+    std::atomic<int> accepted{0}, exhausted{0}, other{0}, completed{0}, ended{0}, unanswered{0};
     std::string example;
     std::mutex example_mu;
     std::vector<std::thread> clients;
@@ -176,6 +177,12 @@ class OverloadTest : public ::testing::Test {
               break;
             case v1::ErasureEvent::KIND_COMPLETED:
               ++completed;
+              ++ended;
+              break;
+            case v1::ErasureEvent::KIND_FAILED:
+            case v1::ErasureEvent::KIND_FAILED_VERIFICATION:
+            case v1::ErasureEvent::KIND_CANCELLED:
+              ++ended;
               break;
             default:
               break;
@@ -191,6 +198,7 @@ class OverloadTest : public ::testing::Test {
     result.exhausted = exhausted;
     result.other_rejections = other;
     result.completed = completed;
+    result.ended = ended;
     result.unanswered = unanswered;
     result.example_message = example;
     return result;
@@ -222,14 +230,22 @@ TEST_F(OverloadTest, EveryRequestIsAnsweredTheExcessIsResourceExhaustedAndMemory
     heap.push_back(HeapInUseMb());
     std::cout << "round " << round << ": " << kStreams * kRequestsPerStream << " requests on "
               << kStreams << " streams: " << r.accepted << " accepted (" << r.completed
-              << " completed), " << r.exhausted << " RESOURCE_EXHAUSTED; RSS " << rss.back()
-              << " MB, heap in use " << heap.back() << " MB\n";
+              << " completed, " << r.ended << " ended), " << r.exhausted
+              << " RESOURCE_EXHAUSTED; RSS " << rss.back() << " MB, heap in use " << heap.back()
+              << " MB\n";
     EXPECT_EQ(r.unanswered, 0);
     EXPECT_EQ(r.other_rejections, 0);
     EXPECT_EQ(r.accepted + r.exhausted, kStreams * kRequestsPerStream);
     EXPECT_GE(r.accepted, kQueueCapacity);
     EXPECT_GT(r.exhausted, kStreams * kRequestsPerStream / 2);
-    EXPECT_EQ(r.completed, r.accepted);  // each stream stayed open until its jobs ended
+    // Each stream stayed open until every job it started had ended. (Not all complete: each job
+    // scales the toy model's value by 0.1, and after about 320 jobs in all the value underflows
+    // to 0 and verification fails: the first CI run reached it in round 4, and a 12-round run
+    // measured 0 completed from round 5 on, every accepted job still ending once.)
+    EXPECT_EQ(r.ended, r.accepted);
+    if (round == 0) {
+      EXPECT_GT(r.completed, 0);
+    }
     EXPECT_THAT(r.example_message, HasSubstr("is full"));
     EXPECT_THAT(r.example_message, HasSubstr("--queue-capacity 3"));
     EXPECT_EQ(r.refused_stream_code, grpc::StatusCode::RESOURCE_EXHAUSTED);
