@@ -547,31 +547,25 @@ TEST_F(ServerTest, BadRequestsAreRejectedWithTheRightCodeAndChangeNothing) {
     EXPECT_THAT(bad[0].message(), HasSubstr("submit.text.forget_set[0].answer is not valid UTF-8"));
   }
   // Token and context limits of Generate and Score, over the RPC.
-  {
+  auto generate_status = [&](const std::string& prompt, int max_tokens) {
     grpc::ClientContext ctx;
     v1::GenerateRequest req;
     req.set_model_id("demo");
-    req.set_prompt("Who is the author?");
-    req.set_max_tokens(4097);
+    req.set_prompt(prompt);
+    req.set_max_tokens(max_tokens);
     auto reader = inference_->Generate(&ctx, req);
     v1::GenerateResponse chunk;
     while (reader->Read(&chunk)) {
     }
-    const grpc::Status s = reader->Finish();
+    return reader->Finish();
+  };
+  {
+    const grpc::Status s = generate_status("Who is the author?", 4097);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(s.error_message(), HasSubstr("max_tokens must be in [1, 4096], got 4097"));
   }
   {
-    grpc::ClientContext ctx;
-    v1::GenerateRequest req;
-    req.set_model_id("demo");
-    req.set_prompt(std::string(5000, 'x'));
-    req.set_max_tokens(8);
-    auto reader = inference_->Generate(&ctx, req);
-    v1::GenerateResponse chunk;
-    while (reader->Read(&chunk)) {
-    }
-    const grpc::Status s = reader->Finish();
+    const grpc::Status s = generate_status(std::string(5000, 'x'), 8);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(s.error_message(), HasSubstr("exceeds the model's context of"));
   }
