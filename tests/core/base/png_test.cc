@@ -1,14 +1,18 @@
 #include "core/io/png.h"
 
+#include <unistd.h>
 #include <zlib.h>
 
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <torch/types.h>
 
 #include "tests/testing/status_matchers.h"
@@ -157,6 +161,42 @@ TEST(PngTest, CorruptInputIsInvalidArgument) {
   EXPECT_THAT(DecodePng(with_idat(std::string("\0\1\2\7\3\4", 6), true)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bad filter type 7")));
   UNL_EXPECT_OK(DecodePng(with_idat(std::string("\0\1\2\1\3\4", 6), true)));
+}
+
+// A few hundred bytes that declare an 8192 x 8192 RGBA image (the largest png.h accepts) but hold
+// 100 bytes of data: refused for their size, and the decoder must not allocate the declared
+// 268 MB first (found by fuzz_png). The child runs under an address-space limit 64 MiB above its
+// current size, so an up-front allocation of the declared image fails and aborts it.
+TEST(PngDeathTest, ASmallFileDeclaringAHugeImageIsRefusedWithoutAllocatingIt) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  std::string z(compressBound(100), '\0');
+  uLongf len = z.size();
+  const std::string raw(100, '\0');
+  compress2(reinterpret_cast<Bytef*>(z.data()), &len, reinterpret_cast<const Bytef*>(raw.data()),
+            raw.size(), 9);
+  z.resize(len);
+  std::string png("\x89PNG\r\n\x1a\n", 8);
+  std::string ihdr;
+  PutU32(&ihdr, 8192);
+  PutU32(&ihdr, 8192);
+  ihdr += std::string{8, 6, 0, 0, 0};  // 8-bit RGBA
+  PutChunk(&png, "IHDR", ihdr);
+  PutChunk(&png, "IDAT", z);
+  PutChunk(&png, "IEND", "");
+  ASSERT_LT(png.size(), 200u);
+  auto decode_under_limit = [&png]() {
+    std::ifstream statm("/proc/self/statm");
+    uint64_t pages = 0;
+    statm >> pages;
+    const rlim_t limit = pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) + (64u << 20);
+    const rlimit rl{limit, limit};
+    if (::setrlimit(RLIMIT_AS, &rl) != 0) std::_Exit(2);
+    absl::StatusOr<torch::Tensor> image = DecodePng(png);
+    const bool refused = image.status().code() == absl::StatusCode::kInvalidArgument &&
+                         absl::StrContains(image.status().message(), "expected 268443648");
+    std::_Exit(refused ? 0 : 1);
+  };
+  EXPECT_EXIT(decode_under_limit(), ::testing::ExitedWithCode(0), "");
 }
 
 TEST(PngTest, RejectsUnsupportedFormats) {
