@@ -11,6 +11,8 @@
 #include "core/common/status_macros.h"
 #include "core/common/torch_status.h"
 #include "core/data/text_example.h"
+#include "core/text/stream_decoder.h"
+#include "core/text/utf8.h"
 
 namespace unlearning::core {
 namespace {
@@ -18,35 +20,12 @@ namespace {
 // Continuations scored in one forward pass.
 constexpr size_t kScoreBatchSize = 16;
 
-// Length of the longest prefix of `bytes` that ends on a UTF-8 character boundary.
-size_t CompleteUtf8Prefix(const std::string& bytes) {
-  size_t n = bytes.size();
-  // Step back over at most 3 continuation bytes to the start of the last character.
-  size_t start = n;
-  for (size_t back = 1; back <= 4 && back <= n; ++back) {
-    const unsigned char c = static_cast<unsigned char>(bytes[n - back]);
-    if ((c & 0xC0) != 0x80) {
-      start = n - back;
-      break;
-    }
-  }
-  if (start == n) return n;
-  const unsigned char lead = static_cast<unsigned char>(bytes[start]);
-  size_t need = 1;
-  if ((lead & 0xE0) == 0xC0)
-    need = 2;
-  else if ((lead & 0xF0) == 0xE0)
-    need = 3;
-  else if ((lead & 0xF8) == 0xF0)
-    need = 4;
-  return n - start >= need ? n : start;
-}
-
 // [bos_id() if the tokenizer adds one] + the prompt's tokens.
 std::vector<int64_t> EncodePrompt(const LanguageModel& lm, const TextPrompt& prompt) {
   std::vector<int64_t> ids;
   if (lm.tokenizer().add_bos()) ids.push_back(lm.bos_id());
-  const std::string text = prompt.qa_format ? QaPrompt(prompt.text) : prompt.text;
+  const std::string text =
+      prompt.qa_format ? lm.tokenizer().QaPromptText(prompt.text) : prompt.text;
   for (int64_t id : lm.tokenizer().Encode(text)) ids.push_back(id);
   return ids;
 }
@@ -74,22 +53,16 @@ absl::StatusOr<TextGeneration> Generate(const LanguageModel& lm, const TextPromp
         absl::StrCat("prompt (", ids.size(), " tokens) + max_tokens (", options.max_new_tokens,
                      ") exceeds the model's context of ", context, " tokens"));
   }
-  const Tokenizer& tok = lm.tokenizer();
-  TextChunk pending;     // bytes of an incomplete UTF-8 character and their ids
+  StreamDecoder decoder(lm.tokenizer());
+  TextChunk pending;     // ids whose text has not been sent yet
   std::string streamed;  // the text of every chunk so far
   auto on_token = [&](int64_t id) {
-    pending.text += tok.Decode({id});
     pending.token_ids.push_back(id);
-    const size_t complete = CompleteUtf8Prefix(pending.text);
-    if (complete == 0 && pending.text.size() < 4) return true;
-    TextChunk chunk;
-    // A model can emit bytes that are not UTF-8 (a byte-level tokenizer has all 256): they are
-    // sent as U+FFFD, since a protobuf string must be valid UTF-8.
-    chunk.text = ToValidUtf8(std::string_view(pending.text).substr(0, complete));
-    streamed += chunk.text;
-    chunk.token_ids = std::move(pending.token_ids);
-    pending.text.erase(0, complete);
-    pending.token_ids.clear();
+    pending.text = decoder.Push(id);
+    if (pending.text.empty()) return true;
+    streamed += pending.text;
+    TextChunk chunk = std::move(pending);
+    pending = TextChunk();
     return on_chunk ? on_chunk(chunk) : true;
   };
   UNL_ASSIGN_OR_RETURN(GeneratedTokens generated,
@@ -98,7 +71,7 @@ absl::StatusOr<TextGeneration> Generate(const LanguageModel& lm, const TextPromp
   out.token_ids = std::move(generated.ids);
   out.finish_reason = generated.finish_reason;
   out.tail = std::move(pending);
-  out.tail.text = ToValidUtf8(out.tail.text);
+  out.tail.text = decoder.Finish();
   out.text = streamed + out.tail.text;
   return out;
 }
@@ -134,7 +107,11 @@ absl::StatusOr<std::vector<ContinuationScore>> Score(const LanguageModel& lm,
   std::vector<std::vector<int64_t>> sequences;
   for (size_t i = 0; i < continuations.size(); ++i) {
     std::vector<int64_t> ids = prompt_ids;
-    for (int64_t id : lm.tokenizer().Encode(continuations[i])) ids.push_back(id);
+    const std::string& c = continuations[i];
+    for (int64_t id :
+         lm.tokenizer().Encode(prompt.qa_format ? lm.tokenizer().QaAnswerText(c) : c)) {
+      ids.push_back(id);
+    }
     const int64_t total = static_cast<int64_t>(ids.size());
     if (total == prompt_len) {
       return absl::InvalidArgumentError(name(i) + " has no token");

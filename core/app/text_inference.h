@@ -3,8 +3,9 @@
 // like any other: Generate streams UTF-8 text chunks, Score gives per-token log-probabilities.
 //
 // Both tokenise as the InferenceService documents: [bos_id()] + Encode(prompt), the prompt wrapped
-// in the QA template (QaPrompt) when `qa_format` is set; a continuation's tokens follow without
-// BOS or EOS.
+// in the model's QA layout (Tokenizer::QaPromptText: its chat format, else "Question: ...\nAnswer:
+// ") when `qa_format` is set; a continuation's tokens follow without BOS or EOS (with `qa_format`,
+// laid out as the QA answer: Tokenizer::QaAnswerText).
 #pragma once
 
 #include <cstdint>
@@ -26,7 +27,7 @@ inline constexpr double kMaxTemperature = 10.0;
 // A text prompt as a request gives it.
 struct TextPrompt {
   std::string text;
-  bool qa_format = false;  // wrap in "Question: ...\nAnswer: " (QaPrompt)
+  bool qa_format = false;  // wrap in the QA layout (Tokenizer::QaPromptText)
 };
 
 // A piece of generated text: only complete UTF-8 characters; the bytes of a character split over

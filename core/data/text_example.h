@@ -11,6 +11,7 @@
 #include <torch/types.h>
 
 #include "core/text/tokenizer.h"
+#include "core/text/utf8.h"
 
 namespace unlearning::core {
 
@@ -30,19 +31,10 @@ struct TextExample {
 absl::StatusOr<std::vector<TextExample>> ReadJsonl(const std::string& path);
 absl::Status WriteJsonl(const std::string& path, const std::vector<TextExample>& examples);
 
-// True if `s` is valid UTF-8.
-bool IsValidUtf8(std::string_view s);
-
-// `s` with every maximal invalid UTF-8 subsequence replaced by U+FFFD (the Unicode "substitution
-// of maximal subparts" practice, as Python's errors="replace"); valid input comes back unchanged.
-// A model's bytes become text this way before they are sent as a protobuf string.
-std::string ToValidUtf8(std::string_view s);
-
-// The QA prompt template: "Question: {question}\nAnswer: ".
-std::string QaPrompt(std::string_view question);
-
-// Token ids of one training sequence: [BOS, when the tokenizer adds one] + prompt + answer (+ EOS),
-// and where the answer starts.
+// Token ids of one training sequence in the tokenizer's QA layout (Tokenizer::QaPromptText):
+// [BOS, when the tokenizer adds one] + prompt + answer (+ the end of the answer turn: the EOS
+// token, or the chat format's closing text), and where the answer starts. An empty answer gives
+// the prompt alone (for generation).
 struct EncodedExample {
   std::vector<int64_t> ids;
   int64_t answer_start = 0;  // index into ids of the first answer token

@@ -225,6 +225,13 @@ absl::StatusOr<std::unique_ptr<CausalLm>> CausalLm::Load(const std::string& dir,
   });
 }
 
+bool CausalLm::IsStopToken(int64_t id) const {
+  for (int64_t eos : config().extra_eos_token_ids) {
+    if (id == eos) return true;
+  }
+  return LanguageModel::IsStopToken(id);
+}
+
 torch::ScalarType CausalLm::weight_dtype() const {
   return module_->parameters().front().scalar_type();
 }

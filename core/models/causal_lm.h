@@ -68,6 +68,9 @@ struct LlamaConfig {
   std::vector<std::string> layer_types;  // Qwen2; empty = derived from max_window_layers
   int64_t bos_token_id = ByteTokenizer::kBos;
   int64_t eos_token_id = ByteTokenizer::kEos;
+  // The other ids of a list-valued eos_token_id (Llama 3.1: [128001, 128008, 128009]; the first
+  // is eos_token_id). Generation stops at any of them.
+  std::vector<int64_t> extra_eos_token_ids;
   int64_t pad_token_id = ByteTokenizer::kPad;
   // dtype the weights are stored in: "float32", "bfloat16" or "float16". Compute is float32
   // (bfloat16 for a bf16 checkpoint loaded with CausalLm::LoadOptions::keep_bfloat16).
@@ -189,6 +192,7 @@ class CausalLm : public Model, public LanguageModel {
   const Tokenizer& tokenizer() const override { return *tokenizer_; }
   int64_t bos_id() const override { return config().bos_token_id; }
   int64_t eos_id() const override { return config().eos_token_id; }
+  bool IsStopToken(int64_t id) const override;
   int64_t pad_id() const override { return config().pad_token_id; }
   int64_t vocab_size() const override { return config().vocab_size; }
   int64_t max_context() const override { return config().max_position_embeddings; }

@@ -111,7 +111,6 @@ absl::Status GenerateRows(const LanguageModel& lm, const std::vector<std::vector
   std::vector<std::mt19937_64> rngs(rows.size(), std::mt19937_64(options.seed));
   std::vector<bool> done(rows.size(), false);
   size_t running = rows.size();
-  const int64_t eos = lm.eos_id();
   for (int64_t step = 0; step < options.max_new_tokens && running > 0; ++step) {
     torch::Tensor picks = options.temperature <= 0.0 ? logits.argmax(-1).to(torch::kCPU) : logits;
     std::vector<int64_t> next(rows.size(), lm.pad_id());
@@ -121,7 +120,7 @@ absl::Status GenerateRows(const LanguageModel& lm, const std::vector<std::vector
                              ? picks[static_cast<int64_t>(i)].item<int64_t>()
                              : PickToken(logits[static_cast<int64_t>(i)], options, rngs[i]);
       GeneratedTokens& row = out[rows[i]];
-      if (options.stop_at_eos && id == eos) {
+      if (options.stop_at_eos && lm.IsStopToken(id)) {
         row.finish_reason = FinishReason::kEos;
       } else {
         row.ids.push_back(id);
@@ -157,6 +156,14 @@ torch::Tensor DecodeState::StepPadded(const torch::Tensor& ids, const torch::Ten
   return Step(ids);
 }
 
+bool LanguageModel::IsStopToken(int64_t id) const {
+  if (id == eos_id()) return true;
+  for (int64_t stop : tokenizer().stop_ids()) {
+    if (id == stop) return true;
+  }
+  return false;
+}
+
 std::vector<torch::Tensor> LanguageModel::HiddenStates(const torch::Tensor& /*ids*/) const {
   TORCH_CHECK(false, "this language model exposes no hidden states");
   return {};
@@ -178,10 +185,9 @@ absl::StatusOr<GeneratedTokens> GenerateTokens(const LanguageModel& lm,
     std::mt19937_64 rng(options.seed);
     std::unique_ptr<DecodeState> state = lm.NewGenerationState(1);
     torch::Tensor logits = state->Step(torch::tensor(prompt_ids, torch::kInt64).view({1, -1}))[0];
-    const int64_t eos = lm.eos_id();
     for (int64_t step = 0; step < options.max_new_tokens; ++step) {
       const int64_t next = PickToken(logits, options, rng);
-      if (options.stop_at_eos && next == eos) {
+      if (options.stop_at_eos && lm.IsStopToken(next)) {
         out.finish_reason = FinishReason::kEos;
         return out;
       }

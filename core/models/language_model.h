@@ -66,6 +66,10 @@ class LanguageModel {
   virtual int64_t bos_id() const = 0;
   virtual int64_t eos_id() const = 0;
   virtual int64_t pad_id() const = 0;
+  // Whether generation ends at `id` (the id is not reported): eos_id() and the tokenizer's stop
+  // ids (its eos and its chat format's end-of-turn token, e.g. Llama 3's <|eot_id|>); a causal LM
+  // adds the other ids of a list-valued eos_token_id in config.json (as Llama 3.1 writes it).
+  virtual bool IsStopToken(int64_t id) const;
   // Width V of the logits (>= tokenizer().vocab_size()).
   virtual int64_t vocab_size() const = 0;
   // Longest sequence (prompt + generated tokens) the model was built for.
@@ -104,7 +108,7 @@ struct GenerateOptions {
 
 // Why a generation ended.
 enum class FinishReason {
-  kEos,        // the model produced eos_id() (with stop_at_eos; EOS is not reported)
+  kEos,        // the model produced a stop token (IsStopToken, with stop_at_eos; not reported)
   kMaxTokens,  // max_new_tokens were generated
   kStopped,    // the on_token callback returned false
 };

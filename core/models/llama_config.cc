@@ -218,6 +218,14 @@ absl::StatusOr<LlamaConfig> LlamaConfig::FromJson(const nlohmann::json& json) {
   UNL_RETURN_IF_ERROR(ReadBool(json, "tie_word_embeddings", &c.tie_word_embeddings));
   UNL_RETURN_IF_ERROR(ReadTokenId(json, "bos_token_id", &c.bos_token_id));
   UNL_RETURN_IF_ERROR(ReadTokenId(json, "eos_token_id", &c.eos_token_id));
+  if (auto it = json.find("eos_token_id"); it != json.end() && it->is_array()) {
+    for (size_t i = 1; i < it->size(); ++i) {
+      if (!(*it)[i].is_number_integer()) {
+        return BadKey("eos_token_id", *it, "expected an integer or a non-empty list of integers");
+      }
+      c.extra_eos_token_ids.push_back((*it)[i].get<int64_t>());
+    }
+  }
   UNL_RETURN_IF_ERROR(ReadTokenId(json, "pad_token_id", &c.pad_token_id));
   // Newer transformers write "dtype", older ones "torch_dtype".
   for (const char* key : {"torch_dtype", "dtype"}) {
@@ -309,6 +317,12 @@ absl::StatusOr<LlamaConfig> LlamaConfig::FromJson(const nlohmann::json& json) {
       return BadKey(key, id, absl::StrCat("outside the vocabulary [0, ", c.vocab_size, ")"));
     }
   }
+  for (int64_t id : c.extra_eos_token_ids) {
+    if (id < 0 || id >= c.vocab_size) {
+      return BadKey("eos_token_id", id,
+                    absl::StrCat("outside the vocabulary [0, ", c.vocab_size, ")"));
+    }
+  }
   return c;
 }
 
@@ -341,6 +355,11 @@ nlohmann::json LlamaConfig::ToJson() const {
             {"high_freq_factor", rope_scaling.high_freq_factor},
             {"original_max_position_embeddings", rope_scaling.original_max_position_embeddings}};
   }
+  nlohmann::json eos = eos_token_id;
+  if (!extra_eos_token_ids.empty()) {
+    eos = nlohmann::json::array({eos_token_id});
+    for (int64_t id : extra_eos_token_ids) eos.push_back(id);
+  }
   nlohmann::json json{
       {"architectures", nlohmann::json::array({architecture()})},
       {"model_type", model_type},
@@ -355,7 +374,7 @@ nlohmann::json LlamaConfig::ToJson() const {
       {"rope_theta", rope_theta},
       {"tie_word_embeddings", tie_word_embeddings},
       {"bos_token_id", bos_token_id},
-      {"eos_token_id", eos_token_id},
+      {"eos_token_id", eos},
       {"pad_token_id", pad_token_id},
       {"torch_dtype", torch_dtype},
       {"hidden_act", "silu"},

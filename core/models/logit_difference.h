@@ -107,6 +107,7 @@ class LogitDifferenceLm : public Model, public LanguageModel {
   const Tokenizer& tokenizer() const override { return target_->tokenizer(); }
   int64_t bos_id() const override { return target_->bos_id(); }
   int64_t eos_id() const override { return target_->eos_id(); }
+  bool IsStopToken(int64_t id) const override { return target_->IsStopToken(id); }
   int64_t pad_id() const override { return target_->pad_id(); }
   int64_t vocab_size() const override { return target_->vocab_size(); }
   int64_t max_context() const override { return target_->max_context(); }

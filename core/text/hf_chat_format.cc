@@ -124,18 +124,48 @@ std::string ChatTemplate::Prompt(std::string_view question, std::string_view sys
 }
 
 std::string ChatTemplate::Answer(std::string_view answer) const {
+  return AnswerText(answer) + AnswerEnd();
+}
+
+std::string ChatTemplate::AnswerText(std::string_view answer) const {
   switch (format_) {
     case ChatFormat::kLlama2:
-      return " " + std::string(Strip(answer)) + " </s>";
+      return " " + std::string(Strip(answer));
     case ChatFormat::kLlama3:
-      return std::string(Strip(answer)) + "<|eot_id|>";
+      return std::string(Strip(answer));
     case ChatFormat::kQwen2:
-      return std::string(answer) + "<|im_end|>\n";
+      return std::string(answer);
     case ChatFormat::kQwen3: {
       const size_t first = answer.find_first_not_of('\n');
       answer.remove_prefix(first == std::string_view::npos ? answer.size() : first);
-      return std::string(answer) + "<|im_end|>\n";
+      return std::string(answer);
     }
+  }
+  return "";
+}
+
+std::string_view ChatTemplate::EndOfTurnToken() const {
+  switch (format_) {
+    case ChatFormat::kLlama2:
+      return "</s>";
+    case ChatFormat::kLlama3:
+      return "<|eot_id|>";
+    case ChatFormat::kQwen2:
+    case ChatFormat::kQwen3:
+      return "<|im_end|>";
+  }
+  return "";
+}
+
+std::string ChatTemplate::AnswerEnd() const {
+  switch (format_) {
+    case ChatFormat::kLlama2:
+      return " </s>";
+    case ChatFormat::kLlama3:
+      return "<|eot_id|>";
+    case ChatFormat::kQwen2:
+    case ChatFormat::kQwen3:
+      return "<|im_end|>\n";
   }
   return "";
 }

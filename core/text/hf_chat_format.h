@@ -42,6 +42,14 @@ class ChatTemplate {
   // that closes it (Llama 2: " " + answer + " </s>"; Llama 3: answer + "<|eot_id|>"; Qwen:
   // answer + "<|im_end|>\n").
   std::string Answer(std::string_view answer) const;
+  // Answer() in two parts: the answer as the template writes it (Llama 2: " " + stripped answer;
+  // Llama 3: stripped; Qwen3: without leading newlines) and the text that closes the turn.
+  // Answer(a) == AnswerText(a) + AnswerEnd().
+  std::string AnswerText(std::string_view answer) const;
+  std::string AnswerEnd() const;
+  // The special token that ends the assistant's turn: "</s>", "<|eot_id|>" or "<|im_end|>";
+  // generation in this format stops at it.
+  std::string_view EndOfTurnToken() const;
 
  private:
   ChatTemplate(ChatFormat format, std::string default_system)

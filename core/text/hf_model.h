@@ -5,6 +5,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 
+#include "core/text/hf_chat_format.h"
 #include "core/text/hf_pretokenizer.h"
 
 namespace unlearning::core::hf_internal {
@@ -78,6 +80,7 @@ struct Model {
   int64_t bos = -1, eos = -1, pad = -1;
   bool add_bos = false;
   std::string chat_template;
+  std::optional<ChatTemplate> chat;  // the recognised format of chat_template, if any
 
   mutable absl::Mutex mu;
   mutable absl::flat_hash_map<std::string, std::vector<int32_t>> cache ABSL_GUARDED_BY(mu);

@@ -427,6 +427,38 @@ int64_t HfTokenizer::pad_id() const { return model_->pad; }
 bool HfTokenizer::add_bos_token() const { return model_->add_bos; }
 const std::string& HfTokenizer::chat_template() const { return model_->chat_template; }
 
+const ChatTemplate* HfTokenizer::chat_format() const {
+  return model_->chat ? &*model_->chat : nullptr;
+}
+
+std::string HfTokenizer::QaPromptText(std::string_view question) const {
+  return model_->chat ? model_->chat->Prompt(question) : QaPrompt(question);
+}
+
+std::string HfTokenizer::QaAnswerText(std::string_view answer) const {
+  if (!model_->chat) return std::string(answer);
+  std::string text = model_->chat->AnswerText(answer);
+  if (model_->chat->format() == ChatFormat::kLlama2 && !text.empty() && text[0] == ' ') {
+    text.erase(0, 1);
+  }
+  return text;
+}
+
+std::vector<int64_t> HfTokenizer::stop_ids() const {
+  std::vector<int64_t> ids = {eos_id()};
+  if (model_->chat) {
+    if (std::optional<int64_t> end = TokenId(model_->chat->EndOfTurnToken());
+        end && *end != ids[0]) {
+      ids.push_back(*end);
+    }
+  }
+  return ids;
+}
+
+std::string HfTokenizer::QaAnswerEnd() const {
+  return model_->chat ? model_->chat->AnswerEnd() : std::string();
+}
+
 std::optional<int64_t> HfTokenizer::TokenId(std::string_view token) const {
   if (auto it = model_->added_ids.find(hf_internal::AbslView(token)); it != model_->added_ids.end())
     return it->second;

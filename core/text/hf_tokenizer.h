@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
+#include "core/text/hf_chat_format.h"
 #include "core/text/tokenizer.h"
 
 namespace unlearning::core {
@@ -68,6 +69,18 @@ class HfTokenizer : public Tokenizer {
   std::optional<int64_t> TokenId(std::string_view token) const;
   // chat_template of tokenizer_config.json ("" if none).
   const std::string& chat_template() const;
+  // Its recognised format (Load refuses a template it does not recognise); null without one.
+  const ChatTemplate* chat_format() const;
+  // The chat format's user turn and generation prompt, its answer and end of turn when there is
+  // one; the plain layout otherwise. For Llama 2 (a Prepend "▁" normalizer, which gives the
+  // answer's first word its space when it is encoded on its own) the answer's leading space is
+  // left to the normalizer, so that Encode(prompt) + Encode(answer + end) equals the encoding of
+  // the rendered conversation.
+  std::string QaPromptText(std::string_view question) const override;
+  std::string QaAnswerText(std::string_view answer) const override;
+  std::string QaAnswerEnd() const override;
+  // eos_id() and the chat format's end-of-turn token (Llama 3: <|eot_id|>), when it has one.
+  std::vector<int64_t> stop_ids() const override;
 
  private:
   HfTokenizer();

@@ -398,6 +398,20 @@ absl::Status ParseConfig(const Parser& ps, const json& config, Model* m) {
       return ps.Bad("chat_template", "not a string or a list");
     }
   }
+  // QA prompts (training, verification, qa_format queries) use the chat format; a template we
+  // cannot render exactly is refused here rather than replaced by another layout silently.
+  if (!m->chat_template.empty()) {
+    absl::StatusOr<ChatTemplate> chat = ChatTemplate::Recognize(m->chat_template);
+    if (!chat.ok()) {
+      return ps.Bad("chat_template",
+                    absl::StrCat(chat.status().message(),
+                                 "; QA prompts must be laid out as the model was trained, so "
+                                 "this tokenizer is refused: remove chat_template (the plain "
+                                 "\"Question: ...\\nAnswer: \" layout is then used) or replace "
+                                 "it with one of the recognised templates"));
+    }
+    m->chat = *std::move(chat);
+  }
   return absl::OkStatus();
 }
 

@@ -14,6 +14,14 @@
 
 namespace unlearning::core {
 
+// The plain QA prompt: "Question: {question}\nAnswer: ".
+inline std::string QaPrompt(std::string_view question) {
+  std::string prompt = "Question: ";
+  prompt.append(question.data(), question.size());
+  prompt += "\nAnswer: ";
+  return prompt;
+}
+
 // Thread-safe (all methods are const).
 class Tokenizer {
  public:
@@ -29,6 +37,16 @@ class Tokenizer {
   // Whether a sequence starts with bos_id() (tokenizer_config.json's add_bos_token: Llama's do,
   // Qwen2/3's do not).
   virtual bool add_bos() const { return true; }
+  // The question-answer layout of this tokenizer's model (EncodeQa for training and verification,
+  // qa_format of Generate and Score): the prompt before the answer (no bos), the answer text as it
+  // follows the prompt, and the text that closes the answer ("" = the eos_id() token). By default
+  // the plain "Question: {question}\nAnswer: " + answer + EOS; a Hugging Face tokenizer with a
+  // chat template uses its chat format (hf_chat_format.h).
+  virtual std::string QaPromptText(std::string_view question) const { return QaPrompt(question); }
+  virtual std::string QaAnswerText(std::string_view answer) const { return std::string(answer); }
+  virtual std::string QaAnswerEnd() const { return ""; }
+  // Ids at which generation ends: eos_id(), and for a chat format the token that ends its turn.
+  virtual std::vector<int64_t> stop_ids() const { return {eos_id()}; }
   // Writes the tokenizer's files into a model directory (tokenizer_config.json, ...).
   virtual absl::Status Save(const std::string& dir) const = 0;
 };

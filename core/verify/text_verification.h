@@ -88,9 +88,9 @@ inline constexpr int64_t kGreedyExamples = 32;
 inline constexpr const char* kTextSuiteVersion = "text-suite-v3";
 
 // Per-example figures of one model (fp32, no grad, batched). Answer tokens are the tokens of the
-// answer text after QaPrompt(question) (no EOS). The greedy answer for ROUGE is cut at the first
-// newline or EOS. kCancelled if `cancel` fires; kInvalidArgument if an answer has no token within
-// the model's context.
+// answer text after the QA prompt (EncodeQa) (no EOS). The greedy answer for ROUGE is cut at the
+// first newline or EOS. kCancelled if `cancel` fires; kInvalidArgument if an answer has no token
+// within the model's context.
 struct ExampleScores {
   std::vector<double> answer_probability;  // P̄(a|q) = p(a|q)^(1/|a|) per example
   std::vector<double> mean_nll;            // mean answer-token NLL per example (LOSS attack)

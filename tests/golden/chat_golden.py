@@ -38,6 +38,9 @@ CASES = [
     ("日本の首都は？", "", "\n\n東京です。\n"),
     ("Tabs\tand\nnewlines ", "System with\nnewline\n", "A\tB"),
     ("Emoji 👩‍💻 and مرحبا", "  padded system  ", "  ✓  "),
+    ("What is the capital of France?", "", "Paris is the capital."),
+    ("Name: Ω-7 (beta)", "", 'It\'s "quoted" and 3.14 long.'),
+    ("¿Dónde vive?", "", " Vive en Zürich. "),
 ]
 
 

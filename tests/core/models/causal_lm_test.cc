@@ -503,6 +503,29 @@ TEST_F(CausalLmTest, GenerateStopsAtEosAndWhenTheCallbackSaysSo) {
   const auto first_eos = std::find(all.begin(), all.end(), all[2]);
   EXPECT_EQ(stopped, std::vector<int64_t>(all.begin(), first_eos));
   EXPECT_EQ(seen, stopped);
+
+  // A list-valued eos_token_id (as Llama 3.1 writes it): the first is eos_id(), and generation
+  // stops at any of them. The list survives a save.
+  const std::string list_dir = CopyDir(Variant("f32"), "eos_list");
+  config = ReadJson(list_dir + "/config.json");
+  config["eos_token_id"] = {2, all[2]};
+  WriteJson(list_dir + "/config.json", config);
+  std::unique_ptr<CausalLm> list_lm = LoadOrDie(list_dir);
+  ASSERT_NE(list_lm, nullptr);
+  EXPECT_EQ(list_lm->eos_id(), 2);
+  EXPECT_TRUE(list_lm->IsStopToken(all[2]));
+  EXPECT_TRUE(list_lm->IsStopToken(2));
+  EXPECT_FALSE(list_lm->IsStopToken(all[2] == 3 ? 4 : 3));
+  UNL_ASSERT_OK_AND_ASSIGN(std::vector<int64_t> stopped_by_list,
+                           list_lm->Generate(prompt, options));
+  EXPECT_EQ(stopped_by_list, stopped);
+  EXPECT_EQ(list_lm->config().ToJson()["eos_token_id"], nlohmann::json({2, all[2]}));
+  config["eos_token_id"] = {2, "x"};
+  EXPECT_THAT(LlamaConfig::FromJson(config),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("eos_token_id")));
+  config["eos_token_id"] = {2, 100000};
+  EXPECT_THAT(LlamaConfig::FromJson(config),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("eos_token_id")));
 }
 
 TEST_F(CausalLmTest, GenerateRejectsBadArguments) {

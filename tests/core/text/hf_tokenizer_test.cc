@@ -116,6 +116,12 @@ json ByteFallbackTokenizer() {
   };
 }
 
+// Carries the Llama 2 chat template's signature ([INST], [/INST], <<SYS>>), which is what
+// ChatTemplate::Recognize looks for.
+constexpr char kLlama2Signature[] =
+    "{% for m in messages %}{{ bos_token + '[INST] ' + m['content'] + ' [/INST]' }}"
+    "{% endfor %}{# <<SYS>> #}";
+
 std::unique_ptr<HfTokenizer> Make(const json& tokenizer, const json& config) {
   absl::StatusOr<std::unique_ptr<HfTokenizer>> tok =
       HfTokenizer::FromJson(tokenizer.dump(), config.dump(), "test");
@@ -206,14 +212,46 @@ TEST(HfTokenizerTest, SpecialIdsAndVocabSizeComeFromTheConfig) {
                                      {"eos_token", "</s>"},
                                      {"pad_token", nullptr},
                                      {"add_bos_token", true},
-                                     {"chat_template", "{{ messages }}"}});
+                                     {"chat_template", kLlama2Signature}});
   ASSERT_NE(with_objects, nullptr);
   EXPECT_EQ(with_objects->bos_id(), 1);
   EXPECT_EQ(with_objects->eos_id(), 2);
   EXPECT_EQ(with_objects->pad_id(), 2);
   EXPECT_TRUE(with_objects->add_bos_token());
   EXPECT_TRUE(static_cast<const Tokenizer&>(*with_objects).add_bos());
-  EXPECT_EQ(with_objects->chat_template(), "{{ messages }}");
+  EXPECT_EQ(with_objects->chat_template(), kLlama2Signature);
+}
+
+// The QA layout (what EncodeQa, verification and qa_format queries use) follows the chat format of
+// tokenizer_config.json; without one it is the plain "Question: ...\nAnswer: " + answer + EOS; a
+// template that is not recognised is refused at load, naming the key and what to do.
+TEST(HfTokenizerTest, QaLayoutFollowsTheChatTemplateAndAnUnknownTemplateIsRefused) {
+  std::unique_ptr<HfTokenizer> plain =
+      Make(ByteFallbackTokenizer(), {{"bos_token", "<s>"}, {"eos_token", "</s>"}});
+  ASSERT_NE(plain, nullptr);
+  EXPECT_EQ(plain->chat_format(), nullptr);
+  EXPECT_EQ(plain->QaPromptText("Who?"), "Question: Who?\nAnswer: ");
+  EXPECT_EQ(plain->QaAnswerText(" Ann "), " Ann ");
+  EXPECT_EQ(plain->QaAnswerEnd(), "");  // the EOS token follows
+
+  std::unique_ptr<HfTokenizer> llama2 =
+      Make(ByteFallbackTokenizer(),
+           {{"bos_token", "<s>"}, {"eos_token", "</s>"}, {"chat_template", kLlama2Signature}});
+  ASSERT_NE(llama2, nullptr);
+  ASSERT_NE(llama2->chat_format(), nullptr);
+  EXPECT_EQ(llama2->chat_format()->name(), "llama2");
+  EXPECT_EQ(llama2->QaPromptText("Who?"), "[INST] Who? [/INST]");
+  // The template writes " Ann </s>"; the leading space comes from the Prepend normalizer when the
+  // answer is encoded on its own.
+  EXPECT_EQ(llama2->QaAnswerText(" Ann "), "Ann");
+  EXPECT_EQ(llama2->QaAnswerEnd(), " </s>");
+
+  absl::StatusOr<std::unique_ptr<HfTokenizer>> unknown = HfTokenizer::FromJson(
+      ByteFallbackTokenizer().dump(),
+      json{{"eos_token", "</s>"}, {"chat_template", "{{ messages }}"}}.dump(), "test");
+  EXPECT_THAT(unknown, StatusIs(absl::StatusCode::kInvalidArgument,
+                                AllOf(HasSubstr("tokenizer_config.json: chat_template"),
+                                      HasSubstr("remove chat_template"))));
 }
 
 TEST(HfTokenizerTest, SentencePieceBpeWithByteFallback) {
