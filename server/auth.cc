@@ -188,8 +188,53 @@ Authorizer::~Authorizer() {
   if (audit_ != nullptr) std::fclose(audit_);
 }
 
+namespace {
+
+// The last line of `path` without its newline ("" if the file is missing or empty). Reads at most
+// the last 1 MiB (an audit line is far shorter).
+std::string LastLine(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return "";
+  const std::streamoff size = in.tellg();
+  const std::streamoff start = std::max<std::streamoff>(0, size - (1 << 20));
+  in.seekg(start);
+  std::string tail(static_cast<size_t>(size - start), '\0');
+  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+  while (!tail.empty() && tail.back() == '\n') tail.pop_back();
+  const size_t newline = tail.rfind('\n');
+  return newline == std::string::npos ? tail : tail.substr(newline + 1);
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> VerifyAuditLog(const std::string& path, const std::string& first_prev) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read audit log ", path));
+  std::string line, prev_hash;
+  int64_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || !j.contains("prev") || !j["prev"].is_string()) {
+      return absl::DataLossError(
+          absl::StrCat(path, " line ", n, ": not an audit entry with a \"prev\" hash"));
+    }
+    const std::string prev = j["prev"].get<std::string>();
+    const std::string& want = n == 1 ? first_prev : prev_hash;
+    if (!(n == 1 && first_prev.empty()) && prev != want) {
+      return absl::DataLossError(
+          absl::StrCat(path, " line ", n, ": \"prev\" is ", prev, " but the ",
+                       n == 1 ? std::string("chain starts at ") : "line before hashes to ", want,
+                       " (a line was changed, removed, inserted or reordered)"));
+    }
+    prev_hash = core::Sha256Hex(line);
+  }
+  return n;
+}
+
 absl::Status Authorizer::OpenAuditLog() {
   if (options_.audit_log.empty()) return absl::OkStatus();
+  const std::string last = LastLine(options_.audit_log);
   std::FILE* f = std::fopen(options_.audit_log.c_str(), "a");
   if (f == nullptr) {
     return absl::FailedPreconditionError(
@@ -198,6 +243,9 @@ absl::Status Authorizer::OpenAuditLog() {
   absl::MutexLock lock(&audit_mu_);
   if (audit_ != nullptr) std::fclose(audit_);
   audit_ = f;
+  // Continue the chain from the file's last line; a new (rotated) file continues from the last
+  // line this process wrote.
+  if (!last.empty()) audit_prev_ = core::Sha256Hex(last);
   return absl::OkStatus();
 }
 
@@ -309,8 +357,11 @@ void Authorizer::Audit(const AuditEntry& entry) {
   if (!entry.job_id.empty()) j["job_id"] = entry.job_id;
   j["code"] = CodeName(entry.code);
   if (!entry.reason.empty()) j["reason"] = entry.reason;
-  const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  j["prev"] = audit_prev_;
+  const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  audit_prev_ = core::Sha256Hex(line);
   std::fwrite(line.data(), 1, line.size(), audit_);
+  std::fputc('\n', audit_);
   std::fflush(audit_);
 }
 

@@ -97,6 +97,20 @@ struct AuditEntry {
   std::string reason;  // only for refusals by this layer (never request contents)
 };
 
+// The audit log is hash-chained: each line's "prev" is the SHA-256 (hex) of the line before it (its
+// bytes without the newline), so editing, deleting, inserting or reordering lines breaks the chain
+// at the next line. The first line of a new log has 64 zeros; after a restart the chain continues
+// from the file's last line, after a SIGHUP reopen (log rotation) from the last line written.
+inline constexpr char kAuditGenesis[] =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+// Checks the chain of an audit log file: the number of lines on success; kDataLoss naming the first
+// line whose "prev" does not match the line before it (or that is not a JSON object). The first
+// line's "prev" must be `first_prev` (kAuditGenesis for a log that starts the chain; the hash of
+// the previous file's last line for a rotated one; "" = accept any).
+absl::StatusOr<int64_t> VerifyAuditLog(const std::string& path,
+                                       const std::string& first_prev = kAuditGenesis);
+
 // Thread-safe. Owned by the server; Reload() is called on SIGHUP.
 class Authorizer {
  public:
@@ -130,6 +144,7 @@ class Authorizer {
   std::shared_ptr<const TokenTable> table_ ABSL_GUARDED_BY(mu_);
   absl::Mutex audit_mu_;
   std::FILE* audit_ ABSL_GUARDED_BY(audit_mu_) = nullptr;
+  std::string audit_prev_ ABSL_GUARDED_BY(audit_mu_) = kAuditGenesis;  // hash of the last line
 };
 
 // One RPC's authorization and audit record. Cheap to copy (a handler that finishes on another

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include <nlohmann/json.hpp>
 
 #include "core/common/status_macros.h"
@@ -404,7 +405,7 @@ absl::Status ParseConfig(const Parser& ps, const json& config, Model* m) {
     absl::StatusOr<ChatTemplate> chat = ChatTemplate::Recognize(m->chat_template);
     if (!chat.ok()) {
       return ps.Bad("chat_template",
-                    absl::StrCat(chat.status().message(),
+                    absl::StrCat(absl::StripPrefix(chat.status().message(), "chat_template: "),
                                  "; QA prompts must be laid out as the model was trained, so "
                                  "this tokenizer is refused: remove chat_template (the plain "
                                  "\"Question: ...\\nAnswer: \" layout is then used) or replace "
