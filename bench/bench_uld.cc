@@ -14,6 +14,9 @@
 //      npo_ref   npo plus the frozen reference's forward on F every step (the reference
 //                implementations of NPO, which the ULD paper timed)
 //      npo_rt    npo plus CE on R (NpoMethod with retain_weight 1): the same F and R tokens as ULD
+//      uld_aug_k<K> uld_k<K> on the method's own batches for the same forget examples: D′_f =
+//                each question and its paraphrased questions, D′_r = its perturbed answers plus the
+//                retain batch (UldMethod::StepLoss with its defaults; more rows than F and R)
 //    The variants run round-robin, one step each per round, after --warmup rounds; median over
 //    --repeats rounds. The epoch (every forget example once, in batches of --batch-size, each with
 //    its retain batch) is timed the same way over --epoch-repeats rounds.
@@ -152,6 +155,9 @@ struct Variant {
   std::vector<double> step_s;
   std::vector<double> epoch_s;
   int64_t trained_parameters = 0;
+  // The batches it trains on (null: the shared F and R batches).
+  const std::vector<Batch>* forget_batches = nullptr;
+  const std::vector<Batch>* retain_batches = nullptr;
 };
 
 void Step(Variant& v, const Batch& f, const Batch& r, size_t batch_index) {
@@ -185,7 +191,7 @@ absl::Status Train(const Args& args, const CausalLm& target, const std::vector<i
   // The epoch's batches: every forget example once, each batch paired with the next retain
   // examples (cycled), as RetainBatchSchedule pairs one retain example per forget example.
   const Tokenizer& tok = target.tokenizer();
-  std::vector<Batch> fbatches, rbatches;
+  std::vector<Batch> fbatches, rbatches, faug, raug;
   const int64_t nf = static_cast<int64_t>(forget.size());
   const int64_t nr = static_cast<int64_t>(retain.size());
   for (int64_t start = 0; start < nf; start += args.batch_size) {
@@ -197,6 +203,22 @@ absl::Status Train(const Args& args, const CausalLm& target, const std::vector<i
     }
     fbatches.push_back(MakeBatch(target, f));
     rbatches.push_back(MakeBatch(target, r));
+    // The method's own D′_f and D′_r for the same forget examples (UldMethod::StepLoss):
+    // each question with its paraphrases, and its perturbed answers plus the retain examples.
+    std::vector<EncodedExample> remember, uniform;
+    for (int64_t i = start; i < std::min(nf, start + args.batch_size); ++i) {
+      const TextExample& e = forget[static_cast<size_t>(i)];
+      remember.push_back(EncodeQa(tok, e.question, e.answer, /*add_eos=*/true));
+      for (const std::string& q : e.paraphrased_questions) {
+        remember.push_back(EncodeQa(tok, q, e.answer, /*add_eos=*/true));
+      }
+      for (const std::string& a : e.perturbed_answers) {
+        uniform.push_back(EncodeQa(tok, e.question, a, /*add_eos=*/true));
+      }
+    }
+    uniform.insert(uniform.end(), r.begin(), r.end());
+    faug.push_back(MakeBatch(target, remember));
+    raug.push_back(MakeBatch(target, uniform));
   }
   // NPO's reference log-probabilities, computed once as NpoMethod::Prepare does.
   std::vector<torch::Tensor> reference_logprob;
@@ -210,20 +232,26 @@ absl::Status Train(const Args& args, const CausalLm& target, const std::vector<i
   }
 
   std::vector<Variant> variants;
-  for (int64_t k : ks) {
-    Variant v;
-    v.name = absl::StrCat("uld_k", k);
-    v.k = k;
-    UldAssistantConfig config;
-    config.num_layers = k;
-    UNL_ASSIGN_OR_RETURN(v.model, MakeUldAssistant(target, config, /*seed=*/0));
-    const double w = args.retain_weight;
-    v.loss = [w](CausalLm& m, const Batch& f, const Batch& r, size_t) {
-      torch::Tensor loss =
-          TokenCrossEntropy(m.module()->forward(f.tokens.input_ids), f.tokens.labels);
-      return loss + w * UniformKl(m.module()->forward(r.tokens.input_ids), r.real);
-    };
-    variants.push_back(std::move(v));
+  for (const bool aug : {false, true}) {
+    for (int64_t k : ks) {
+      Variant v;
+      v.name = absl::StrCat(aug ? "uld_aug_k" : "uld_k", k);
+      v.k = k;
+      if (aug) {
+        v.forget_batches = &faug;
+        v.retain_batches = &raug;
+      }
+      UldAssistantConfig config;
+      config.num_layers = k;
+      UNL_ASSIGN_OR_RETURN(v.model, MakeUldAssistant(target, config, /*seed=*/0));
+      const double w = args.retain_weight;
+      v.loss = [w](CausalLm& m, const Batch& f, const Batch& r, size_t) {
+        torch::Tensor loss =
+            TokenCrossEntropy(m.module()->forward(f.tokens.input_ids), f.tokens.labels);
+        return loss + w * UniformKl(m.module()->forward(r.tokens.input_ids), r.real);
+      };
+      variants.push_back(std::move(v));
+    }
   }
   const double beta = args.npo_beta;
   for (const std::string name : {"npo", "npo_ref", "npo_rt"}) {
@@ -253,6 +281,10 @@ absl::Status Train(const Args& args, const CausalLm& target, const std::vector<i
     variants.push_back(std::move(v));
   }
   for (Variant& v : variants) {
+    if (v.forget_batches == nullptr) {
+      v.forget_batches = &fbatches;
+      v.retain_batches = &rbatches;
+    }
     v.model->module()->train();
     for (const torch::Tensor& p : v.model->module()->parameters()) {
       if (p.requires_grad()) {
@@ -269,14 +301,16 @@ absl::Status Train(const Args& args, const CausalLm& target, const std::vector<i
     for (int round = 0; round < args.warmup + args.repeats; ++round) {
       for (Variant& v : variants) {
         const auto start = std::chrono::steady_clock::now();
-        Step(v, fbatches[0], rbatches[0], 0);
+        Step(v, (*v.forget_batches)[0], (*v.retain_batches)[0], 0);
         if (round >= args.warmup) v.step_s.push_back(Seconds(start));
       }
     }
     for (int round = 0; round < args.epoch_repeats; ++round) {
       for (Variant& v : variants) {
         const auto start = std::chrono::steady_clock::now();
-        for (size_t i = 0; i < fbatches.size(); ++i) Step(v, fbatches[i], rbatches[i], i);
+        for (size_t i = 0; i < fbatches.size(); ++i) {
+          Step(v, (*v.forget_batches)[i], (*v.retain_batches)[i], i);
+        }
         v.epoch_s.push_back(Seconds(start));
       }
     }
@@ -296,6 +330,8 @@ absl::Status Train(const Args& args, const CausalLm& target, const std::vector<i
                             {"target_parameters", target_parameters},
                             {"rounds", u.size()},
                             {"batch_size", args.batch_size},
+                            {"forget_rows", (*v.forget_batches)[0].tokens.input_ids.size(0)},
+                            {"retain_rows", (*v.retain_batches)[0].tokens.input_ids.size(0)},
                             {"steps", step ? 1 : static_cast<int64_t>(fbatches.size())},
                             {"median_s", Median(u)},
                             {"min_s", *std::min_element(u.begin(), u.end())},

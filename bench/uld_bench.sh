@@ -57,7 +57,8 @@ if train:
           f"medians (ms) over {r0['rounds']} step rounds / "
           f"{next((r['rounds'] for r in train if r['measurement'] == 'epoch'), 0)} epoch rounds; "
           "ratio = NPO variant / ULD (median of per-round ratios in brackets)")
-    hdr = (f"{'what':>5} | {'K':>2} | {'trained params':>14} | {'ULD ms':>8} | {'npo ms':>8} | "
+    hdr = (f"{'what':>5} | {'ULD variant':>11} | {'K':>2} | {'rows F+R':>8} | {'trained params':>14} | "
+           f"{'ULD ms':>8} | {'npo ms':>8} | "
            f"{'npo/ULD':>14} | {'npo_ref ms':>10} | {'npo_ref/ULD':>14} | {'npo_rt ms':>9} | "
            f"{'npo_rt/ULD':>14}")
     print(hdr)
@@ -65,12 +66,16 @@ if train:
     for r in train:
         def cell(n):
             return f"{r[n + '_over_uld']:5.2f} [{r[n + '_over_uld_per_round']:5.2f}]"
-        print(f"{r['measurement']:>5} | {r['assistant_layers']:>2} | {r['trained_parameters']:>14,} | "
+        rows_fr = f"{r['forget_rows']}+{r['retain_rows']}"
+        print(f"{r['measurement']:>5} | {r['variant']:>11} | {r['assistant_layers']:>2} | {rows_fr:>8} | "
+              f"{r['trained_parameters']:>14,} | "
               f"{r['median_s']*1e3:>8.1f} | {r['npo_median_s']*1e3:>8.1f} | {cell('npo'):>14} | "
               f"{r['npo_ref_median_s']*1e3:>10.1f} | {cell('npo_ref'):>14} | "
               f"{r['npo_rt_median_s']*1e3:>9.1f} | {cell('npo_rt'):>14}")
     print("npo: the project's NPO (reference log-probs precomputed once); npo_ref: + the frozen "
-          "reference's forward every step; npo_rt: + CE on the retain batch (same tokens as ULD)")
+          "reference's forward every step; npo_rt: + CE on the retain batch (same tokens as uld_k*); "
+          "uld_aug: ULD on the method's own D'_f/D'_r (paraphrases, perturbed answers) for the same "
+          "forget examples")
 gen = [r for r in rows if r["measurement"] == "generate"]
 if gen:
     g0 = gen[0]
