@@ -169,7 +169,8 @@ void Step(Variant& v, const Batch& f, const Batch& r, size_t batch_index) {
   (void)loss.item<double>();
 }
 
-std::vector<int64_t> ResolveLayers(const std::vector<std::string>& specs, int64_t layers) {
+absl::StatusOr<std::vector<int64_t>> ResolveLayers(const std::vector<std::string>& specs,
+                                                   int64_t layers) {
   std::vector<int64_t> out;
   for (const std::string& s : specs) {
     int64_t k = 0;
@@ -178,6 +179,11 @@ std::vector<int64_t> ResolveLayers(const std::vector<std::string>& specs, int64_
     } else if (s == "half") {
       k = std::max<int64_t>(1, layers / 2);
     } else {
+      const size_t digits = s.find_first_not_of("0123456789");
+      if (s.empty() || digits != std::string::npos || s.size() > 9) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--layers: '", s, "' is not a number, 'default' or 'half'"));
+      }
       k = std::stoll(s);
     }
     k = std::clamp<int64_t>(k, 1, layers);
@@ -453,7 +459,8 @@ absl::Status Run(const Args& args) {
   if (forget.empty() || retain.empty()) {
     return absl::InvalidArgumentError("empty forget or retain set");
   }
-  const std::vector<int64_t> ks = ResolveLayers(args.layers, target->config().num_hidden_layers);
+  UNL_ASSIGN_OR_RETURN(const std::vector<int64_t> ks,
+                       ResolveLayers(args.layers, target->config().num_hidden_layers));
   nlohmann::json config = {{"measurement", "config"},
                            {"model", args.model},
                            {"architecture", target->architecture()},

@@ -9,7 +9,7 @@
 # after the run.
 #
 #   bench/uld_bench.sh [--build-dir build] [--model DIR] [--threads 1] [--repeats 10]
-#                      [extra bench_uld flags, e.g. --layers "default 1 half" --max-tokens 64]
+#                      [extra bench_uld flags, e.g. --layers default 1 half --max-tokens 64]
 #
 # The model defaults to the demo LM, ${UNL_DEMO_DIR:-<repo>/.cache/demo}/model (tools/build_demo.sh),
 # with its data/forget.jsonl and data/retain.jsonl.
