@@ -23,6 +23,12 @@
 #   10 epochs, --threads 1: 0.8850 in 520 s; patch 4 / hidden 48 / FFN 96, 4 epochs, --threads 2:
 #   0.8575 in ~430 s (rejected); this recipe with 8 epochs: 0.8826 in 641 s (heavier load).
 #   --threads 2 without passive waiting: ~15x slower than --threads 1 on the loaded machine.
+#   The same recipe and seeds on an AMD EPYC machine (2026-12-01; OpenBLAS picks other kernels,
+#   so the float rounding and the training trajectory differ): 0.8777 (Shirt 0.653) in 188 s.
+# MIN_ACCURACY is a check that training worked (a broken build lands far below), not a target:
+# it was 0.88, 0.0016 under the first machine's result, and failed on the second. It sits 1.8
+# points under the lower of the two measurements. The tests that use the model state their bars
+# against its own measured accuracy (e.g. GS-LoRA's Acc_r against the original model's).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,7 +53,7 @@ done
 PATCH=7 HIDDEN=96 LAYERS=4 HEADS=4 INTERMEDIATE=192 INIT_SEED=0
 EPOCHS=7 BATCH=128 LR=2e-3 WEIGHT_DECAY=0.05 WARMUP_EPOCHS=0.5 LABEL_SMOOTHING=0.1 SHIFT=0
 TRAIN_SEED=0
-MIN_ACCURACY=0.88
+MIN_ACCURACY=0.86
 # Verification probes shipped with the model (model/probes/*.idx): not part of training, so they
 # have their own marker and are added to a cached model without retraining it.
 PROBES_PER_CLASS=300
