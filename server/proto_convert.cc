@@ -177,6 +177,8 @@ nlohmann::json MethodParamsToJson(const v1::MethodParams& params) {
       out["divergence"] = DivergenceName(p.divergence());
       if (p.reference_code_aggregation()) out["reference_code_aggregation"] = true;
       if (p.has_use_builtin_templates()) out["use_builtin_templates"] = p.use_builtin_templates();
+      if (p.good_answers() == v1::FlatParams::GOOD_ANSWERS_RETAIN) out["good_answers"] = "retain";
+      if (p.lr_schedule() == v1::FlatParams::LR_SCHEDULE_CONSTANT) out["lr_schedule"] = "constant";
       break;
     }
     case v1::MethodParams::kGradientAscent:

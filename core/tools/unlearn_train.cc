@@ -73,9 +73,14 @@ class PrintingSink : public ProgressSink {
   void OnProgress(const ProgressUpdate& u) override {
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    std::printf("step %lld/%lld  epoch %.1f  loss %.4f  elapsed %s  eta %s\n",
-                static_cast<long long>(u.step), static_cast<long long>(u.total_steps),
-                steps_per_epoch_ > 0 ? static_cast<double>(u.step) / steps_per_epoch_ : 0.0, u.loss,
+    // The epoch is shown only where the caller knows the epoch length (fine-tuning; a method's
+    // steps per epoch are its own).
+    const std::string epoch =
+        steps_per_epoch_ > 0
+            ? absl::StrFormat("  epoch %.1f", static_cast<double>(u.step) / steps_per_epoch_)
+            : std::string();
+    std::printf("step %lld/%lld%s  loss %.4f  elapsed %s  eta %s\n", static_cast<long long>(u.step),
+                static_cast<long long>(u.total_steps), epoch.c_str(), u.loss,
                 FormatSeconds(elapsed).c_str(), FormatSeconds(u.eta_seconds).c_str());
     std::fflush(stdout);
   }

@@ -1,15 +1,18 @@
-// Behaviour of the text unlearning methods on the demo LM (tools/build_demo.sh): FLAT and gradient
-// difference must bring the forget-set mean answer probability to <= 25% of its value before while
-// the retain-set mean answer probability stays >= 80% of its value before. GA and NPO are run and
-// reported (GA is known to collapse the model). Each method runs with its default parameters
-// (fixed seed 0). Prints a figures table to stdout.
+// Behaviour of the text unlearning methods on the demo LM (tools/build_demo.sh), against the
+// issue's bar: forget-set mean answer probability <= 25% of its value before while the retain-set
+// mean answer probability stays >= 80% of its value before. Gradient difference and FLAT with
+// retain-set good answers must meet it; FLAT's forget-only bars are (a) below (disabled: not met on
+// this model, with the measured sweep) and (c) in flat_pretrained_test.cc. GA and NPO are run and
+// reported (GA is known to collapse the model). Fixed seed 0. Prints a figures table to stdout.
 //
 // The demo directory is $UNL_DEMO_DIR, default <source>/.cache/demo, with data/{train,forget,
 // retain,holdout}.jsonl and model/. A missing demo is a failure, not a skip.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -105,11 +108,18 @@ class TextUnlearningBehaviourTest : public ::testing::Test {
 
   void SetUp() override { ASSERT_EQ(setup_error_, nullptr) << *setup_error_; }
 
+  // The mean answer probability only: the examples are scored without their perturbed answers
+  // and paraphrases (truth ratios are not used here and cost five times the scoring).
   static double MeanProbability(const LanguageModel& model,
                                 const std::vector<TextExample>& examples) {
+    std::vector<TextExample> plain = examples;
+    for (TextExample& e : plain) {
+      e.perturbed_answers.clear();
+      e.paraphrased_questions.clear();
+    }
     CancellationToken cancel;
     absl::StatusOr<ExampleScores> scores =
-        ScoreExamples(model, examples, /*with_rouge=*/false, &cancel);
+        ScoreExamples(model, plain, /*with_rouge=*/false, &cancel);
     if (!scores.ok() || scores->answer_probability.empty()) return -1.0;
     const auto& p = scores->answer_probability;
     return std::accumulate(p.begin(), p.end(), 0.0) / static_cast<double>(p.size());
@@ -128,7 +138,7 @@ class TextUnlearningBehaviourTest : public ::testing::Test {
 
   // Runs `method` with `params` on a clone of the demo model (the original is the reference).
   static void RunMethod(const std::string& method, const nlohmann::json& params,
-                        MethodOutcome* outcome) {
+                        MethodOutcome* outcome, bool with_retain = true) {
     outcome->method = method;
     outcome->before = *before_;
     UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> m,
@@ -136,7 +146,7 @@ class TextUnlearningBehaviourTest : public ::testing::Test {
     outcome->params = m->EffectiveParams().dump();
     ErasureData data;
     data.forget = data_->at("forget");
-    data.retain = data_->at("retain");
+    if (with_retain) data.retain = data_->at("retain");
     outcome->steps = m->TotalSteps(data);
     NullProgressSink progress;
     CancellationToken cancel;
@@ -199,16 +209,16 @@ std::vector<MethodOutcome>* TextUnlearningBehaviourTest::outcomes_ = nullptr;
 std::string* TextUnlearningBehaviourTest::setup_error_ = nullptr;
 
 // The issue's acceptance bar (not to be loosened): forget <= 25% of before, retain >= 80%.
-//
-// FLAT: NOT YET MET on the demo model, so its acceptance test is disabled rather than loosened
-// (run it with --gtest_also_run_disabled_tests). Measured at seed 0 (forget / retain ratio):
-//   flat lr 1e-4 x10 epochs (default): 0.1% / 0.1%;  lr 4e-5: 6.3% / 18%;  lr 3e-5: 28% / 54%;
-//   lr 2e-5: 73% / 92%.
-//   gradient_difference lr 5e-5 x5 (default): 71% / 96%;  lr 1e-4 x5: 33% / 81%;
-//   lr 1e-4 x10: 0.0% / 32%;  lr 2e-4 x7 retain_weight 3: 24% / 93%;
-//   lr 2e-4 x8 retain_weight 3: 9.7% / 84% (the settings of the enabled test below).
-// More FLAT runs (forget / retain), measured with `unlearn-train unlearn` at seed 0:
-//   js lr 3e-5: 14% / 35%;  tv lr 1e-4 on a refusing demo model: 0.1% / 0.6%;
+constexpr double kMaxForgetRatio = 0.25;
+constexpr double kMinRetainRatio = 0.80;
+
+// FLAT's bars (issue "Real language models and ULD", FLAT finished). The absolute forget-only bar
+// (forget <= 25%, retain >= 80% with templates only) is bar (c): it runs on a pre-trained model
+// given through the environment (flat_pretrained_test.cc). On this demo model, forget-only FLAT
+// cannot meet it; the sweep before this version (constant learning rate, one template per example
+// for the whole run), forget / retain at seed 0:
+//   flat lr 1e-4 x10 epochs: 0.1% / 0.1%;  lr 4e-5: 6.3% / 18%;  lr 3e-5: 28% / 54%;
+//   lr 2e-5: 73% / 92%;  js lr 3e-5: 14% / 35%;  tv lr 1e-4 on a refusing demo model: 0.1% / 0.6%;
 //   reference_code_aggregation lr 1e-4: 0.3% / 1.9%;  full batch (32) x40 epochs lr 3e-5:
 //   2.5% / 9.6%;  a 2x wider model (12M parameters) lr 1e-5: 67% / 84%, lr 2e-5: 0.3% / 0.6%;
 //   100 people instead of 40 (80 forget examples) lr 2e-5: 34% / 46%;  a demo model that also
@@ -221,12 +231,69 @@ std::string* TextUnlearningBehaviourTest::setup_error_ = nullptr;
 // 288 memorised answers (for unseen people it answers with a trained person's facts), so pushing
 // down the forget answers' bytes ("Lentas was born in Nairobi.") pushes down the shared bytes of
 // every answer; the template term slows the collapse but cannot target it without retain data.
-constexpr double kMaxForgetRatio = 0.25;
-constexpr double kMinRetainRatio = 0.80;
 
-TEST_F(TextUnlearningBehaviourTest, DISABLED_FlatForgetsAndKeepsRetain) {
+// Bar (a): forget-only FLAT beats the forget-only baselines. On one shared learning-rate grid (10
+// epochs, batch 8, seed 0, each method's own schedule, no retain data reaching any method), among
+// the runs that keep retain >= 80% of before, FLAT's lowest forget ratio must be <= the lowest of
+// gradient ascent and NPO.
+//
+// NOT MET on the demo model, so the test is disabled rather than loosened (run it with
+// --gtest_also_run_disabled_tests; 6.6 minutes here). Measured at seed 0 with the authors' schedule
+// and per-step template draws (forget / retain; "-" = retain < 80%):
+//   lr       flat             gradient_ascent   npo
+//   1e-05    99.6% / 100.0%   88.8% / 98.3%     89.9% / 98.7%
+//   1.5e-05  99.2% / 99.9%    71.9% / 94.3%     74.0% / 95.2%
+//   2e-05    98.3% / 99.8%    43.2% / 81.6%     46.8% / 85.1%
+//   2.5e-05  96.4% / 99.6%    15.9% / 51.3% -   20.2% / 59.0% -
+//   3e-05    93.8% / 99.2%    3.7% / 19.2% -    6.7% / 28.0% -
+//   4e-05    86.8% / 97.5%    0.0% / 0.5% -     0.7% / 4.0% -
+//   5e-05    72.5% / 91.7%    0.0% / 0.0% -     0.3% / 1.1% -
+//   6e-05    54.9% / 81.9%    0.0% / 0.0% -     0.2% / 0.4% -
+//   7e-05    32.5% / 62.9% -  0.0% / 0.0% -     0.2% / 0.2% -
+//   8e-05    16.8% / 41.1% -  0.0% / 0.0% -     0.1% / 0.1% -
+//   1e-4     2.6% / 7.9% -    0.0% / 0.0% -     0.1% / 0.1% -
+//   2e-4     0.1% / 0.1% -    0.0% / 0.0% -     0.0% / 0.0% -
+// Best with retain >= 80%: FLAT 54.9% (6e-5), gradient ascent 43.2% (2e-5), NPO 46.8% (2e-5).
+// The trade-off log(forget) / log(retain) at those points is 3.0 for FLAT, 4.1 and 4.7 for the
+// baselines: on this model the template term costs retain probability (it teaches refusals to
+// every question) as much as it protects it. The repository's TV divergence: lr 1e-4 12.5% /
+// 28.5%. Longer training does not help forget-only runs (30 epochs: FLAT lr 3e-5 1.6% / 7.3%,
+// GA lr 1e-5 0.1% / 2.4%, NPO lr 1e-5 2.1% / 17.2%).
+constexpr double kSharedGrid[] = {1e-5, 1.5e-5, 2e-5, 2.5e-5, 3e-5, 4e-5,
+                                  5e-5, 6e-5,   7e-5, 8e-5,   1e-4, 2e-4};
+
+TEST_F(TextUnlearningBehaviourTest, DISABLED_FlatBeatsForgetOnlyBaselinesOnASharedGrid) {
+  std::map<std::string, double> best;  // lowest forget ratio among runs keeping retain >= 80%
+  for (const char* method : {"flat", "gradient_ascent", "npo"}) {
+    best[method] = std::numeric_limits<double>::infinity();
+    for (double lr : kSharedGrid) {
+      MethodOutcome o;
+      RunMethod(method, {{"learning_rate", lr}, {"epochs", 10}}, &o, /*with_retain=*/false);
+      if (o.after.retain >= kMinRetainRatio * o.before.retain) {
+        best[method] = std::min(best[method], o.after.forget / o.before.forget);
+      }
+    }
+    std::printf("[bar a] %s: lowest forget ratio with retain >= 80%%: %.4f\n", method,
+                best[method]);
+  }
+  ASSERT_TRUE(std::isfinite(best["flat"])) << "no FLAT run on the grid kept retain >= 80%";
+  EXPECT_LE(best["flat"], std::min(best["gradient_ascent"], best["npo"]));
+}
+
+// Bar (b): FLAT with retain-set good answers (good_answers = "retain"; not forget-only) brings the
+// forget set to <= 25% of before while the retain set keeps >= 80%. The retain set is both the
+// method's good answers and the measured set, as for gradient difference below (TOFU's
+// convention). Settings chosen for the demo by a sweep at seed 0 (forget / retain):
+//   lr 5e-5 x10 epochs 33.7% / 88.3%;  6e-5 x10 20.1% / 81.7%;  7e-5 x10 8.9% / 77.6%;
+//   1e-4 x10 3.8% / 78.0%;  5e-5 x15 6.3% / 81.3%;  4e-5 x20 3.8% / 84.7%;
+//   3e-5 x20 15.0% / 88.0%;  3e-5 x30 1.4% / 90.3% (these settings);  tv lr 6e-5 x10 3.8% / 47.6%.
+// Lower learning rates over more epochs separate forget from retain better here; forget-only
+// runs collapse instead (bar (a) above). What it keeps is what it trains on: trained on the first
+// 192 retain records only, the same settings give forget 0.4%, the whole retain set 84.0%, but
+// the 64 records it never saw 57.5% of before.
+TEST_F(TextUnlearningBehaviourTest, FlatWithRetainGoodAnswersForgetsAndKeepsRetain) {
   MethodOutcome o;
-  RunMethod("flat", nlohmann::json::object(), &o);
+  RunMethod("flat", {{"good_answers", "retain"}, {"learning_rate", 3e-5}, {"epochs", 30}}, &o);
   ASSERT_GT(o.after.forget + o.after.retain, 0.0);
   EXPECT_LE(o.after.forget, kMaxForgetRatio * o.before.forget);
   EXPECT_GE(o.after.retain, kMinRetainRatio * o.before.retain);
@@ -293,6 +360,18 @@ TEST_F(TextUnlearningBehaviourTest, DISABLED_UldSweep) {
     std::printf("  alpha %.2f: forget %.4f (%.1f%%), retain %.4f (%.2f%%), holdout %.4f (%.2f%%)\n",
                 alpha, f[0], 100 * f[0] / before[0], f[1], 100 * f[1] / before[1], f[2],
                 100 * f[2] / before[2]);
+  }
+}
+
+// Experiments, disabled: with UNL_TEXT_SWEEP set to a JSON list of [method, params, with_retain]
+// triples and --gtest_also_run_disabled_tests, runs each and prints its figures (the sweeps quoted
+// in this file were run this way).
+TEST_F(TextUnlearningBehaviourTest, DISABLED_Sweep) {
+  const char* env = std::getenv("UNL_TEXT_SWEEP");
+  if (env == nullptr) GTEST_SKIP() << "set UNL_TEXT_SWEEP to a JSON list of [method, params, bool]";
+  for (const nlohmann::json& run : nlohmann::json::parse(env)) {
+    MethodOutcome o;
+    RunMethod(run.at(0).get<std::string>(), run.at(1), &o, run.at(2).get<bool>());
   }
 }
 

@@ -120,6 +120,13 @@ TEST(BuildMethodParams, MapsTypedKeysOntoTheMethodMessage) {
   auto full_enum = BuildMethodParams("flat", {"divergence=DIVERGENCE_PEARSON"});
   UNL_ASSERT_OK(full_enum.status());
   EXPECT_EQ(full_enum->flat().divergence(), v1::FlatParams::DIVERGENCE_PEARSON);
+
+  auto good = BuildMethodParams("flat", {"good_answers=retain", "lr_schedule=constant"});
+  UNL_ASSERT_OK(good.status());
+  EXPECT_EQ(good->flat().good_answers(), v1::FlatParams::GOOD_ANSWERS_RETAIN);
+  EXPECT_EQ(good->flat().lr_schedule(), v1::FlatParams::LR_SCHEDULE_CONSTANT);
+  EXPECT_THAT(BuildMethodParams("flat", {"good_answers=refusals"}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("templates, retain")));
 }
 
 TEST(BuildMethodParams, RejectsUnknownKeysWithTheValidOnes) {

@@ -145,7 +145,11 @@ TEST(MethodParamsTest, EffectiveParamsListEveryKeyWithDefaults) {
     std::vector<std::string> extra_keys;
   };
   const std::vector<Case> cases = {
-      {"flat", 1e-4, 10, {"divergence", "reference_code_aggregation", "use_builtin_templates"}},
+      {"flat",
+       5e-5,
+       10,
+       {"divergence", "reference_code_aggregation", "use_builtin_templates", "good_answers",
+        "lr_schedule"}},
       {"gradient_ascent", 2e-5, 3, {}},
       {"gradient_difference", 5e-5, 5, {"forget_weight", "retain_weight"}},
       {"npo", 5e-5, 5, {"beta", "retain_weight"}},

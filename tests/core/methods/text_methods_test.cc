@@ -201,31 +201,112 @@ TEST(TextMethodTest, RunChecksData) {
                                                  "gradient_difference needs a retain_set"));
 }
 
-TEST(FlatMethodTest, PairsTemplatesFromThePoolDeterministically) {
+// The released code draws a template for every item each time the item is loaded: a forget prompt
+// meets several templates over the epochs, the draws come from the pool and repeat with the seed.
+TEST(FlatMethodTest, DrawsATemplatePerExampleAtEveryStepDeterministically) {
   FlatParams p;
   p.training.seed = 5;
-  p.training.max_steps = 1;
+  p.training.epochs = 6;
+  p.training.batch_size = 2;
   p.use_builtin_templates = false;
   RunFixture f;
   f.data.forget = ForgetSet();
-  f.data.templates = {"No comment.", "Unknown."};
+  f.data.templates = {"No comment.", "Unknown.", "Ask someone else."};
   FlatMethod a(p);
-  UNL_ASSERT_OK(a.Run(f.Context()).status());
-  ASSERT_EQ(a.paired_templates().size(), 4u);
-  for (const std::string& t : a.paired_templates()) {
-    EXPECT_TRUE(t == "No comment." || t == "Unknown.") << t;
+  UNL_ASSERT_OK_AND_ASSIGN(Candidate candidate, a.Run(f.Context()));
+  EXPECT_EQ(a.template_pool(), f.data.templates);
+  const std::vector<std::vector<int64_t>> schedule = ForgetBatchSchedule(p.training, 4);
+  ASSERT_EQ(a.template_draws().size(), schedule.size());
+  std::vector<std::set<int64_t>> per_example(4);
+  for (size_t s = 0; s < schedule.size(); ++s) {
+    ASSERT_EQ(a.template_draws()[s].size(), schedule[s].size());
+    for (size_t k = 0; k < schedule[s].size(); ++k) {
+      const int64_t t = a.template_draws()[s][k];
+      ASSERT_GE(t, 0);
+      ASSERT_LT(t, 3);
+      per_example[static_cast<size_t>(schedule[s][k])].insert(t);
+    }
   }
+  // 6 draws from 3 templates: a single template for an example has probability 3^-5 each.
+  for (const std::set<int64_t>& seen : per_example) EXPECT_GE(seen.size(), 2u);
+  EXPECT_EQ(candidate.facts["forget_only"], true);
+  EXPECT_EQ(candidate.facts["template_pool_size"], 3);
+
   FlatMethod b(p);
   RunFixture g;
   g.data = f.data;
   UNL_ASSERT_OK(b.Run(g.Context()).status());
-  EXPECT_EQ(a.paired_templates(), b.paired_templates());
+  EXPECT_EQ(a.template_draws(), b.template_draws());
+  p.training.seed = 6;
+  FlatMethod c(p);
+  RunFixture h;
+  h.data = f.data;
+  UNL_ASSERT_OK(c.Run(h.Context()).status());
+  EXPECT_NE(a.template_draws(), c.template_draws());
+}
 
+TEST(FlatMethodTest, BuiltinPoolHasAtLeastFiftyDistinctTemplates) {
+  const std::vector<std::string>& pool = BuiltinRefusalTemplates();
+  EXPECT_GE(pool.size(), 50u);
+  EXPECT_EQ(std::set<std::string>(pool.begin(), pool.end()).size(), pool.size());
+  for (const std::string& t : pool) EXPECT_FALSE(t.empty());
   // Without request templates the built-in pool is used even if use_builtin_templates is false.
-  EXPECT_EQ(a.TemplatePool({}), BuiltinRefusalTemplates());
-  EXPECT_GE(BuiltinRefusalTemplates().size(), 10u);
+  FlatParams p;
+  p.use_builtin_templates = false;
+  EXPECT_EQ(FlatMethod(p).TemplatePool({}), pool);
+  EXPECT_EQ(FlatMethod(p).TemplatePool({"X."}), std::vector<std::string>{"X."});
   p.use_builtin_templates = true;
-  EXPECT_EQ(FlatMethod(p).TemplatePool({"X."}).size(), 1 + BuiltinRefusalTemplates().size());
+  EXPECT_EQ(FlatMethod(p).TemplatePool({"X."}).size(), 1 + pool.size());
+}
+
+TEST(FlatMethodTest, RetainGoodAnswersNeedARetainSetAndAreNotForgetOnly) {
+  UNL_ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<UnlearningMethod> method,
+      MethodRegistry::Builtin().Create("flat", {{"good_answers", "retain"}, {"max_steps", 2}}));
+  EXPECT_EQ(method->EffectiveParams()["good_answers"], "retain");
+  RunFixture f;
+  f.data.forget = ForgetSet();
+  EXPECT_THAT(method->Run(f.Context()), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                 HasSubstr("needs a non-empty retain_set")));
+  f.data.retain = RetainSet();
+  f.data.templates = {"No comment."};
+  EXPECT_THAT(method->Run(f.Context()), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                 HasSubstr("does not use template_answers")));
+  f.data.templates.clear();
+  UNL_ASSERT_OK_AND_ASSIGN(Candidate candidate, method->Run(f.Context()));
+  EXPECT_EQ(candidate.facts["forget_only"], false);
+  EXPECT_EQ(candidate.facts["good_answers"], "retain");
+  EXPECT_TRUE(dynamic_cast<const FlatMethod&>(*method).template_draws().empty());
+}
+
+TEST(FlatMethodTest, RejectsUnknownGoodAnswersAndSchedules) {
+  EXPECT_THAT(MethodRegistry::Builtin().Create("flat", {{"good_answers", "refusals"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("flat.good_answers must be")));
+  EXPECT_THAT(MethodRegistry::Builtin().Create("flat", {{"lr_schedule", "cosine"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("flat.lr_schedule must be")));
+}
+
+// The authors' schedule: warm-up over the first epoch (max(2, steps per epoch)), then linear decay.
+class ScheduleOf : public FlatMethod {
+ public:
+  using FlatMethod::FlatMethod;
+  using FlatMethod::Schedule;
+};
+
+TEST(FlatMethodTest, ScheduleWarmsUpOverTheFirstEpochThenDecaysLinearly) {
+  FlatParams p;
+  OptimizerOptions o = ScheduleOf(p).Schedule(40, 4);
+  EXPECT_EQ(o.warmup_steps, 4);
+  EXPECT_TRUE(o.linear_decay);
+  EXPECT_EQ(ScheduleOf(p).Schedule(10, 1).warmup_steps, 2);
+  p.schedule = FlatSchedule::kConstant;
+  o = ScheduleOf(p).Schedule(40, 4);
+  EXPECT_EQ(o.warmup_steps, 0);
+  EXPECT_FALSE(o.linear_decay);
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<UnlearningMethod> method,
+                           MethodRegistry::Builtin().Create("flat", nlohmann::json::object()));
+  EXPECT_EQ(method->EffectiveParams()["lr_schedule"], "warmup_linear");
+  EXPECT_EQ(method->EffectiveParams()["learning_rate"], FlatMethod::kDefaultLearningRate);
 }
 
 // A short run of each method lowers the forget-set probability of the tiny model after it has been
