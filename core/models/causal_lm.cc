@@ -32,6 +32,7 @@ namespace {
 
 constexpr char kConfigFile[] = "config.json";
 constexpr char kWeightsFile[] = "model.safetensors";
+constexpr char kGenerationConfigFile[] = "generation_config.json";
 constexpr char kWeightsIndexFile[] = "model.safetensors.index.json";
 
 // Reads model.safetensors, or every shard named by
@@ -204,6 +205,11 @@ absl::StatusOr<std::unique_ptr<CausalLm>> CausalLm::Load(const std::string& dir,
     return absl::Status(config.status().code(),
                         absl::StrCat(config_path, ": ", config.status().message()));
   }
+  const std::string generation_path = JoinPath(dir, kGenerationConfigFile);
+  if (std::filesystem::exists(generation_path)) {
+    UNL_ASSIGN_OR_RETURN(nlohmann::json generation, ReadJsonFile(generation_path));
+    UNL_RETURN_IF_ERROR(config->SetGenerationConfig(generation));
+  }
   UNL_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, LoadTokenizer(dir));
   if (tokenizer->vocab_size() > config->vocab_size) {
     return absl::InvalidArgumentError(
@@ -227,6 +233,9 @@ absl::StatusOr<std::unique_ptr<CausalLm>> CausalLm::Load(const std::string& dir,
 
 bool CausalLm::IsStopToken(int64_t id) const {
   for (int64_t eos : config().extra_eos_token_ids) {
+    if (id == eos) return true;
+  }
+  for (int64_t eos : config().generation_eos_token_ids) {
     if (id == eos) return true;
   }
   return LanguageModel::IsStopToken(id);
@@ -255,6 +264,10 @@ absl::Status CausalLm::Save(const std::string& dir) const {
   UNL_RETURN_IF_ERROR(
       WriteFileSynced(JoinPath(dir, kConfigFile), config().ToJson().dump(2) + "\n"));
   UNL_RETURN_IF_ERROR(WriteSafetensors(JoinPath(dir, kWeightsFile), *tensors, {{"format", "pt"}}));
+  if (!config().generation_config.is_null()) {
+    UNL_RETURN_IF_ERROR(WriteFileSynced(JoinPath(dir, kGenerationConfigFile),
+                                        config().generation_config.dump(2) + "\n"));
+  }
   return tokenizer_->Save(dir);
 }
 

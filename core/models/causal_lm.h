@@ -71,6 +71,11 @@ struct LlamaConfig {
   // The other ids of a list-valued eos_token_id (Llama 3.1: [128001, 128008, 128009]; the first
   // is eos_token_id). Generation stops at any of them.
   std::vector<int64_t> extra_eos_token_ids;
+  // generation_config.json as loaded (null when the directory has none); written back on save and
+  // not part of config.json. Its eos_token_id (an id or a list: Llama 3 Instruct's [128001,
+  // 128009]) stops generation too, as transformers' generate() does.
+  nlohmann::json generation_config;
+  std::vector<int64_t> generation_eos_token_ids;
   int64_t pad_token_id = ByteTokenizer::kPad;
   // dtype the weights are stored in: "float32", "bfloat16" or "float16". Compute is float32
   // (bfloat16 for a bf16 checkpoint loaded with CausalLm::LoadOptions::keep_bfloat16).
@@ -80,6 +85,9 @@ struct LlamaConfig {
   // model_type, rope_scaling, window keys). kInvalidArgument naming the offending key and value
   // otherwise (nested keys as "rope_scaling.factor").
   static absl::StatusOr<LlamaConfig> FromJson(const nlohmann::json& json);
+  // Sets generation_config and its stop ids from a parsed generation_config.json.
+  // kInvalidArgument naming "eos_token_id" if it is neither an id nor a list of ids.
+  absl::Status SetGenerationConfig(const nlohmann::json& json);
   // Includes "architectures": [architecture()] and "model_type".
   nlohmann::json ToJson() const;
   int64_t head_dim() const { return hidden_size / num_attention_heads; }

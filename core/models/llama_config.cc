@@ -344,6 +344,28 @@ int64_t LlamaConfig::LayerWindow(int64_t layer) const {
   return sliding ? sliding_window : 0;
 }
 
+absl::Status LlamaConfig::SetGenerationConfig(const nlohmann::json& json) {
+  if (!json.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "generation_config.json: expected a JSON object, got ", json.dump().substr(0, 80)));
+  }
+  std::vector<int64_t> ids;
+  if (auto it = json.find("eos_token_id"); it != json.end() && !it->is_null()) {
+    const nlohmann::json list = it->is_array() ? *it : nlohmann::json::array({*it});
+    for (const nlohmann::json& id : list) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("generation_config.json: \"eos_token_id\" = ", it->dump().substr(0, 80),
+                         ": expected a token id in [0, ", vocab_size, ") or a list of them"));
+      }
+      ids.push_back(id.get<int64_t>());
+    }
+  }
+  generation_config = json;
+  generation_eos_token_ids = std::move(ids);
+  return absl::OkStatus();
+}
+
 nlohmann::json LlamaConfig::ToJson() const {
   nlohmann::json rope = nullptr;
   if (rope_scaling.type == RopeScaling::Type::kLinear) {

@@ -523,6 +523,39 @@ TEST_F(CausalLmTest, GenerateStopsAtEosAndWhenTheCallbackSaysSo) {
   config["eos_token_id"] = {2, "x"};
   EXPECT_THAT(LlamaConfig::FromJson(config),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("eos_token_id")));
+
+  // generation_config.json's eos_token_id stops generation too (Llama 3 Instruct lists its
+  // end-of-turn token there, not in config.json); the file survives a save unchanged.
+  const std::string gen_dir = CopyDir(Variant("f32"), "generation_config");
+  const nlohmann::json generation = {{"eos_token_id", {2, all[2]}}, {"temperature", 0.6}};
+  WriteJson(gen_dir + "/generation_config.json", generation);
+  std::unique_ptr<CausalLm> gen_lm = LoadOrDie(gen_dir);
+  ASSERT_NE(gen_lm, nullptr);
+  EXPECT_EQ(gen_lm->eos_id(), 2);
+  EXPECT_TRUE(gen_lm->IsStopToken(all[2]));
+  UNL_ASSERT_OK_AND_ASSIGN(std::vector<int64_t> stopped_by_generation_config,
+                           gen_lm->Generate(prompt, options));
+  EXPECT_EQ(stopped_by_generation_config, stopped);
+  EXPECT_FALSE(gen_lm->config().ToJson().contains("generation_config"));
+  const std::string saved_dir = ::testing::TempDir() + "/generation_config_saved";
+  std::filesystem::remove_all(saved_dir);
+  std::filesystem::create_directories(saved_dir);
+  UNL_ASSERT_OK(gen_lm->Save(saved_dir));
+  EXPECT_EQ(ReadJson(saved_dir + "/generation_config.json"), generation);
+  EXPECT_EQ(ReadJson(saved_dir + "/config.json")["eos_token_id"], 2);
+  std::unique_ptr<CausalLm> reloaded = LoadOrDie(saved_dir);
+  ASSERT_NE(reloaded, nullptr);
+  EXPECT_TRUE(reloaded->IsStopToken(all[2]));
+  std::unique_ptr<CausalLm> cloned = gen_lm->CloneLm(torch::kCPU);
+  EXPECT_TRUE(cloned->IsStopToken(all[2]));
+  // A bad id is an error naming the file and the key.
+  WriteJson(gen_dir + "/generation_config.json", {{"eos_token_id", {2, "x"}}});
+  EXPECT_THAT(CausalLm::Load(gen_dir, torch::kCPU),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("generation_config.json: \"eos_token_id\"")));
+  WriteJson(gen_dir + "/generation_config.json", {{"eos_token_id", 1 << 30}});
+  EXPECT_THAT(CausalLm::Load(gen_dir, torch::kCPU),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected a token id")));
   config["eos_token_id"] = {2, 100000};
   EXPECT_THAT(LlamaConfig::FromJson(config),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("eos_token_id")));
