@@ -246,6 +246,10 @@ int Generate(Connection& connection, const GenerateOptions& options) {
   request.set_temperature(options.temperature);
   if (options.top_p) request.set_top_p(*options.top_p);
   request.set_seed(options.seed);
+  if (options.uld_alpha) request.mutable_logit_difference()->set_alpha(*options.uld_alpha);
+  if (options.uld_filter_rate) {
+    request.mutable_logit_difference()->set_filter_rate(*options.uld_filter_rate);
+  }
   ParsingStreamReader<v1::GenerateResponse> reader(
       connection.channel(), "/unlearning.v1.InferenceService/Generate", &context, request);
   v1::GenerateResponse chunk;
@@ -278,6 +282,10 @@ int Score(Connection& connection, const ScoreOptions& options) {
   request.set_prompt(options.prompt);
   request.set_continuation(options.continuation);
   request.set_qa_format(options.qa_format);
+  if (options.uld_alpha) request.mutable_logit_difference()->set_alpha(*options.uld_alpha);
+  if (options.uld_filter_rate) {
+    request.mutable_logit_difference()->set_filter_rate(*options.uld_filter_rate);
+  }
   v1::ScoreResponse response;
   grpc::Status status = connection.inference().Score(&context, request, &response);
   if (!status.ok()) return connection.ReportRpcError(status);

@@ -35,6 +35,9 @@ struct GenerateOptions {
   double temperature = 0;
   std::optional<double> top_p;
   uint64_t seed = 0;
+  // ULD versions only (LogitDifferenceOptions): this query's α and filter rate.
+  std::optional<double> uld_alpha;
+  std::optional<double> uld_filter_rate;
 };
 // Streams generated text to stdout as it arrives.
 int Generate(Connection& connection, const GenerateOptions& options);
@@ -45,6 +48,8 @@ struct ScoreOptions {
   std::string prompt;
   std::string continuation;
   bool qa_format = false;
+  std::optional<double> uld_alpha;
+  std::optional<double> uld_filter_rate;
 };
 int Score(Connection& connection, const ScoreOptions& options);
 

@@ -229,6 +229,10 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 10.0));
   AddOptionalDouble(generate_cmd, "--top-p", &generate.top_p, "Nucleus sampling mass (0, 1]");
   generate_cmd->add_option("--seed", generate.seed, "Sampling seed");
+  AddOptionalDouble(generate_cmd, "--uld-alpha", &generate.uld_alpha,
+                    "ULD versions: subtraction weight for this query, [the version's, 4]");
+  AddOptionalDouble(generate_cmd, "--uld-filter-rate", &generate.uld_filter_rate,
+                    "ULD versions: relative-top filter rate for this query, [1e-4, the version's]");
   generate_cmd->callback([&] { command = [&](Connection& c) { return Generate(c, generate); }; });
 
   ScoreOptions score;
@@ -240,6 +244,10 @@ int Main(int argc, char** argv) {
   score_cmd->add_option("--continuation", score.continuation, "Continuation to score")->required();
   score_cmd->add_flag("--qa", score.qa_format,
                       "Wrap the prompt in the model's question/answer template");
+  AddOptionalDouble(score_cmd, "--uld-alpha", &score.uld_alpha,
+                    "ULD versions: subtraction weight for this query, [the version's, 4]");
+  AddOptionalDouble(score_cmd, "--uld-filter-rate", &score.uld_filter_rate,
+                    "ULD versions: relative-top filter rate for this query, [1e-4, the version's]");
   score_cmd->callback([&] { command = [&](Connection& c) { return Score(c, score); }; });
 
   ClassifyOptions classify;

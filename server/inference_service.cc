@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <memory>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +19,7 @@
 #include "core/app/text_inference.h"
 #include "core/common/torch_status.h"
 #include "core/io/png.h"
+#include "core/models/logit_difference.h"
 #include "core/models/model.h"
 #include "server/proto_convert.h"
 
@@ -28,10 +31,12 @@ using Clock = std::chrono::steady_clock;
 struct ResolvedLm {
   std::shared_ptr<const ServedVersion> version;  // keeps the model alive during the call
   const core::LanguageModel* lm = nullptr;
+  // A ULD composite with this query's logit_difference settings (lm points at it), or null.
+  std::unique_ptr<core::LogitDifferenceLm> query_view;
 };
 
 absl::StatusOr<ResolvedLm> ResolveLm(ModelManager* models, const std::string& model_id,
-                                     int64_t version) {
+                                     int64_t version, const v1::LogitDifferenceOptions* uld) {
   if (model_id.empty()) return absl::InvalidArgumentError("model_id is required");
   auto served = models->Resolve(model_id, version);
   if (!served.ok()) return served.status();
@@ -40,7 +45,21 @@ absl::StatusOr<ResolvedLm> ResolveLm(ModelManager* models, const std::string& mo
     return absl::FailedPreconditionError(absl::StrCat(
         "model '", model_id, "' is not a causal language model: Generate and Score need one"));
   }
-  return ResolvedLm{*std::move(served), lm};
+  ResolvedLm resolved{*std::move(served), lm, nullptr};
+  if (uld != nullptr && (uld->has_alpha() || uld->has_filter_rate())) {
+    auto view = core::LogitDifferenceLm::WithQuerySettings(
+        resolved.version->model,
+        uld->has_alpha() ? std::optional<double>(uld->alpha()) : std::nullopt,
+        uld->has_filter_rate() ? std::optional<double>(uld->filter_rate()) : std::nullopt);
+    if (!view.ok()) {
+      return absl::Status(view.status().code(),
+                          absl::StrCat("model '", model_id, "' version ", resolved.version->version,
+                                       ": ", view.status().message()));
+    }
+    resolved.query_view = *std::move(view);
+    resolved.lm = resolved.query_view.get();
+  }
+  return resolved;
 }
 
 // One request image as [C, H, W] float32 in [0, 1] fitted to `spec`; errors name the image.
@@ -454,7 +473,9 @@ absl::Status InferenceServiceImpl::DoGenerate(const v1::GenerateRequest& req,
                               std::chrono::duration<double>(Clock::now() - start).count());
     return status;
   };
-  auto resolved = ResolveLm(models_, request->model_id(), request->version());
+  auto resolved =
+      ResolveLm(models_, request->model_id(), request->version(),
+                request->has_logit_difference() ? &request->logit_difference() : nullptr);
   if (!resolved.ok()) return finish(resolved.status());
   const int64_t served_version = resolved->version->version;
 
@@ -499,7 +520,9 @@ absl::Status InferenceServiceImpl::DoScore(const v1::ScoreRequest& req,
                               std::chrono::duration<double>(Clock::now() - start).count());
     return status;
   };
-  auto resolved = ResolveLm(models_, request->model_id(), request->version());
+  auto resolved =
+      ResolveLm(models_, request->model_id(), request->version(),
+                request->has_logit_difference() ? &request->logit_difference() : nullptr);
   if (!resolved.ok()) return finish(resolved.status());
   auto scores =
       core::Score(*resolved->lm, core::TextPrompt{request->prompt(), request->qa_format()},

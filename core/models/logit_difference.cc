@@ -122,6 +122,43 @@ LogitDifferenceLm::LogitDifferenceLm(std::shared_ptr<const Model> target_owner,
                                      const CausalLm* target, std::vector<Assistant> assistants)
     : target_owner_(std::move(target_owner)), target_(target), assistants_(std::move(assistants)) {}
 
+absl::StatusOr<std::unique_ptr<LogitDifferenceLm>> LogitDifferenceLm::WithQuerySettings(
+    std::shared_ptr<const Model> self, std::optional<double> alpha,
+    std::optional<double> filter_rate) {
+  const auto* composite = dynamic_cast<const LogitDifferenceLm*>(self.get());
+  if (composite == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "logit_difference settings apply only to a version served as a target minus ULD "
+        "assistants (made by the uld method); this one is ",
+        self == nullptr ? std::string("null") : self->architecture()));
+  }
+  double max_alpha = 0.0;
+  double min_rate = 1.0;
+  for (const Assistant& a : composite->assistants_) {
+    max_alpha = std::max(max_alpha, a.config.alpha);
+    min_rate = std::min(min_rate, a.config.filter_rate);
+  }
+  if (alpha && !(*alpha >= max_alpha && *alpha <= kMaxQueryAlpha)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("logit_difference.alpha must be in [", max_alpha, ", ", kMaxQueryAlpha,
+                     "], got ", *alpha, ": the version was verified at alpha ", max_alpha,
+                     ", and a weaker subtraction would bring back what the erasure removed"));
+  }
+  if (filter_rate && !(*filter_rate >= kMinQueryFilterRate && *filter_rate <= min_rate)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "logit_difference.filter_rate must be in [", kMinQueryFilterRate, ", ", min_rate, "], got ",
+        *filter_rate, ": the version was verified at filter rate ", min_rate,
+        ", and a higher rate subtracts on fewer tokens"));
+  }
+  std::vector<Assistant> assistants = composite->assistants_;
+  for (Assistant& a : assistants) {
+    if (alpha) a.config.alpha = *alpha;
+    if (filter_rate) a.config.filter_rate = *filter_rate;
+  }
+  const CausalLm* target = composite->target_;
+  return std::make_unique<LogitDifferenceLm>(std::move(self), target, std::move(assistants));
+}
+
 const CausalLm* LogitDifferenceLm::TargetOf(const Model& parent) {
   if (const auto* lm = dynamic_cast<const CausalLm*>(&parent)) return lm;
   if (const auto* composite = dynamic_cast<const LogitDifferenceLm*>(&parent)) {

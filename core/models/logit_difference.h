@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,21 @@ class LogitDifferenceLm : public Model, public LanguageModel {
   // Writes the newest assistant's artifact into `dir`.
   static absl::Status WriteAssistant(const CausalLm& assistant, const UldAssistantConfig& config,
                                      const std::string& dir);
+
+  // Bounds of the per-query settings (WithQuerySettings): only directions that subtract at least
+  // as much as the version's verified settings. α may be raised up to kMaxQueryAlpha; the filter
+  // rate may be lowered (down to kMinQueryFilterRate), which keeps more tokens in the subtraction.
+  static constexpr double kMaxQueryAlpha = 4.0;
+  static constexpr double kMinQueryFilterRate = 1e-4;
+
+  // `self` (a LogitDifferenceLm) with every assistant's α and/or filter rate replaced, for one
+  // query; it shares every tensor and keeps `self` alive. kInvalidArgument naming the bound for α
+  // below the largest stored α or above kMaxQueryAlpha, or a filter rate above the smallest stored
+  // rate or below kMinQueryFilterRate (a weaker subtraction than the verified one would bring back
+  // what the erasure removed); kFailedPrecondition if `self` is not a composite.
+  static absl::StatusOr<std::unique_ptr<LogitDifferenceLm>> WithQuerySettings(
+      std::shared_ptr<const Model> self, std::optional<double> alpha,
+      std::optional<double> filter_rate);
 
   const CausalLm& target() const { return *target_; }
   const std::vector<Assistant>& assistants() const { return assistants_; }

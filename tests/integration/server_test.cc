@@ -9,6 +9,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -93,7 +94,11 @@ class ServerTest : public ::testing::Test {
     v1::ErasureRequest r;
     r.set_request_id(id);
     r.set_model_id("demo");
-    r.mutable_method()->mutable_flat();
+    // These lifecycle tests need a run that clearly moves the model in a few steps: FLAT at a
+    // constant lr 1e-4 (its defaults before FLAT was tuned not to collapse the demo model).
+    v1::FlatParams* flat = r.mutable_method()->mutable_flat();
+    flat->mutable_training()->set_learning_rate(1e-4);
+    flat->set_lr_schedule(v1::FlatParams::LR_SCHEDULE_CONSTANT);
     r.mutable_text();  // the text payload, even when empty
     for (int i = 0; i < n && i < static_cast<int>(forget_.size()); ++i) {
       v1::TextExample* e = r.mutable_text()->add_forget_set();
@@ -107,7 +112,7 @@ class ServerTest : public ::testing::Test {
     }
     r.set_compliance_reference("TICKET-42 subject=alice");
     // These tests are about the request lifecycle, not forget quality: the three-check policy
-    // (forget ratio <= 0.5, retain ratio >= 0.5) that FLAT at its defaults meets on the demo.
+    // (forget ratio <= 0.5, retain ratio >= 0.5) that FLAT at these settings meets on the demo.
     r.mutable_thresholds()->set_max_forget_probability_ratio(0.5);
     r.mutable_thresholds()->set_min_retain_probability_ratio(0.5);
     return r;
@@ -381,6 +386,61 @@ TEST_F(ServerTest, UldPublishesAnAssistantServedAsTheCompositeAndRequestsStack) 
   EXPECT_LE(after.forget, 0.25 * before.forget);
   EXPECT_NEAR(after.retain / before.retain, 1.0, 0.01);
   EXPECT_NEAR(after.holdout / before.holdout, 1.0, 0.01);
+
+  // Per-query logit_difference settings: a stronger subtraction (α 2.5 > the stored 1.25) forgets
+  // more; a weaker one (α 0.5) would bring the data back and is refused, as is a higher filter
+  // rate; on a version that is not a composite the settings are FAILED_PRECONDITION.
+  {
+    auto score = [&](const core::TextExample& e, int64_t version, std::optional<double> alpha,
+                     std::optional<double> rate, double* p) {
+      grpc::ClientContext ctx;
+      v1::ScoreRequest req;
+      req.set_model_id("demo");
+      req.set_version(version);
+      req.set_prompt(e.question);
+      req.set_qa_format(true);
+      req.set_continuation(e.answer);
+      if (alpha) req.mutable_logit_difference()->set_alpha(*alpha);
+      if (rate) req.mutable_logit_difference()->set_filter_rate(*rate);
+      v1::ScoreResponse resp;
+      grpc::Status s = inference_->Score(&ctx, req, &resp);
+      if (p != nullptr) *p = resp.mean_token_probability();
+      return s;
+    };
+    double stronger_sum = 0.0;
+    for (const auto& e : first) {
+      double p = 0.0;
+      const grpc::Status s = score(e, 2, 2.5, std::nullopt, &p);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+      stronger_sum += p;
+    }
+    const double stronger = stronger_sum / static_cast<double>(first.size());
+    std::printf("uld at alpha 2.5 for the query: forget %.4f (stored alpha: %.4f)\n", stronger,
+                after.forget);
+    EXPECT_LT(stronger, after.forget);
+    grpc::Status s = score(first[0], 2, 0.5, std::nullopt, nullptr);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("alpha must be in [1.25, 4]"));
+    s = score(first[0], 2, std::nullopt, 0.5, nullptr);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("filter_rate must be in"));
+    s = score(first[0], 1, 2.0, std::nullopt, nullptr);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    // Generate accepts the same settings.
+    grpc::ClientContext ctx;
+    v1::GenerateRequest req;
+    req.set_model_id("demo");
+    req.set_prompt(first[0].question);
+    req.set_qa_format(true);
+    req.set_max_tokens(8);
+    req.mutable_logit_difference()->set_alpha(2.0);
+    auto reader = inference_->Generate(&ctx, req);
+    v1::GenerateResponse chunk;
+    int chunks = 0;
+    while (reader->Read(&chunk)) ++chunks;
+    EXPECT_TRUE(reader->Finish().ok());
+    EXPECT_GE(chunks, 1);
+  }
 
   // A second request stacks: its data is forgotten too, the first request's stays forgotten.
   const double second_before = MeanAnswerProbability(second, 1);

@@ -193,6 +193,52 @@ double AnswerProbability(const LanguageModel& lm, const std::vector<TextExample>
       .item<double>();
 }
 
+// Per-query settings: a view with another α / filter rate equals a composite built with them,
+// shares the served composite (which is unchanged), and only accepts a subtraction at least as
+// strong as the stored one.
+TEST(UldCompositeTest, QuerySettingsOnlyStrengthenTheSubtraction) {
+  std::shared_ptr<const CausalLm> target(testing::TinyCausalLm(3));
+  UldAssistantConfig config;
+  config.num_layers = 1;
+  config.lora_rank = 4;
+  config.alpha = 1.0;
+  config.filter_rate = 0.1;
+  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<CausalLm> assistant,
+                           MakeUldAssistant(*target, config, 7));
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [name, linear] : assistant->module()->lora_linears())
+      linear->lora_b().normal_(0, 0.5);
+  }
+  assistant->module()->eval();
+  std::shared_ptr<const CausalLm> shared(std::move(assistant));
+  UNL_ASSERT_OK_AND_ASSIGN(auto built, LogitDifferenceLm::Stack(target, {shared, config}));
+  std::shared_ptr<const Model> served(std::move(built));
+  const std::vector<int64_t> seq = {1, 40, 41, 42, 43, 44, 45};
+  const torch::Tensor stored = served->AsLanguageModel()->Logits(Ids(seq));
+
+  UNL_ASSERT_OK_AND_ASSIGN(auto view, LogitDifferenceLm::WithQuerySettings(served, 2.0, 0.01));
+  UldAssistantConfig stronger = config;
+  stronger.alpha = 2.0;
+  stronger.filter_rate = 0.01;
+  UNL_ASSERT_OK_AND_ASSIGN(auto expected, LogitDifferenceLm::Stack(target, {shared, stronger}));
+  EXPECT_LT(MaxAbsDiff(view->Logits(Ids(seq)), expected->Logits(Ids(seq))), 1e-6);
+  EXPECT_GT(MaxAbsDiff(view->Logits(Ids(seq)), stored), 1e-3);
+  EXPECT_EQ(view->assistants()[0].model.get(), shared.get());  // no copy
+  EXPECT_LT(MaxAbsDiff(served->AsLanguageModel()->Logits(Ids(seq)), stored), 1e-9);
+
+  EXPECT_THAT(LogitDifferenceLm::WithQuerySettings(served, 0.5, std::nullopt),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("alpha must be in [1, 4]")));
+  EXPECT_THAT(LogitDifferenceLm::WithQuerySettings(served, 4.5, std::nullopt),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("alpha")));
+  EXPECT_THAT(LogitDifferenceLm::WithQuerySettings(served, std::nullopt, 0.2),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("filter_rate must be in")));
+  EXPECT_THAT(LogitDifferenceLm::WithQuerySettings(served, std::nullopt, 1e-5),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("filter_rate")));
+  EXPECT_THAT(LogitDifferenceLm::WithQuerySettings(target, 2.0, std::nullopt),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("uld method")));
+}
+
 TEST(UldMethodTest, TheCompositeForgetsTheForgetSetAndKeepsTheRest) {
   ErasureData data;
   data.forget = People({"Ana", "Bo", "Cy", "Di"}, {"Oslo", "Kyiv", "Quito", "Hanoi"});
