@@ -49,7 +49,7 @@ std::string Sha256Hex(const std::string& data) {
 bool ValidRoles(const std::vector<std::string>& roles) {
   if (roles.empty()) return false;
   for (const std::string& r : roles) {
-    if (r != "query" && r != "erase" && r != "admin") return false;
+    if (r != "query" && r != "erase" && r != "admin" && r != "metrics") return false;
   }
   return true;
 }
@@ -110,7 +110,7 @@ std::string TokenLine(const std::string& name, const std::string& token,
 
 int TokenNew(const std::string& name, const std::vector<std::string>& roles,
              const std::vector<std::string>& models, const std::string& out) {
-  if (!ValidRoles(roles)) return Fail(kExitUsage, "--role must be query, erase or admin");
+  if (!ValidRoles(roles)) return Fail(kExitUsage, "--role must be query, erase, admin or metrics");
   unsigned char bytes[32];
   if (RAND_bytes(bytes, sizeof(bytes)) != 1) return Fail(kExitError, "cannot draw random bytes");
   const std::string token = absl::BytesToHexString(
@@ -133,7 +133,7 @@ int TokenNew(const std::string& name, const std::vector<std::string>& roles,
 
 int TokenHash(const std::string& name, const std::vector<std::string>& roles,
               const std::vector<std::string>& models, const std::string& token_file) {
-  if (!ValidRoles(roles)) return Fail(kExitUsage, "--role must be query, erase or admin");
+  if (!ValidRoles(roles)) return Fail(kExitUsage, "--role must be query, erase, admin or metrics");
   absl::StatusOr<std::string> token = ReadTokenFile(token_file);
   if (!token.ok()) return Fail(kExitUsage, std::string(token.status().message()));
   std::cout << TokenLine(name, *token, roles, models) << std::endl;

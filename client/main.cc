@@ -289,7 +289,8 @@ int Main(int argc, char** argv) {
        {token->add_subcommand("new", "Draw a random token into --out (0600) and print its line"),
         token->add_subcommand("hash", "Print the token-file line of an existing token")}) {
     sub->add_option("--name", token_name, "Identity (audit log, job owner)")->required();
-    sub->add_option("--role", token_roles, "query, erase or admin (repeatable)")->required();
+    sub->add_option("--role", token_roles, "query, erase, admin or metrics (repeatable)")
+        ->required();
     sub->add_option("--model", token_models, "Restrict to this model (repeatable; default all)");
   }
   CLI::App* token_new = token->get_subcommand("new");

@@ -27,8 +27,9 @@ absl::StatusOr<uint32_t> ParseRole(const std::string& role) {
   if (role == "query") return kRoleQuery;
   if (role == "erase") return kRoleErase;
   if (role == "admin") return kRoleAdmin;
+  if (role == "metrics") return kRoleMetrics;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown role '", role, "' (roles: query, erase, admin)"));
+      absl::StrCat("unknown role '", role, "' (roles: query, erase, admin, metrics)"));
 }
 
 bool IsLowerHex64(const std::string& s) {
@@ -50,6 +51,7 @@ std::string RoleNames(uint32_t roles) {
   if (roles & kRoleQuery) names.push_back("query");
   if (roles & kRoleErase) names.push_back("erase");
   if (roles & kRoleAdmin) names.push_back("admin");
+  if (roles & kRoleMetrics) names.push_back("metrics");
   return names.empty() ? "none" : absl::StrJoin(names, " or ");
 }
 
@@ -270,18 +272,25 @@ size_t Authorizer::tokens() const {
 }
 
 absl::StatusOr<Caller> Authorizer::Authenticate(const grpc::ServerContextBase& ctx) const {
+  if (options_.insecure) return AuthenticateHeader("");
+  const auto& metadata = ctx.client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) {
+    return absl::UnauthenticatedError(absl::StrCat("no bearer token: ", kTokenHint));
+  }
+  return AuthenticateHeader(std::string(it->second.data(), it->second.size()));
+}
+
+absl::StatusOr<Caller> Authorizer::AuthenticateHeader(const std::string& value) const {
   if (options_.insecure) {
     Caller c;
     c.roles = kAnyRole;
     c.insecure = true;
     return c;
   }
-  const auto& metadata = ctx.client_metadata();
-  auto it = metadata.find("authorization");
-  if (it == metadata.end()) {
+  if (value.empty()) {
     return absl::UnauthenticatedError(absl::StrCat("no bearer token: ", kTokenHint));
   }
-  const std::string value(it->second.data(), it->second.size());
   constexpr absl::string_view kBearer = "Bearer ";
   if (!absl::StartsWithIgnoreCase(value, kBearer) || value.size() == kBearer.size()) {
     return absl::UnauthenticatedError(
@@ -305,6 +314,27 @@ absl::StatusOr<Caller> Authorizer::Authenticate(const grpc::ServerContextBase& c
   c.models = entry->models;
   c.token_sha256 = entry->sha256;
   return c;
+}
+
+absl::Status Authorizer::AuthorizeMetricsScrape(const std::string& authorization,
+                                                const std::string& peer) {
+  absl::StatusOr<Caller> caller = AuthenticateHeader(authorization);
+  absl::Status status = caller.status();
+  if (caller.ok() && !caller->Has(kRoleMetrics | kRoleAdmin)) {
+    status = absl::PermissionDeniedError(
+        absl::StrCat("GET /metrics needs the metrics or admin role; token '", caller->name,
+                     "' has ", RoleNames(caller->roles)));
+  }
+  if (!status.ok()) {  // scrapes that pass are not audited (one every scrape interval)
+    AuditEntry entry;
+    entry.caller = caller.ok() ? caller->name : "-";
+    entry.peer = peer;
+    entry.rpc = "HTTP/GET /metrics";
+    entry.code = static_cast<grpc::StatusCode>(status.code());
+    entry.reason = std::string(status.message());
+    Audit(entry);
+  }
+  return status;
 }
 
 absl::StatusOr<Caller> Authorizer::Refresh(const Caller& caller) const {

@@ -26,10 +26,12 @@ namespace unlearning::server {
 
 // Roles, a bit set.
 enum Role : uint32_t {
-  kRoleQuery = 1,  // Generate, Score, Classify, Sample, ListModels, DescribeModel
-  kRoleErase = 2,  // Erase (submit, watch own), GetJob/CancelJob/ListJobs/GetCertificate (own)
-  kRoleAdmin = 4,  // everything: LoadModel, RollbackModel (force), every caller's jobs
+  kRoleQuery = 1,    // Generate, Score, Classify, Sample, ListModels, DescribeModel
+  kRoleErase = 2,    // Erase (submit, watch own), GetJob/CancelJob/ListJobs/GetCertificate (own)
+  kRoleAdmin = 4,    // everything: LoadModel, RollbackModel (force), every caller's jobs
+  kRoleMetrics = 8,  // GET /metrics only (a Prometheus scraper); admin may scrape too
 };
+// The roles of the gRPC API (a metrics-only token has none of them).
 inline constexpr uint32_t kAnyRole = kRoleQuery | kRoleErase | kRoleAdmin;
 
 // "query", "erase+admin", ...
@@ -125,6 +127,11 @@ class Authorizer {
 
   // The caller of `ctx`: UNAUTHENTICATED (with a hint) when the token is missing or unknown.
   absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& ctx) const;
+  // The same from an `authorization` header value ("Bearer <token>"; "" = none).
+  absl::StatusOr<Caller> AuthenticateHeader(const std::string& authorization) const;
+  // A GET /metrics: UNAUTHENTICATED without a known token, PERMISSION_DENIED unless it has the
+  // metrics or admin role; refusals are audited (rpc "HTTP/GET /metrics"), passing scrapes are not.
+  absl::Status AuthorizeMetricsScrape(const std::string& authorization, const std::string& peer);
   // The same caller with the current table's roles (a stream re-checks before each request):
   // UNAUTHENTICATED when the token was removed meanwhile.
   absl::StatusOr<Caller> Refresh(const Caller& caller) const;

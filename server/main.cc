@@ -120,6 +120,9 @@ int main(int argc, char** argv) {
   app.add_flag_function(
       "--metrics-plaintext", [&](int64_t) { options.metrics_tls = false; },
       "serve /metrics over plain HTTP even with --tls-cert");
+  app.add_flag("--metrics-public", options.metrics_public,
+               "with --token-file, serve /metrics without a bearer token (else it needs a token "
+               "with the metrics or admin role)");
   app.add_option("--ready-file", ready_file,
                  "write {\"grpc\",\"metrics\",\"pid\"} JSON here once serving");
   CLI11_PARSE(app, argc, argv);

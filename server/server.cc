@@ -168,7 +168,18 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
       tls.key_file = options.tls_key;
       tls.client_ca_file = options.tls_client_ca;
     }
-    UNL_ASSIGN_OR_RETURN(int port, s->metrics_->Start(hp.first, hp.second, tls));
+    Metrics::ScrapeAuthorizer authorize;
+    if (!s->auth_->insecure() && !options.metrics_public) {
+      Authorizer* auth = s->auth_.get();  // outlives the metrics server (stopped first)
+      authorize = [auth](const std::string& authorization, const std::string& peer) {
+        return auth->AuthorizeMetricsScrape(authorization, peer);
+      };
+    } else if (!s->auth_->insecure()) {
+      std::cerr << "unlearnd: WARNING: --metrics-public: /metrics answers without a bearer token"
+                << std::endl;
+    }
+    UNL_ASSIGN_OR_RETURN(int port,
+                         s->metrics_->Start(hp.first, hp.second, tls, std::move(authorize)));
     s->metrics_address_ = absl::StrCat(hp.first, ":", port);
   }
 

@@ -70,6 +70,9 @@ struct ServerOptions {
   std::string tls_client_ca;
   // Serve /metrics over HTTPS with the same certificate, key (and client CA) when tls_cert is set.
   bool metrics_tls = true;
+  // With a token file, GET /metrics needs a bearer token with the metrics or admin role unless
+  // this is set (--metrics-public: the families carry no request data, but model ids and figures).
+  bool metrics_public = false;
   // The methods and model families this server offers (tests inject their own). Borrowed; must
   // outlive the server.
   const core::MethodRegistry* methods = &core::MethodRegistry::Builtin();

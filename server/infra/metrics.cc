@@ -119,7 +119,8 @@ Metrics::~Metrics() { Stop(); }
 // ---- Serving
 // ------------------------------------------------------------------------------------
 
-absl::StatusOr<int> Metrics::Start(const std::string& host, int port, const MetricsTls& tls) {
+absl::StatusOr<int> Metrics::Start(const std::string& host, int port, const MetricsTls& tls,
+                                   ScrapeAuthorizer authorize) {
   absl::MutexLock lock(&mu_);
   if (http_ != nullptr) return absl::FailedPreconditionError("metrics: already serving");
   if (port < 0 || port > 65535) {
@@ -145,7 +146,21 @@ absl::StatusOr<int> Metrics::Start(const std::string& host, int port, const Metr
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<void*>(&yes), sizeof(yes));
   });
-  server->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  server->Get("/metrics", [this, authorize](const httplib::Request& req, httplib::Response& res) {
+    if (authorize) {
+      const absl::Status allowed = authorize(req.get_header_value("Authorization"),
+                                             absl::StrCat(req.remote_addr, ":", req.remote_port));
+      if (!allowed.ok()) {
+        if (allowed.code() == absl::StatusCode::kUnauthenticated) {
+          res.status = 401;
+          res.set_header("WWW-Authenticate", "Bearer realm=\"unlearnd\"");
+        } else {
+          res.status = allowed.code() == absl::StatusCode::kPermissionDenied ? 403 : 500;
+        }
+        res.set_content(std::string(allowed.message()) + "\n", "text/plain");
+        return;
+      }
+    }
     res.set_content(Serialize(), kContentType);
   });
   int bound = port;

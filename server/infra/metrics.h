@@ -31,6 +31,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -84,7 +85,14 @@ class Metrics {
   // any free port). Returns the bound port. kFailedPrecondition if already
   // started; kUnavailable if the address cannot be bound; kInvalidArgument if the TLS files cannot
   // be loaded.
-  absl::StatusOr<int> Start(const std::string& host, int port, const MetricsTls& tls = {});
+  //
+  // `authorize` (optional) decides each GET /metrics from its `Authorization` header value and
+  // the peer address: kUnauthenticated answers 401 with `WWW-Authenticate: Bearer`,
+  // kPermissionDenied 403, other errors 500; the body is the status message.
+  using ScrapeAuthorizer =
+      std::function<absl::Status(const std::string& authorization, const std::string& peer)>;
+  absl::StatusOr<int> Start(const std::string& host, int port, const MetricsTls& tls = {},
+                            ScrapeAuthorizer authorize = nullptr);
   // Stops the HTTP server (idempotent).
   void Stop();
   // Bound port, 0 if not serving.

@@ -54,6 +54,15 @@ ctl "${tls[@]}" --token-file "$TMP/query.token" generate --model demo --prompt "
   --max-tokens 2 >/dev/null
 log "roles: ok"
 
+# /metrics over HTTPS needs a token with the metrics or admin role.
+scrape() { curl -s -o /dev/null -w '%{http_code}' --cacert "$TMP/ca.pem" "$@" "https://$METRICS/metrics"; }
+[[ $(scrape) == 401 ]] || fail "/metrics without a token did not answer 401"
+[[ $(scrape -H "Authorization: Bearer $(cat "$TMP/query.token")") == 403 ]] ||
+  fail "/metrics with a query token did not answer 403"
+[[ $(scrape -H "Authorization: Bearer $(cat "$TMP/admin.token")") == 200 ]] ||
+  fail "/metrics with the admin token did not answer 200"
+log "/metrics bearer token: ok"
+
 # SIGHUP: a new token works without a restart; a broken file keeps the old table.
 "$UNLEARNCTL" token new --name late --role query --out "$TMP/late.token" >>"$TMP/tokens.jsonl"
 expect_exit $EXIT_RPC "UNAUTHENTICATED" ctl "${tls[@]}" --token-file "$TMP/late.token" models list

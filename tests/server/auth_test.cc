@@ -5,6 +5,7 @@
 // the audit log (entries present, no token, no forget data, no prompts); --insecure is explicit.
 #include "server/auth.h"
 
+#include <httplib.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -670,6 +671,86 @@ TEST(AuditLogTest, LinesAreHashChainedAcrossRestartsAndTamperingIsFound) {
   EXPECT_TRUE(VerifyAuditLog(rotated, core::Sha256Hex(all[3])).ok());
   EXPECT_EQ(VerifyAuditLog(rotated).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(python(rotated, " --first-prev " + core::Sha256Hex(all[3])), 0);
+}
+
+// GET /metrics with a token file: 401 (with WWW-Authenticate: Bearer) without a known token, 403
+// for a token without the metrics or admin role, 200 for either; a metrics-only token has no gRPC
+// role. Refusals are audited. --metrics-public serves it without a token.
+TEST(MetricsAuthTest, ScrapesNeedAMetricsOrAdminToken) {
+  server::testing::TempDir tmp;
+  unlearning::testing::ToyRegistries registries;
+  const std::string toy_dir = tmp.Join("toy-src");
+  unlearning::testing::WriteToyModel(toy_dir, 1.0);
+  const std::string token_file = tmp.Join("tokens.jsonl");
+  WriteFile(token_file, TokenFileText({{"reader", "tok-query-1", {"query"}, {}},
+                                       {"root", "tok-admin-1", {"admin"}, {}},
+                                       {"scraper", "tok-metrics-1", {"metrics"}, {}}}));
+  for (bool is_public : {false, true}) {
+    SCOPED_TRACE(is_public ? "--metrics-public" : "default");
+    ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.metrics_listen = "127.0.0.1:0";
+    options.data_dir = tmp.Join(is_public ? "data-public" : "data");
+    options.models = {{"toy", toy_dir}};
+    options.methods = &registries.methods;
+    options.families = &registries.families;
+    options.auth.token_file = token_file;
+    options.auth.audit_log = tmp.Join(is_public ? "audit-public.jsonl" : "audit.jsonl");
+    options.metrics_public = is_public;
+    auto server = UnlearningServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    const std::string address = (*server)->metrics_address();
+    const size_t colon = address.rfind(':');
+    httplib::Client client(address.substr(0, colon), std::stoi(address.substr(colon + 1)));
+    auto get = [&](const std::string& token) {
+      httplib::Headers headers;
+      if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
+      return client.Get("/metrics", headers);
+    };
+    auto none = get("");
+    ASSERT_TRUE(none);
+    if (is_public) {
+      EXPECT_EQ(none->status, 200);
+      EXPECT_THAT(none->body, HasSubstr("unlearning_build_info"));
+      (*server)->Shutdown(absl::Seconds(5));
+      continue;
+    }
+    EXPECT_EQ(none->status, 401);
+    EXPECT_EQ(none->get_header_value("WWW-Authenticate"), "Bearer realm=\"unlearnd\"");
+    EXPECT_THAT(none->body, HasSubstr("no bearer token"));
+    EXPECT_THAT(none->body, ::testing::Not(HasSubstr("unlearning_")));
+    auto unknown = get("tok-nope");
+    ASSERT_TRUE(unknown);
+    EXPECT_EQ(unknown->status, 401);
+    auto reader = get("tok-query-1");
+    ASSERT_TRUE(reader);
+    EXPECT_EQ(reader->status, 403);
+    EXPECT_THAT(reader->body, HasSubstr("needs the metrics or admin role"));
+    for (const char* token : {"tok-metrics-1", "tok-admin-1"}) {
+      auto ok = get(token);
+      ASSERT_TRUE(ok);
+      EXPECT_EQ(ok->status, 200) << token;
+      EXPECT_THAT(ok->body, HasSubstr("unlearning_build_info")) << token;
+    }
+    // The scraper's token opens nothing on the gRPC API.
+    auto channel =
+        grpc::CreateChannel((*server)->grpc_address(), grpc::InsecureChannelCredentials());
+    auto models = v1::ModelService::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer tok-metrics-1");
+    v1::DescribeModelRequest q;
+    q.set_model_id("toy");
+    v1::ModelInfo info;
+    EXPECT_EQ(models->DescribeModel(&ctx, q, &info).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+    (*server)->Shutdown(absl::Seconds(5));
+    const std::string audit = ReadAll(options.auth.audit_log);
+    EXPECT_THAT(audit, HasSubstr("\"rpc\":\"HTTP/GET /metrics\""));
+    EXPECT_THAT(audit, HasSubstr("\"caller\":\"reader\""));
+    EXPECT_THAT(audit, HasSubstr("\"code\":\"PERMISSION_DENIED\""));
+    EXPECT_THAT(audit, HasSubstr("\"code\":\"UNAUTHENTICATED\""));
+    EXPECT_THAT(audit, ::testing::Not(HasSubstr("tok-")));
+  }
 }
 
 TEST(AuthOptionsTest, NoTokenFileNeedsAnExplicitInsecureFlag) {
