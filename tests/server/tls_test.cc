@@ -116,9 +116,12 @@ class TlsTest : public ::testing::Test {
     return grpc::SslCredentials(ssl);
   }
 
-  // curl's exit code fetching /metrics (0 = got it).
+  // curl's exit code fetching /metrics with the admin token (0 = got it).
   int Curl(const std::string& scheme, bool client_cert) {
-    std::string cmd = absl::StrCat("curl -sf --max-time 5 --cacert ", File("ca.pem"));
+    std::string cmd = absl::StrCat(
+        "curl -sf --max-time 5 -H 'Authorization: Bearer tok-admin' "
+        "--cacert ",
+        File("ca.pem"));
     if (client_cert) {
       cmd += absl::StrCat(" --cert ", File("client.pem"), " --key ", File("client.key"));
     }
