@@ -189,7 +189,10 @@ class ServerTest : public ::testing::Test {
     return resp.jobs_size();
   }
 
-  double AnswerProbability(const core::TextExample& e, int64_t version) {
+  // Score of `e`'s answer (QA layout) at `version`, with optional per-query ULD settings.
+  grpc::Status ScoreAnswer(const core::TextExample& e, int64_t version, v1::ScoreResponse* resp,
+                           std::optional<double> uld_alpha = std::nullopt,
+                           std::optional<double> uld_filter_rate = std::nullopt) {
     grpc::ClientContext ctx;
     v1::ScoreRequest req;
     req.set_model_id("demo");
@@ -197,8 +200,14 @@ class ServerTest : public ::testing::Test {
     req.set_prompt(e.question);
     req.set_qa_format(true);
     req.set_continuation(e.answer);
+    if (uld_alpha) req.mutable_logit_difference()->set_alpha(*uld_alpha);
+    if (uld_filter_rate) req.mutable_logit_difference()->set_filter_rate(*uld_filter_rate);
+    return inference_->Score(&ctx, req, resp);
+  }
+
+  double AnswerProbability(const core::TextExample& e, int64_t version) {
     v1::ScoreResponse resp;
-    grpc::Status s = inference_->Score(&ctx, req, &resp);
+    grpc::Status s = ScoreAnswer(e, version, &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
     EXPECT_EQ(resp.version(), version == 0 ? ServingVersion() : version);
     return resp.mean_token_probability();
@@ -391,40 +400,24 @@ TEST_F(ServerTest, UldPublishesAnAssistantServedAsTheCompositeAndRequestsStack) 
   // more; a weaker one (α 0.5) would bring the data back and is refused, as is a higher filter
   // rate; on a version that is not a composite the settings are FAILED_PRECONDITION.
   {
-    auto score = [&](const core::TextExample& e, int64_t version, std::optional<double> alpha,
-                     std::optional<double> rate, double* p) {
-      grpc::ClientContext ctx;
-      v1::ScoreRequest req;
-      req.set_model_id("demo");
-      req.set_version(version);
-      req.set_prompt(e.question);
-      req.set_qa_format(true);
-      req.set_continuation(e.answer);
-      if (alpha) req.mutable_logit_difference()->set_alpha(*alpha);
-      if (rate) req.mutable_logit_difference()->set_filter_rate(*rate);
-      v1::ScoreResponse resp;
-      grpc::Status s = inference_->Score(&ctx, req, &resp);
-      if (p != nullptr) *p = resp.mean_token_probability();
-      return s;
-    };
     double stronger_sum = 0.0;
+    v1::ScoreResponse resp;
     for (const auto& e : first) {
-      double p = 0.0;
-      const grpc::Status s = score(e, 2, 2.5, std::nullopt, &p);
+      const grpc::Status s = ScoreAnswer(e, 2, &resp, 2.5);
       ASSERT_TRUE(s.ok()) << s.error_message();
-      stronger_sum += p;
+      stronger_sum += resp.mean_token_probability();
     }
     const double stronger = stronger_sum / static_cast<double>(first.size());
     std::printf("uld at alpha 2.5 for the query: forget %.4f (stored alpha: %.4f)\n", stronger,
                 after.forget);
     EXPECT_LT(stronger, after.forget);
-    grpc::Status s = score(first[0], 2, 0.5, std::nullopt, nullptr);
+    grpc::Status s = ScoreAnswer(first[0], 2, &resp, 0.5);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(s.error_message(), HasSubstr("alpha must be in [1.25, 4]"));
-    s = score(first[0], 2, std::nullopt, 0.5, nullptr);
+    s = ScoreAnswer(first[0], 2, &resp, std::nullopt, 0.5);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(s.error_message(), HasSubstr("filter_rate must be in"));
-    s = score(first[0], 1, 2.0, std::nullopt, nullptr);
+    s = ScoreAnswer(first[0], 1, &resp, 2.0);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
     // Generate accepts the same settings.
     grpc::ClientContext ctx;

@@ -117,21 +117,28 @@ TEST(UldCombineTest, AUniformAssistantChangesNothingAndAPeakedOneLowersItsToken)
   EXPECT_NEAR(composite->Combine(t, {peaked}, true)[0][3].item<double>(), -1000.0, 1e-6);
 }
 
+// An assistant of `target` (seed 7) whose LoRA B factors are non-zero, so the LoRA factors
+// matter (a fresh assistant equals the truncated target); in eval mode.
+absl::StatusOr<std::shared_ptr<const CausalLm>> TrainedLookingAssistant(
+    const CausalLm& target, const UldAssistantConfig& config) {
+  absl::StatusOr<std::unique_ptr<CausalLm>> assistant = MakeUldAssistant(target, config, 7);
+  if (!assistant.ok()) return assistant.status();
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [name, linear] : (*assistant)->module()->lora_linears())
+      linear->lora_b().normal_(0, 0.5);
+  }
+  (*assistant)->module()->eval();
+  return std::shared_ptr<const CausalLm>(*std::move(assistant));
+}
+
 TEST(UldCompositeTest, DecodeStatesMatchFullLogitsAndTheArtifactRoundTrips) {
   std::shared_ptr<const CausalLm> target(testing::TinyCausalLm(3));
   UldAssistantConfig config;
   config.num_layers = 1;
   config.lora_rank = 4;
-  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<CausalLm> assistant,
-                           MakeUldAssistant(*target, config, 7));
-  {
-    // Non-zero B, so the LoRA factors matter.
-    torch::NoGradGuard no_grad;
-    for (auto& [name, linear] : assistant->module()->lora_linears())
-      linear->lora_b().normal_(0, 0.5);
-  }
-  assistant->module()->eval();
-  std::shared_ptr<const CausalLm> shared(std::move(assistant));
+  UNL_ASSERT_OK_AND_ASSIGN(std::shared_ptr<const CausalLm> shared,
+                           TrainedLookingAssistant(*target, config));
   UNL_ASSERT_OK_AND_ASSIGN(auto composite, LogitDifferenceLm::Stack(target, {shared, config}));
   const std::vector<int64_t> seq = {1, 40, 41, 42, 43, 44, 45};
   const torch::Tensor full = composite->Logits(Ids(seq));  // [1, 7, V]
@@ -203,15 +210,8 @@ TEST(UldCompositeTest, QuerySettingsOnlyStrengthenTheSubtraction) {
   config.lora_rank = 4;
   config.alpha = 1.0;
   config.filter_rate = 0.1;
-  UNL_ASSERT_OK_AND_ASSIGN(std::unique_ptr<CausalLm> assistant,
-                           MakeUldAssistant(*target, config, 7));
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& [name, linear] : assistant->module()->lora_linears())
-      linear->lora_b().normal_(0, 0.5);
-  }
-  assistant->module()->eval();
-  std::shared_ptr<const CausalLm> shared(std::move(assistant));
+  UNL_ASSERT_OK_AND_ASSIGN(std::shared_ptr<const CausalLm> shared,
+                           TrainedLookingAssistant(*target, config));
   UNL_ASSERT_OK_AND_ASSIGN(auto built, LogitDifferenceLm::Stack(target, {shared, config}));
   std::shared_ptr<const Model> served(std::move(built));
   const std::vector<int64_t> seq = {1, 40, 41, 42, 43, 44, 45};
