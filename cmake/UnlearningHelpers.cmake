@@ -12,10 +12,40 @@ endfunction()
 
 # Gives a LibTorch-using target the shared precompiled header built by unl_torch_pch.
 # All users must share compile flags, so the PCH is reused rather than rebuilt per target.
+# SANITIZER <kind>: the target is a sanitized variant; it compiles with that kind's flags and
+# reuses the PCH built with them (unl_torch_pch_<kind>).
 function(unl_use_torch_pch target)
-  target_precompile_headers(${target} REUSE_FROM unl_torch_pch)
+  cmake_parse_arguments(ARG "" "SANITIZER" "" ${ARGN})
+  if(ARG_SANITIZER)
+    target_precompile_headers(${target} REUSE_FROM unl_torch_pch_${ARG_SANITIZER})
+    unl_sanitize(${target} ${ARG_SANITIZER})
+  else()
+    target_precompile_headers(${target} REUSE_FROM unl_torch_pch)
+  endif()
   # The PCH is built with -pthread (_REENTRANT); a user without it could not use the PCH.
   target_compile_options(${target} PRIVATE -pthread)
+endfunction()
+
+# Sanitized variants (UNL_SANITIZED_TESTS, docs/sanitizers.md). The server layer (server/,
+# server/infra/), the certificate library and their tests are built a second time per kind, in
+# the same build directory, with the suffix _<kind>: unl_server_asan, server_tests_asan, ... They
+# link the ordinary (uninstrumented) core, LibTorch, gRPC and Abseil: the sanitizers check every
+# access our server code makes, and the core's parsers are checked by the fuzzers (tests/fuzz),
+# so a second build of the whole core is not paid for in CI.
+#   asan: AddressSanitizer (with LeakSanitizer) + UndefinedBehaviorSanitizer, any report fatal.
+# GCC warns of maybe-uninitialized members inside libstdc++'s <regex> only when instrumenting
+# (its manual: sanitizers may cause spurious warnings); the plain build keeps the warning.
+set(UNL_SANITIZER_FLAGS_asan -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  -fno-omit-frame-pointer $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>)
+set(UNL_SANITIZER_LINK_asan -fsanitize=address,undefined)
+# Compiles and links `target` with the flags of sanitizer `kind`.
+function(unl_sanitize target kind)
+  if(NOT DEFINED UNL_SANITIZER_FLAGS_${kind})
+    message(FATAL_ERROR "unl_sanitize: unknown sanitizer '${kind}'")
+  endif()
+  target_compile_options(${target} PRIVATE ${UNL_SANITIZER_FLAGS_${kind}})
+  # PUBLIC: whatever links a sanitized static library links the sanitizer runtime too.
+  target_link_options(${target} PUBLIC ${UNL_SANITIZER_LINK_${kind}})
 endfunction()
 
 # Fails the configure step if `target` links (directly) against anything matching `regex`.
