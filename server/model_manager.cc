@@ -139,11 +139,11 @@ absl::StatusOr<std::shared_ptr<ServedVersion>> ModelManager::LoadVersion(
   served->chain.push_back({record.version, *kind, sha});
   absl::StatusOr<std::unique_ptr<core::Model>> model;
   if (core::NeedsParent(*kind)) {
+    UNL_ASSIGN_OR_RETURN(ModelVersionRecord parent_record,
+                         journal_->GetVersion(model_id, manifest->parent_version));
     std::shared_ptr<const ServedVersion> parent =
-        registry_->Resident(model_id, manifest->parent_version);
+        registry_->Resident(model_id, parent_record.version, parent_record.manifest_sha256);
     if (parent == nullptr) {
-      UNL_ASSIGN_OR_RETURN(ModelVersionRecord parent_record,
-                           journal_->GetVersion(model_id, manifest->parent_version));
       UNL_ASSIGN_OR_RETURN(parent, LoadVersion(model_id, parent_record, depth + 1));
     }
     served->chain.insert(served->chain.end(), parent->chain.begin(), parent->chain.end());
@@ -250,7 +250,9 @@ absl::StatusOr<std::shared_ptr<const ServedVersion>> ModelManager::Resolve(
   if (version < 0) {
     return absl::InvalidArgumentError(absl::StrCat("version must be >= 0, got ", version));
   }
-  if (auto resident = registry_->Resident(model_id, version)) return resident;
+  // The journal is the record of which versions exist, which are purged and what each one's
+  // content is; the resident set is looked up by that content hash, so a cached copy never
+  // outlives its purge or answers for other bytes.
   auto record = journal_->GetVersion(model_id, version);
   if (!record.ok()) {
     return absl::NotFoundError(absl::StrCat("model '", model_id, "' has no version ", version,
@@ -260,6 +262,9 @@ absl::StatusOr<std::shared_ptr<const ServedVersion>> ModelManager::Resolve(
     return absl::NotFoundError(absl::StrCat(PurgedMessage(model_id, *record),
                                             "; query the serving version ", serving->version,
                                             " instead"));
+  }
+  if (auto resident = registry_->Resident(model_id, version, record->manifest_sha256)) {
+    return resident;
   }
   UNL_ASSIGN_OR_RETURN(std::shared_ptr<ServedVersion> served, LoadVersion(model_id, *record));
   registry_->CacheResident(model_id, served);

@@ -41,14 +41,17 @@ absl::StatusOr<std::shared_ptr<const ServedVersion>> ModelRegistry::Serving(
   return it->second.serving;
 }
 
-std::shared_ptr<const ServedVersion> ModelRegistry::Resident(const std::string& model_id,
-                                                             int64_t version) const {
+std::shared_ptr<const ServedVersion> ModelRegistry::Resident(
+    const std::string& model_id, int64_t version, const std::string& manifest_sha256) const {
   absl::ReaderMutexLock lock(&mu_);
   auto it = models_.find(model_id);
   if (it == models_.end()) return nullptr;
-  if (it->second.serving && it->second.serving->version == version) return it->second.serving;
+  const auto matches = [&](const std::shared_ptr<const ServedVersion>& v) {
+    return v && v->version == version && v->manifest_sha256 == manifest_sha256;
+  };
+  if (matches(it->second.serving)) return it->second.serving;
   for (const auto& v : it->second.extra) {
-    if (v->version == version) return v;
+    if (matches(v)) return v;
   }
   return nullptr;
 }

@@ -59,8 +59,12 @@ class ModelRegistry {
   // kNotFound ("model 'x' is not loaded (loaded: a, b)").
   absl::StatusOr<std::shared_ptr<const ServedModelInfo>> Info(const std::string& model_id) const;
   absl::StatusOr<std::shared_ptr<const ServedVersion>> Serving(const std::string& model_id) const;
-  // The resident version `version` if the registry holds it (serving or recently used), else null.
-  std::shared_ptr<const ServedVersion> Resident(const std::string& model_id, int64_t version) const;
+  // The resident version `version` whose manifest (which hashes every file) has SHA-256
+  // `manifest_sha256`, if the registry holds it (serving or recently used), else null: the
+  // resident set is keyed by content, so a copy that is not the journal's version of record is
+  // never answered from.
+  std::shared_ptr<const ServedVersion> Resident(const std::string& model_id, int64_t version,
+                                                const std::string& manifest_sha256) const;
   // Keeps a non-serving version resident (bounded: at most kMaxExtraResident per model).
   void CacheResident(const std::string& model_id, std::shared_ptr<const ServedVersion> version);
   // Drops a non-serving version from the resident cache (e.g. once it is purged); in-flight
