@@ -7,12 +7,16 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -97,20 +101,74 @@ absl::Status LoadCredentials(GlobalOptions& options) {
   return absl::OkStatus();
 }
 
-std::string TokenLine(const std::string& name, const std::string& token,
-                      const std::vector<std::string>& roles,
-                      const std::vector<std::string>& models) {
+absl::StatusOr<std::string> TokenExpiry(const TokenSpec& spec, absl::Time now) {
+  if (!spec.expires.empty() && !spec.valid_for.empty()) {
+    return absl::InvalidArgumentError("give --expires or --valid-for, not both");
+  }
+  absl::Time at = absl::InfiniteFuture();
+  if (!spec.expires.empty()) {
+    std::string err;
+    if (!absl::ParseTime(absl::RFC3339_full, spec.expires, &at, &err)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--expires must be an RFC 3339 time such as 2027-06-30T00:00:00Z, got '",
+                       spec.expires, "'"));
+    }
+  } else if (!spec.valid_for.empty()) {
+    // absl's durations (12h, 90m, 1h30m) plus whole days (30d).
+    const std::string& v = spec.valid_for;
+    absl::Duration d;
+    bool parsed = false;
+    if (v.size() > 1 && v.back() == 'd') {
+      int64_t days = 0;
+      parsed = absl::SimpleAtoi(v.substr(0, v.size() - 1), &days);
+      d = absl::Hours(24) * days;
+    } else {
+      parsed = absl::ParseDuration(v, &d);
+    }
+    if (!parsed || d <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--valid-for must be a positive duration such as 30d, 12h or 90m, got '", v, "'"));
+    }
+    at = now + d;
+  } else {
+    return std::string();
+  }
+  if (at <= now) {
+    return absl::InvalidArgumentError(absl::StrCat("--expires ", spec.expires,
+                                                   " is not in the future (a token that is already "
+                                                   "expired would be refused)"));
+  }
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", at, absl::UTCTimeZone());
+}
+
+std::string TokenLine(const TokenSpec& spec, const std::string& token, const std::string& expires) {
   nlohmann::ordered_json j;
-  j["name"] = name;
+  j["name"] = spec.name;
   j["sha256"] = Sha256Hex(token);
-  j["roles"] = roles;
-  if (!models.empty()) j["models"] = models;
+  j["roles"] = spec.roles;
+  if (!spec.models.empty()) j["models"] = spec.models;
+  if (!expires.empty()) j["expires"] = expires;
   return j.dump();
 }
 
-int TokenNew(const std::string& name, const std::vector<std::string>& roles,
-             const std::vector<std::string>& models, const std::string& out) {
-  if (!ValidRoles(roles)) return Fail(kExitUsage, "--role must be query, erase, admin or metrics");
+namespace {
+
+// The role and expiry checks both commands make first; sets `expires` or returns an exit code.
+std::optional<int> CheckSpec(const TokenSpec& spec, std::string& expires) {
+  if (!ValidRoles(spec.roles)) {
+    return Fail(kExitUsage, "--role must be query, erase, admin or metrics");
+  }
+  absl::StatusOr<std::string> at = TokenExpiry(spec, absl::Now());
+  if (!at.ok()) return Fail(kExitUsage, std::string(at.status().message()));
+  expires = *at;
+  return std::nullopt;
+}
+
+}  // namespace
+
+int TokenNew(const TokenSpec& spec, const std::string& out) {
+  std::string expires;
+  if (std::optional<int> bad = CheckSpec(spec, expires)) return *bad;
   unsigned char bytes[32];
   if (RAND_bytes(bytes, sizeof(bytes)) != 1) return Fail(kExitError, "cannot draw random bytes");
   const std::string token = absl::BytesToHexString(
@@ -124,19 +182,19 @@ int TokenNew(const std::string& name, const std::vector<std::string>& roles,
   const bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
   ::close(fd);
   if (!written) return Fail(kExitError, absl::StrCat("cannot write '", out, "'"));
-  std::cout << TokenLine(name, token, roles, models) << std::endl;
+  std::cout << TokenLine(spec, token, expires) << std::endl;
   std::cerr << "unlearnctl: token written to " << out
             << " (mode 0600); add the line above to the server's --token-file and send SIGHUP"
             << std::endl;
   return kExitOk;
 }
 
-int TokenHash(const std::string& name, const std::vector<std::string>& roles,
-              const std::vector<std::string>& models, const std::string& token_file) {
-  if (!ValidRoles(roles)) return Fail(kExitUsage, "--role must be query, erase, admin or metrics");
+int TokenHash(const TokenSpec& spec, const std::string& token_file) {
+  std::string expires;
+  if (std::optional<int> bad = CheckSpec(spec, expires)) return *bad;
   absl::StatusOr<std::string> token = ReadTokenFile(token_file);
   if (!token.ok()) return Fail(kExitUsage, std::string(token.status().message()));
-  std::cout << TokenLine(name, *token, roles, models) << std::endl;
+  std::cout << TokenLine(spec, *token, expires) << std::endl;
   return kExitOk;
 }
 

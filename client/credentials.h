@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 #include "client/connection.h"
 
@@ -19,17 +20,26 @@ absl::Status LoadCredentials(GlobalOptions& options);
 // The token in a token file: its first line, surrounding whitespace removed.
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
-// The server's token-file line for `token` (JSON: name, sha256, roles, models).
-std::string TokenLine(const std::string& name, const std::string& token,
-                      const std::vector<std::string>& roles,
-                      const std::vector<std::string>& models);
+// What `unlearnctl token new|hash` makes a token-file line of.
+struct TokenSpec {
+  std::string name;
+  std::vector<std::string> roles;
+  std::vector<std::string> models;  // empty = every model
+  std::string expires;              // RFC 3339 time ("" = none)
+  std::string valid_for;            // or a duration from now: 30d, 12h, 90m ("" = none)
+};
+
+// The expiry `spec` asks for, as an RFC 3339 UTC time ("" = none). kInvalidArgument naming the
+// flag when malformed, in the past, or both flags are given.
+absl::StatusOr<std::string> TokenExpiry(const TokenSpec& spec, absl::Time now);
+
+// The server's token-file line for `token` (JSON: name, sha256, roles, models, expires).
+std::string TokenLine(const TokenSpec& spec, const std::string& token, const std::string& expires);
 
 // `unlearnctl token new`: draws a random token (256 bits, hex), writes it to `out` (mode 0600,
 // never overwritten) and prints the server's token-file line.
-int TokenNew(const std::string& name, const std::vector<std::string>& roles,
-             const std::vector<std::string>& models, const std::string& out);
+int TokenNew(const TokenSpec& spec, const std::string& out);
 // `unlearnctl token hash`: prints the token-file line for the token in `token_file`.
-int TokenHash(const std::string& name, const std::vector<std::string>& roles,
-              const std::vector<std::string>& models, const std::string& token_file);
+int TokenHash(const TokenSpec& spec, const std::string& token_file);
 
 }  // namespace unlearning::client

@@ -283,27 +283,28 @@ int Main(int argc, char** argv) {
   // token new / hash (offline: the server's token-file lines)
   CLI::App* token = app.add_subcommand("token", "Make bearer tokens and their token-file lines");
   token->require_subcommand(1);
-  std::string token_name, token_out, token_in;
-  std::vector<std::string> token_roles, token_models;
+  std::string token_out, token_in;
+  TokenSpec token_spec;
   for (CLI::App* sub :
        {token->add_subcommand("new", "Draw a random token into --out (0600) and print its line"),
         token->add_subcommand("hash", "Print the token-file line of an existing token")}) {
-    sub->add_option("--name", token_name, "Identity (audit log, job owner)")->required();
-    sub->add_option("--role", token_roles, "query, erase, admin or metrics (repeatable)")
+    sub->add_option("--name", token_spec.name, "Identity (audit log, job owner)")->required();
+    sub->add_option("--role", token_spec.roles, "query, erase, admin or metrics (repeatable)")
         ->required();
-    sub->add_option("--model", token_models, "Restrict to this model (repeatable; default all)");
+    sub->add_option("--model", token_spec.models,
+                    "Restrict to this model (repeatable; default all)");
+    sub->add_option("--expires", token_spec.expires,
+                    "Refused from this RFC 3339 time on (e.g. 2027-06-30T00:00:00Z)");
+    sub->add_option("--valid-for", token_spec.valid_for,
+                    "Or expire this long from now: 30d, 12h, 90m");
   }
   CLI::App* token_new = token->get_subcommand("new");
   CLI::App* token_hash = token->get_subcommand("hash");
   token_new->add_option("--out", token_out, "File to write the token to")->required();
   token_hash->add_option("TOKEN_FILE", token_in, "File holding the token (first line)")->required();
   std::function<int()> offline;
-  token_new->callback([&] {
-    offline = [&] { return TokenNew(token_name, token_roles, token_models, token_out); };
-  });
-  token_hash->callback([&] {
-    offline = [&] { return TokenHash(token_name, token_roles, token_models, token_in); };
-  });
+  token_new->callback([&] { offline = [&] { return TokenNew(token_spec, token_out); }; });
+  token_hash->callback([&] { offline = [&] { return TokenHash(token_spec, token_in); }; });
 
   try {
     app.parse(argc, argv);

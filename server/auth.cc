@@ -55,6 +55,17 @@ std::string RoleNames(uint32_t roles) {
   return names.empty() ? "none" : absl::StrJoin(names, " or ");
 }
 
+namespace {
+
+absl::Status ExpiredError(const TokenEntry& entry) {
+  return absl::UnauthenticatedError(
+      absl::StrCat("bearer token '", entry.name, "' expired at ",
+                   absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", entry.expires, absl::UTCTimeZone()),
+                   " (ask an admin for a new one: unlearnctl token new --expires ...)"));
+}
+
+}  // namespace
+
 absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& text, const std::string& source) {
   TokenTable table;
   std::set<std::string> names;
@@ -71,7 +82,8 @@ absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& text, const std:
           where, "not a JSON object (expected {\"name\":..., \"sha256\":..., \"roles\":[...]})"));
     }
     for (const auto& [key, value] : j.items()) {
-      if (key != "name" && key != "sha256" && key != "roles" && key != "models") {
+      if (key != "name" && key != "sha256" && key != "roles" && key != "models" &&
+          key != "expires") {
         return absl::InvalidArgumentError(absl::StrCat(
             where, "unknown key '", key, "'",
             key == "token" ? " (store the token's sha256, never the token: unlearnctl token hash)"
@@ -117,6 +129,16 @@ absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& text, const std:
         e.models.push_back(m.get<std::string>());
       }
     }
+    if (j.contains("expires")) {
+      std::string err;
+      if (!j["expires"].is_string() ||
+          !absl::ParseTime(absl::RFC3339_full, j["expires"].get<std::string>(), &e.expires, &err)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where,
+            "\"expires\" must be an RFC 3339 time such as \"2027-06-30T00:00:00Z\" (omit it "
+            "for a token that does not expire)"));
+      }
+    }
     if (!names.insert(e.name).second) {
       return absl::InvalidArgumentError(absl::StrCat(where, "duplicate name '", e.name, "'"));
     }
@@ -139,6 +161,11 @@ absl::StatusOr<TokenTable> TokenTable::LoadFile(const std::string& path) {
   return Parse(text.str(), path);
 }
 
+size_t TokenTable::ExpiredAt(absl::Time now) const {
+  return static_cast<size_t>(std::count_if(
+      by_hash_.begin(), by_hash_.end(), [now](const auto& e) { return e.second.ExpiredAt(now); }));
+}
+
 const TokenEntry* TokenTable::FindByToken(const std::string& token) const {
   return FindByHash(core::Sha256Hex(token));
 }
@@ -150,12 +177,15 @@ const TokenEntry* TokenTable::FindByHash(const std::string& sha256) const {
 
 std::string TokenFileLine(const std::string& name, const std::string& token,
                           const std::vector<std::string>& roles,
-                          const std::vector<std::string>& models) {
+                          const std::vector<std::string>& models, absl::Time expires) {
   nlohmann::ordered_json j;
   j["name"] = name;
   j["sha256"] = core::Sha256Hex(token);
   j["roles"] = roles;
   if (!models.empty()) j["models"] = models;
+  if (expires != absl::InfiniteFuture()) {
+    j["expires"] = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", expires, absl::UTCTimeZone());
+  }
   return j.dump();
 }
 
@@ -271,6 +301,11 @@ size_t Authorizer::tokens() const {
   return table_ ? table_->size() : 0;
 }
 
+size_t Authorizer::expired_tokens() const {
+  absl::MutexLock lock(&mu_);
+  return table_ ? table_->ExpiredAt(absl::Now()) : 0;
+}
+
 absl::StatusOr<Caller> Authorizer::Authenticate(const grpc::ServerContextBase& ctx) const {
   if (options_.insecure) return AuthenticateHeader("");
   const auto& metadata = ctx.client_metadata();
@@ -308,6 +343,7 @@ absl::StatusOr<Caller> Authorizer::AuthenticateHeader(const std::string& value) 
         "unknown bearer token (not in the server's token file; revoked, mistyped, or the wrong "
         "--token-file?)");
   }
+  if (entry->ExpiredAt(absl::Now())) return ExpiredError(*entry);
   Caller c;
   c.name = entry->name;
   c.roles = entry->roles;
@@ -350,6 +386,7 @@ absl::StatusOr<Caller> Authorizer::Refresh(const Caller& caller) const {
         "this stream's bearer token was revoked (the token file was reloaded): reconnect with a "
         "valid token");
   }
+  if (entry->ExpiredAt(absl::Now())) return ExpiredError(*entry);
   Caller c = caller;
   c.name = entry->name;
   c.roles = entry->roles;

@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include <grpcpp/grpcpp.h>
 
 namespace unlearning::server {
@@ -43,10 +44,14 @@ struct TokenEntry {
   std::string sha256;  // lowercase hex SHA-256 of the token
   uint32_t roles = 0;
   std::vector<std::string> models;  // empty = every model
+  // From "expires" (RFC 3339); at and after it the token is refused (UNAUTHENTICATED).
+  absl::Time expires = absl::InfiniteFuture();
+  bool ExpiredAt(absl::Time now) const { return now >= expires; }
 };
 
 // The token file, parsed. Format (docs/security.md): JSON lines
-//   {"name": "alice", "sha256": "<64 hex>", "roles": ["erase"], "models": ["demo"]}
+//   {"name": "alice", "sha256": "<64 hex>", "roles": ["erase"], "models": ["demo"],
+//    "expires": "2027-06-30T00:00:00Z"}   ("models" and "expires" optional)
 // blank lines and lines starting with '#' are ignored. Names and hashes are unique.
 class TokenTable {
  public:
@@ -56,15 +61,19 @@ class TokenTable {
   const TokenEntry* FindByToken(const std::string& token) const;
   const TokenEntry* FindByHash(const std::string& sha256) const;
   size_t size() const { return by_hash_.size(); }
+  // Entries whose expiry is at or before `now`.
+  size_t ExpiredAt(absl::Time now) const;
 
  private:
   std::map<std::string, TokenEntry> by_hash_;
 };
 
-// "<name> <sha256-hex> <roles>": the token file line for a token (unlearnctl token hash).
+// The token file line for a token (unlearnctl token hash); `expires` InfiniteFuture = no
+// "expires" key.
 std::string TokenFileLine(const std::string& name, const std::string& token,
                           const std::vector<std::string>& roles,
-                          const std::vector<std::string>& models);
+                          const std::vector<std::string>& models,
+                          absl::Time expires = absl::InfiniteFuture());
 
 // Who is calling.
 struct Caller {
@@ -124,6 +133,8 @@ class Authorizer {
   absl::Status Reload();
   bool insecure() const { return options_.insecure; }
   size_t tokens() const;
+  // Tokens in the table that have expired by now (they stay listed and are refused).
+  size_t expired_tokens() const;
 
   // The caller of `ctx`: UNAUTHENTICATED (with a hint) when the token is missing or unknown.
   absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& ctx) const;

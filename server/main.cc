@@ -117,6 +117,10 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", options.tls_key, "PEM private key of --tls-cert");
   app.add_option("--tls-client-ca", options.tls_client_ca,
                  "PEM CA: require client certificates signed by it (mTLS) on gRPC and /metrics");
+  app.add_option("--tls-reload-seconds", options.tls_reload_seconds,
+                 "check the TLS files this often for a rotated certificate; new connections on "
+                 "both ports get it, open ones keep theirs (0 = read once at start)")
+      ->capture_default_str();
   app.add_flag_function(
       "--metrics-plaintext", [&](int64_t) { options.metrics_tls = false; },
       "serve /metrics over plain HTTP even with --tls-cert");
@@ -188,8 +192,9 @@ int main(int argc, char** argv) {
     if (signal != SIGHUP) break;
     const absl::Status reloaded = (*server)->ReloadAuth();
     if (reloaded.ok()) {
-      std::cerr << "unlearnd: SIGHUP: reloaded the token file and reopened the audit log"
-                << std::endl;
+      std::cerr << "unlearnd: SIGHUP: reloaded the token file (" << (*server)->auth().tokens()
+                << " tokens, " << (*server)->auth().expired_tokens()
+                << " expired) and reopened the audit log" << std::endl;
     } else {
       std::cerr << "unlearnd: ERROR: SIGHUP reload failed: " << reloaded.message() << std::endl;
     }

@@ -11,8 +11,12 @@
 #include "absl/strings/str_cat.h"
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include "core/certs/ed25519.h"
+#include "core/common/sha256.h"
 #include "core/common/status_macros.h"
 #include "core/common/torch_status.h"
 #include "core/methods/method_registry.h"
@@ -32,10 +36,6 @@ absl::StatusOr<std::pair<std::string, int>> SplitHostPort(const std::string& add
   return std::make_pair(address.substr(0, colon), port);
 }
 
-// What a finished job keeps of its journaled request: the request with every text record's and
-// template's content cleared, so the counts (forget_examples, retain and template counts), the
-// method, thresholds and class ids stay and the data to erase goes. An unparsable blob keeps
-// nothing.
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", flag, " '", path, "'"));
@@ -64,6 +64,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(
     }
     return grpc::InsecureServerCredentials();
   }
+  if (options.tls_reload_seconds < 0) {
+    return absl::InvalidArgumentError("--tls-reload-seconds must be >= 0 (0 = read once)");
+  }
   grpc::SslServerCredentialsOptions ssl;
   UNL_ASSIGN_OR_RETURN(std::string cert, ReadPem(options.tls_cert, "--tls-cert"));
   UNL_ASSIGN_OR_RETURN(std::string key, ReadPem(options.tls_key, "--tls-key"));
@@ -72,9 +75,39 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(
     UNL_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem(options.tls_client_ca, "--tls-client-ca"));
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
-  return grpc::SslServerCredentials(ssl);
+  if (options.tls_reload_seconds == 0) return grpc::SslServerCredentials(ssl);
+  // gRPC's file watcher re-reads the files every tls_reload_seconds and hands new handshakes
+  // what it read (connections already open keep their certificate).
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      options.tls_key, options.tls_cert, options.tls_client_ca,
+      static_cast<unsigned int>(options.tls_reload_seconds));
+  grpc::experimental::TlsServerCredentialsOptions tls(provider);
+  tls.watch_identity_key_cert_pairs();
+  if (!options.tls_client_ca.empty()) {
+    tls.watch_root_certs();
+    tls.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(tls);
 }
 
+// SHA-256 over the TLS files' contents (cert, key, client CA), "" if one cannot be read.
+std::string TlsFilesSha256(const ServerOptions& options) {
+  std::string all;
+  for (const std::string* path : {&options.tls_cert, &options.tls_key, &options.tls_client_ca}) {
+    if (path->empty()) continue;
+    std::ifstream in(*path, std::ios::binary);
+    if (!in) return std::string();
+    std::ostringstream text;
+    text << in.rdbuf();
+    absl::StrAppend(&all, path->size(), ":", *path, text.str().size(), ":", text.str());
+  }
+  return core::Sha256Hex(all);
+}
+
+// What a finished job keeps of its journaled request: the request with every text record's and
+// template's content cleared, so the counts (forget_examples, retain and template counts), the
+// method, thresholds and class ids stay and the data to erase goes. An unparsable blob keeps
+// nothing.
 std::string RedactRequest(const std::string& blob) {
   v1::ErasureRequest request;
   if (!request.ParseFromString(blob)) return std::string();
@@ -114,8 +147,9 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
                                          : " -- AND IT IS NOT A LOOPBACK ADDRESS")
                 << ". Use --token-file in production (docs/security.md)." << std::endl;
     } else {
-      std::cerr << "unlearnd: authentication: " << s->auth_->tokens() << " tokens from "
-                << options.auth.token_file << std::endl;
+      std::cerr << "unlearnd: authentication: " << s->auth_->tokens() << " tokens ("
+                << s->auth_->expired_tokens() << " expired) from " << options.auth.token_file
+                << std::endl;
     }
     if (options.tls_cert.empty() && !IsLoopback(hp.first)) {
       std::cerr << "unlearnd: WARNING: serving plaintext gRPC (no --tls-cert) on non-loopback "
@@ -194,7 +228,12 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
       std::cerr << "unlearnd: retention: startup sweep failed (retried every minute): "
                 << purged.status().message() << std::endl;
     }
-    s->retention_thread_ = std::thread([raw = s.get()] { raw->RetentionLoop(); });
+    // With a grace period, often enough that a version goes within a minute of falling due;
+    // with none, publishing purges at once and this is only a backstop.
+    const int64_t grace = options.purge_grace_seconds;
+    s->retention_ = std::make_unique<PeriodicTask>(
+        absl::Seconds(grace > 0 ? std::clamp<int64_t>(grace, 1, 60) : 60),
+        [raw = s.get()] { raw->SweepRetention(); });
   }
   for (const auto& [id, dir] : options.models) {
     if (s->registry_.Contains(id)) continue;  // already journaled: its published versions win
@@ -255,6 +294,11 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
                                                " (address in use or not local?)"));
   }
   s->grpc_address_ = absl::StrCat(hp.first, ":", port);
+  if (!options.tls_cert.empty() && options.tls_reload_seconds > 0) {
+    s->tls_files_sha256_ = TlsFilesSha256(options);
+    s->tls_watch_ = std::make_unique<PeriodicTask>(absl::Seconds(options.tls_reload_seconds),
+                                                   [raw] { raw->CheckTlsFiles(); });
+  }
   if (auto* health = s->grpc_->GetHealthCheckService()) {
     health->SetServingStatus(true);
     health->SetServingStatus("unlearning.v1.ErasureService", true);
@@ -264,36 +308,43 @@ absl::StatusOr<std::unique_ptr<UnlearningServer>> UnlearningServer::Start(
   return s;
 }
 
-void UnlearningServer::RetentionLoop() {
-  const int64_t grace = options_.purge_grace_seconds;
-  // With a grace period, often enough that a version goes within a minute of falling due; with
-  // none, publishing purges at once and this is only a backstop.
-  const absl::Duration every = absl::Seconds(grace > 0 ? std::clamp<int64_t>(grace, 1, 60) : 60);
-  absl::MutexLock lock(&retention_mu_);
-  while (!retention_stop_) {
-    retention_cv_.WaitWithTimeout(&retention_mu_, every);
-    if (retention_stop_) break;
-    retention_mu_.Unlock();
-    absl::StatusOr<int> purged = models_->ApplyRetention();
-    if (!purged.ok()) {
-      std::cerr << "unlearnd: retention: sweep failed (retried): " << purged.status().message()
-                << std::endl;
-    }
-    retention_mu_.Lock();
+void UnlearningServer::SweepRetention() {
+  absl::StatusOr<int> purged = models_->ApplyRetention();
+  if (!purged.ok()) {
+    std::cerr << "unlearnd: retention: sweep failed (retried): " << purged.status().message()
+              << std::endl;
   }
+}
+
+void UnlearningServer::CheckTlsFiles() {
+  const std::string sha = TlsFilesSha256(options_);
+  if (sha.empty() || sha == tls_files_sha256_) return;  // unreadable mid-rotation: next time
+  std::cerr << "unlearnd: TLS: the certificate files changed; new gRPC connections get them "
+               "within --tls-reload-seconds"
+            << std::endl;
+  if (!metrics_address_.empty() && options_.metrics_tls) {
+    MetricsTls tls;
+    tls.cert_file = options_.tls_cert;
+    tls.key_file = options_.tls_key;
+    tls.client_ca_file = options_.tls_client_ca;
+    const absl::Status reloaded = metrics_->ReloadTls(tls);
+    if (!reloaded.ok()) {
+      // A key that does not match the certificate (half-way through a rotation): keep serving
+      // the old pair and look again next period.
+      std::cerr << "unlearnd: TLS: /metrics keeps its certificate: " << reloaded.message()
+                << std::endl;
+      return;
+    }
+    std::cerr << "unlearnd: TLS: /metrics serves the new certificate" << std::endl;
+  }
+  tls_files_sha256_ = sha;
 }
 
 void UnlearningServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
-  if (retention_thread_.joinable()) {
-    {
-      absl::MutexLock lock(&retention_mu_);
-      retention_stop_ = true;
-      retention_cv_.SignalAll();
-    }
-    retention_thread_.join();
-  }
+  if (tls_watch_) tls_watch_->Stop();
+  if (retention_) retention_->Stop();
   if (grpc_) {
     if (auto* health = grpc_->GetHealthCheckService()) health->SetServingStatus(false);
   }

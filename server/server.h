@@ -6,7 +6,6 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -25,6 +24,7 @@
 #include "server/infra/journal.h"
 #include "server/infra/metrics.h"
 #include "server/infra/model_store.h"
+#include "server/infra/periodic_task.h"
 #include "server/job_runner.h"
 #include "server/model_manager.h"
 #include "server/model_registry.h"
@@ -70,6 +70,9 @@ struct ServerOptions {
   std::string tls_client_ca;
   // Serve /metrics over HTTPS with the same certificate, key (and client CA) when tls_cert is set.
   bool metrics_tls = true;
+  // Seconds between checks of the TLS files for a rotated certificate (both ports; new
+  // connections get the new one, open ones keep theirs). 0 = read once at start.
+  int tls_reload_seconds = 10;
   // With a token file, GET /metrics needs a bearer token with the metrics or admin role unless
   // this is set (--metrics-public: the families carry no request data, but model ids and figures).
   bool metrics_public = false;
@@ -102,6 +105,7 @@ class UnlearningServer {
   // Re-reads the token file (a bad file keeps the current tokens and returns the error) and
   // reopens the audit log. unlearnd calls it on SIGHUP.
   absl::Status ReloadAuth() { return auth_->Reload(); }
+  const Authorizer& auth() const { return *auth_; }
 
  private:
   UnlearningServer() = default;
@@ -127,11 +131,13 @@ class UnlearningServer {
   int recovered_jobs_ = 0;
   bool shut_down_ = false;
   // Periodic retention sweep (purge_grace_seconds >= 0).
-  void RetentionLoop();
-  absl::Mutex retention_mu_;
-  absl::CondVar retention_cv_;
-  bool retention_stop_ ABSL_GUARDED_BY(retention_mu_) = false;
-  std::thread retention_thread_;
+  void SweepRetention();
+  std::unique_ptr<PeriodicTask> retention_;
+  // The TLS files' watch (tls_reload_seconds > 0 with TLS): gRPC re-reads them itself (its file
+  // watcher); this restarts the HTTPS /metrics listener when their contents change.
+  void CheckTlsFiles();
+  std::string tls_files_sha256_;  // of cert, key and client CA as last loaded (watch thread only)
+  std::unique_ptr<PeriodicTask> tls_watch_;
 };
 
 }  // namespace unlearning::server

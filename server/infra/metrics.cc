@@ -16,6 +16,8 @@
 #include <prometheus/text_serializer.h>
 #include <sys/socket.h>
 
+#include "core/common/status_macros.h"
+
 namespace unlearning::server {
 namespace {
 
@@ -121,27 +123,62 @@ Metrics::~Metrics() { Stop(); }
 
 absl::StatusOr<int> Metrics::Start(const std::string& host, int port, const MetricsTls& tls,
                                    ScrapeAuthorizer authorize) {
-  absl::MutexLock lock(&mu_);
-  if (http_ != nullptr) return absl::FailedPreconditionError("metrics: already serving");
+  {
+    absl::MutexLock lock(&mu_);
+    if (http_ != nullptr) return absl::FailedPreconditionError("metrics: already serving");
+  }
   if (port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("metrics: bad port ", port));
   }
+  UNL_ASSIGN_OR_RETURN(std::unique_ptr<httplib::Server> server, MakeServer(tls, authorize));
+  UNL_ASSIGN_OR_RETURN(const int bound, Listen(std::move(server), host, port));
+  absl::MutexLock lock(&mu_);
+  host_ = host;
+  tls_ = !tls.cert_file.empty();
+  last_port_ = bound;
+  authorize_ = std::move(authorize);
+  return bound;
+}
+
+absl::Status Metrics::ReloadTls(const MetricsTls& tls) {
+  std::string host;
+  int port = 0;
+  ScrapeAuthorizer authorize;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!tls_ || last_port_ == 0) {
+      return absl::FailedPreconditionError("metrics: not serving over TLS");
+    }
+    host = host_;
+    port = last_port_;
+    authorize = authorize_;
+  }
+  if (tls.cert_file.empty()) return absl::InvalidArgumentError("metrics: no certificate file");
+  UNL_ASSIGN_OR_RETURN(std::unique_ptr<httplib::Server> server, MakeServer(tls, authorize));
+  StopListener();
+  return Listen(std::move(server), host, port).status();
+}
+
+absl::StatusOr<std::unique_ptr<httplib::Server>> Metrics::MakeServer(
+    const MetricsTls& tls, const ScrapeAuthorizer& authorize) {
   std::unique_ptr<httplib::Server> server;
   if (tls.cert_file.empty()) {
     server = std::make_unique<httplib::Server>();
   } else {
+    // Loads the chain and the key into one SSL_CTX; OpenSSL refuses a key that does not match.
     auto ssl = std::make_unique<httplib::SSLServer>(
         tls.cert_file.c_str(), tls.key_file.c_str(),
         tls.client_ca_file.empty() ? nullptr : tls.client_ca_file.c_str());
     if (!ssl->is_valid()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "metrics: cannot load the TLS certificate/key (", tls.cert_file, ", ", tls.key_file,
-          tls.client_ca_file.empty() ? "" : ", " + tls.client_ca_file, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("metrics: cannot load the TLS certificate/key (", tls.cert_file, ", ",
+                       tls.key_file, tls.client_ca_file.empty() ? "" : ", " + tls.client_ca_file,
+                       "): unreadable, not PEM, or the key does not match the certificate"));
     }
     server = std::move(ssl);
   }
   // httplib's default also sets SO_REUSEPORT, which would let a second process silently share
-  // the port; keep only SO_REUSEADDR (fast restarts).
+  // the port; keep only SO_REUSEADDR (fast restarts, and a TLS reload binding the port again).
   server->set_socket_options([](auto sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<void*>(&yes), sizeof(yes));
@@ -163,6 +200,11 @@ absl::StatusOr<int> Metrics::Start(const std::string& host, int port, const Metr
     }
     res.set_content(Serialize(), kContentType);
   });
+  return server;
+}
+
+absl::StatusOr<int> Metrics::Listen(std::unique_ptr<httplib::Server> server,
+                                    const std::string& host, int port) {
   int bound = port;
   if (port == 0) {
     bound = server->bind_to_any_port(host);
@@ -172,6 +214,8 @@ absl::StatusOr<int> Metrics::Start(const std::string& host, int port, const Metr
   if (bound <= 0) {
     return absl::UnavailableError(absl::StrCat("metrics: cannot bind ", host, ":", port));
   }
+  absl::MutexLock lock(&mu_);
+  if (http_ != nullptr) return absl::FailedPreconditionError("metrics: already serving");
   httplib::Server* raw = server.get();
   http_ = std::move(server);
   port_ = bound;
@@ -180,6 +224,12 @@ absl::StatusOr<int> Metrics::Start(const std::string& host, int port, const Metr
 }
 
 void Metrics::Stop() {
+  StopListener();
+  absl::MutexLock lock(&mu_);
+  last_port_ = 0;  // stopped for good: no reload starts it again
+}
+
+void Metrics::StopListener() {
   std::unique_ptr<httplib::Server> server;
   std::thread thread;
   {

@@ -93,6 +93,12 @@ class Metrics {
       std::function<absl::Status(const std::string& authorization, const std::string& peer)>;
   absl::StatusOr<int> Start(const std::string& host, int port, const MetricsTls& tls = {},
                             ScrapeAuthorizer authorize = nullptr);
+  // Swaps the HTTPS listener's certificate, key and client CA: a new listener is built from
+  // `tls` first (kInvalidArgument, the old one kept, if the files do not load or the key does not
+  // match the certificate), then the old one stops (a scrape in progress finishes) and the new
+  // one binds the same address. kFailedPrecondition if not serving over TLS; kUnavailable if the
+  // address cannot be bound again (metrics are then off until the next successful reload).
+  absl::Status ReloadTls(const MetricsTls& tls);
   // Stops the HTTP server (idempotent).
   void Stop();
   // Bound port, 0 if not serving.
@@ -170,7 +176,19 @@ class Metrics {
   std::map<std::string, std::set<prometheus::Gauge*>> figure_gauges_ ABSL_GUARDED_BY(mu_);
   GaugeFamily* evaluation_suite_;
   std::map<std::string, prometheus::Gauge*> suite_gauges_ ABSL_GUARDED_BY(mu_);
+  // A configured, unbound server: HTTPS with `tls` when its cert_file is set.
+  absl::StatusOr<std::unique_ptr<httplib::Server>> MakeServer(const MetricsTls& tls,
+                                                              const ScrapeAuthorizer& authorize);
+  // Stops the listener (a scrape in progress finishes); Stop() also forgets the address.
+  void StopListener();
+  // Binds `server` to host:port (0 = any) and serves it on http_thread_; returns the port.
+  absl::StatusOr<int> Listen(std::unique_ptr<httplib::Server> server, const std::string& host,
+                             int port);
   std::unique_ptr<httplib::Server> http_ ABSL_GUARDED_BY(mu_);
+  std::string host_ ABSL_GUARDED_BY(mu_);
+  bool tls_ ABSL_GUARDED_BY(mu_) = false;
+  int last_port_ ABSL_GUARDED_BY(mu_) = 0;  // kept across a reload's stop
+  ScrapeAuthorizer authorize_ ABSL_GUARDED_BY(mu_);
   std::thread http_thread_ ABSL_GUARDED_BY(mu_);
   int port_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -120,6 +120,22 @@ class AuthTest : public ::testing::Test {
     if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
   }
 
+  // Submits request `id` on an open Erase stream, closes it, and returns the first answer; the
+  // stream must then end OK.
+  template <typename Stream>
+  static v1::ErasureEvent SubmitAndClose(Stream& stream, const std::string& id) {
+    v1::ErasureStreamRequest m;
+    *m.mutable_submit() = ToyRequest(id, 0.5);
+    EXPECT_TRUE(stream->Write(m));
+    stream->WritesDone();
+    v1::ErasureEvent first, e;
+    EXPECT_TRUE(stream->Read(&first));
+    while (stream->Read(&e)) {
+    }
+    EXPECT_TRUE(stream->Finish().ok());
+    return first;
+  }
+
   static v1::ErasureRequest ToyRequest(const std::string& id, double factor,
                                        const std::string& model = "toy") {
     v1::ErasureRequest r;
@@ -515,17 +531,9 @@ TEST_F(AuthTest, AnOpenStreamStopsSubmittingOnceItsTokenIsRevoked) {
   WriteFile(token_file_, TokenFileText(tokens));
   ASSERT_TRUE(server_->ReloadAuth().ok());
   const std::string before = Snapshot();
-  v1::ErasureStreamRequest m;
-  *m.mutable_submit() = ToyRequest("req-revoked", 0.5);
-  ASSERT_TRUE(stream->Write(m));
-  stream->WritesDone();
-  v1::ErasureEvent e;
-  ASSERT_TRUE(stream->Read(&e));
+  const v1::ErasureEvent e = SubmitAndClose(stream, "req-revoked");
   EXPECT_EQ(e.kind(), v1::ErasureEvent::KIND_REJECTED);
   EXPECT_EQ(e.status_code(), static_cast<int>(grpc::StatusCode::UNAUTHENTICATED));
-  while (stream->Read(&e)) {
-  }
-  EXPECT_TRUE(stream->Finish().ok());
   EXPECT_EQ(Snapshot(), before);
 }
 
@@ -765,6 +773,45 @@ TEST(AuthOptionsTest, NoTokenFileNeedsAnExplicitInsecureFlag) {
   EXPECT_THAT(std::string(server.status().message()), HasSubstr("--insecure"));
 }
 
+// Expiry: a token past its "expires" is UNAUTHENTICATED naming the time, on a new call and on an
+// Erase stream opened while it was valid (the stream re-checks before each request); one still
+// valid works.
+TEST_F(AuthTest, ATokenPastItsExpiryIsRefusedAndAnOpenStreamStopsThere) {
+  const absl::Time now = absl::Now();
+  std::string text = TokenFileText(Tokens());
+  text += TokenFileLine("retired", "tok-retired", {"admin"}, {}, now - absl::Hours(1)) + "\n";
+  text += TokenFileLine("shortlived", "tok-short", {"erase"}, {}, now + absl::Seconds(3)) + "\n";
+  text += TokenFileLine("longlived", "tok-long", {"query"}, {}, now + absl::Hours(24)) + "\n";
+  WriteFile(token_file_, text);
+  ASSERT_TRUE(server_->ReloadAuth().ok());
+  EXPECT_EQ(server_->auth().expired_tokens(), 1u);
+  auto describe = [&](const std::string& token) {
+    grpc::ClientContext ctx;
+    Authorize(ctx, token);
+    v1::DescribeModelRequest q;
+    q.set_model_id("toy");
+    v1::ModelInfo r;
+    return models_->DescribeModel(&ctx, q, &r);
+  };
+  const grpc::Status retired = describe("tok-retired");
+  EXPECT_EQ(retired.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(retired.error_message(), HasSubstr("'retired' expired at"));
+  EXPECT_TRUE(describe("tok-long").ok());
+
+  grpc::ClientContext ctx;
+  Authorize(ctx, "tok-short");
+  auto stream = erasure_->Erase(&ctx);
+  stream->WaitForInitialMetadata();  // opened and authorized while the token was valid
+  absl::SleepFor(now + absl::Seconds(3.5) - absl::Now());
+  const std::string before = Snapshot();
+  const v1::ErasureEvent e = SubmitAndClose(stream, "req-after-expiry");
+  EXPECT_EQ(e.kind(), v1::ErasureEvent::KIND_REJECTED);
+  EXPECT_EQ(e.status_code(), static_cast<int>(grpc::StatusCode::UNAUTHENTICATED));
+  EXPECT_THAT(e.message(), HasSubstr("'shortlived' expired at"));
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(server_->auth().expired_tokens(), 2u);
+}
+
 TEST(TokenTableTest, ParsesTheDocumentedFormatAndRejectsMistakes) {
   const std::string hash = core::Sha256Hex("secret");
   auto table =
@@ -778,6 +825,15 @@ TEST(TokenTableTest, ParsesTheDocumentedFormatAndRejectsMistakes) {
   EXPECT_EQ(e->roles, static_cast<uint32_t>(kRoleQuery | kRoleErase));
   EXPECT_EQ(e->models, std::vector<std::string>{"m"});
   EXPECT_EQ(table->FindByToken("other"), nullptr);
+  EXPECT_EQ(e->expires, absl::InfiniteFuture());
+  auto expiring = TokenTable::Parse(
+      absl::StrCat("{\"name\":\"b\",\"sha256\":\"", hash,
+                   "\",\"roles\":[\"query\"],\"expires\":\"2027-06-30T02:00:00+02:00\"}"),
+      "t");
+  ASSERT_TRUE(expiring.ok()) << expiring.status();
+  EXPECT_EQ(expiring->FindByToken("secret")->expires, absl::FromUnixSeconds(1814313600));
+  EXPECT_EQ(expiring->ExpiredAt(absl::FromUnixSeconds(1814313599)), 0u);
+  EXPECT_EQ(expiring->ExpiredAt(absl::FromUnixSeconds(1814313600)), 1u);
   const std::string line = absl::StrCat("{\"name\":\"a\",\"sha256\":\"", hash, "\",\"roles\":[");
   for (const std::string& bad : {
            absl::StrCat(line, "\"root\"]}"),  // unknown role
@@ -786,6 +842,8 @@ TEST(TokenTableTest, ParsesTheDocumentedFormatAndRejectsMistakes) {
            std::string("{\"name\":\"a\",\"sha256\":\"ABC\",\"roles\":[\"admin\"]}"),    // not hex
            absl::StrCat(line, "\"query\"]}\n", line, "\"erase\"]}"),                    // duplicate
            std::string("not json"),
+           absl::StrCat(line, "\"query\"],\"expires\":\"next week\"}"),  // not RFC 3339
+           absl::StrCat(line, "\"query\"],\"expires\":1800000000}"),     // not a string
        }) {
     auto parsed = TokenTable::Parse(bad, "t");
     EXPECT_FALSE(parsed.ok()) << bad;

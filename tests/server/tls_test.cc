@@ -5,6 +5,8 @@
 // over HTTPS only (checked with curl).
 #include <cstdlib>
 #include <fstream>
+#include <functional>
+#include <iostream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -42,21 +44,27 @@ class TlsTest : public ::testing::Test {
   static void SetUpTestSuite() {
     tmp_ = new server::testing::TempDir();
     const std::string d = tmp_->path();
-    const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
     std::ofstream(d + "/san.ext") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
-    certs_ok_ =
-        Shell(absl::StrCat("cd ", d, " && openssl req -x509 ", ec,
-                           " -keyout ca.key -out ca.pem -days 1 -subj /CN=unl-test-ca")) == 0 &&
-        Shell(absl::StrCat("cd ", d, " && openssl req ", ec,
-                           " -keyout server.key -out server.csr -subj /CN=localhost")) == 0 &&
-        Shell(absl::StrCat("cd ", d,
-                           " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key "
-                           "-CAcreateserial -out server.pem -days 1 -extfile san.ext")) == 0 &&
-        Shell(absl::StrCat("cd ", d, " && openssl req ", ec,
-                           " -keyout client.key -out client.csr -subj /CN=unl-test-client")) == 0 &&
-        Shell(absl::StrCat("cd ", d,
-                           " && openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key "
-                           "-CAcreateserial -out client.pem -days 1")) == 0;
+    const std::string run = absl::StrCat("cd ", d, " && openssl ");
+    const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    // A self-signed CA <name>.pem / .key.
+    auto ca = [&](const std::string& name) {
+      return Shell(absl::StrCat(run, "req -x509 ", ec, " -keyout ", name, ".key -out ", name,
+                                ".pem -days 1 -subj /CN=unl-test-", name)) == 0;
+    };
+    // <name>.pem / .key with subject CN=`cn`, signed by CA `by` (`ext`: extensions file or "").
+    auto cert = [&](const std::string& name, const std::string& cn, const std::string& by,
+                    const std::string& ext) {
+      return Shell(absl::StrCat(run, "req ", ec, " -keyout ", name, ".key -out ", name,
+                                ".csr -subj /CN=", cn)) == 0 &&
+             Shell(absl::StrCat(run, "x509 -req -in ", name, ".csr -CA ", by, ".pem -CAkey ", by,
+                                ".key -CAcreateserial -out ", name, ".pem -days 1",
+                                ext.empty() ? "" : " -extfile " + ext)) == 0;
+    };
+    certs_ok_ = ca("ca") && cert("server", "localhost", "ca", "san.ext") &&
+                cert("client", "unl-test-client", "ca", "") &&
+                // A second CA and a server certificate of its own: what a rotation brings.
+                ca("ca2") && cert("server2", "localhost", "ca2", "san.ext");
     have_curl_ = Shell("curl --version") == 0;
   }
   static void TearDownTestSuite() {
@@ -77,7 +85,8 @@ class TlsTest : public ::testing::Test {
 
   std::string File(const std::string& name) const { return tmp_->path() + "/" + name; }
 
-  void StartServer(bool mtls) {
+  // `cert_dir`: where server.pem and server.key are read from ("" = the suite's originals).
+  void StartServer(bool mtls, int reload_seconds = 10, const std::string& cert_dir = "") {
     ServerOptions options;
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "127.0.0.1:0";
@@ -87,17 +96,20 @@ class TlsTest : public ::testing::Test {
     options.families = &registries_.families;
     options.auth.token_file = run_.Join("tokens.jsonl");
     options.auth.audit_log = run_.Join("audit.jsonl");
-    options.tls_cert = File("server.pem");
-    options.tls_key = File("server.key");
+    options.tls_cert = cert_dir.empty() ? File("server.pem") : cert_dir + "/server.pem";
+    options.tls_key = cert_dir.empty() ? File("server.key") : cert_dir + "/server.key";
     if (mtls) options.tls_client_ca = File("ca.pem");
+    options.tls_reload_seconds = reload_seconds;
     auto server = UnlearningServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
   }
 
-  // ListModels over a channel with `credentials`, as the admin.
+  // ListModels over a new channel with `credentials`, as the admin.
   grpc::Status ListModels(std::shared_ptr<grpc::ChannelCredentials> credentials) {
-    auto channel = grpc::CreateChannel(server_->grpc_address(), credentials);
+    return ListModels(grpc::CreateChannel(server_->grpc_address(), credentials));
+  }
+  grpc::Status ListModels(const std::shared_ptr<grpc::Channel>& channel) {
     auto stub = v1::ModelService::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.AddMetadata("authorization", "Bearer tok-admin");
@@ -106,9 +118,10 @@ class TlsTest : public ::testing::Test {
     return stub->ListModels(&ctx, v1::ListModelsRequest(), &r);
   }
 
-  std::shared_ptr<grpc::ChannelCredentials> Tls(bool client_cert) {
+  std::shared_ptr<grpc::ChannelCredentials> Tls(bool client_cert,
+                                                const std::string& ca = "ca.pem") {
     grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ReadAll(File("ca.pem"));
+    ssl.pem_root_certs = ReadAll(File(ca));
     if (client_cert) {
       ssl.pem_cert_chain = ReadAll(File("client.pem"));
       ssl.pem_private_key = ReadAll(File("client.key"));
@@ -116,12 +129,12 @@ class TlsTest : public ::testing::Test {
     return grpc::SslCredentials(ssl);
   }
 
-  // curl's exit code fetching /metrics with the admin token (0 = got it).
-  int Curl(const std::string& scheme, bool client_cert) {
+  // curl's exit code fetching /metrics with the admin token (0 = got it), trusting `ca`.
+  int Curl(const std::string& scheme, bool client_cert, const std::string& ca = "ca.pem") {
     std::string cmd = absl::StrCat(
         "curl -sf --max-time 5 -H 'Authorization: Bearer tok-admin' "
         "--cacert ",
-        File("ca.pem"));
+        File(ca));
     if (client_cert) {
       cmd += absl::StrCat(" --cert ", File("client.pem"), " --key ", File("client.key"));
     }
@@ -161,6 +174,80 @@ TEST_F(TlsTest, MutualTlsRefusesClientsWithoutACertificate) {
   StartServer(/*mtls=*/true);
   EXPECT_NE(Curl("https", false), 0);
   EXPECT_EQ(Curl("https", true), 0);
+}
+
+// Copies `from` over `to` as a rotation tool does: a new file renamed into place.
+void Replace(const std::string& from, const std::string& to) {
+  ASSERT_EQ(Shell(absl::StrCat("cp ", from, " ", to, ".new && mv ", to, ".new ", to)), 0);
+}
+
+// Polls `ok` every 200 ms for up to `seconds`; true once it holds.
+bool Within(double seconds, const std::function<bool()>& ok) {
+  const absl::Time end = absl::Now() + absl::Seconds(seconds);
+  while (absl::Now() < end) {
+    if (ok()) return true;
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  return ok();
+}
+
+// A certificate rotated on disk is served without a restart: with --tls-reload-seconds 1, new
+// gRPC connections and /metrics present the certificate of the second CA within a few seconds,
+// and a connection opened before keeps working. Half-way (the new certificate beside the old
+// key) /metrics keeps the old pair.
+TEST_F(TlsTest, ARotatedCertificateIsServedWithoutARestart) {
+  const std::string dir = run_.Join("certs");
+  ASSERT_EQ(Shell(absl::StrCat("mkdir -p ", dir, " && cp ", File("server.pem"), " ",
+                               File("server.key"), " ", dir, "/")),
+            0);
+  StartServer(/*mtls=*/false, /*reload_seconds=*/1, dir);
+  auto open_channel = grpc::CreateChannel(server_->grpc_address(), Tls(false));
+  ASSERT_TRUE(ListModels(open_channel).ok());
+  EXPECT_TRUE(ListModels(Tls(false)).ok());
+  EXPECT_FALSE(ListModels(Tls(false, "ca2.pem")).ok());
+
+  // Half-way: the new certificate, the old key.
+  Replace(File("server2.pem"), dir + "/server.pem");
+  absl::SleepFor(absl::Seconds(3));
+  if (have_curl_) {
+    EXPECT_EQ(Curl("https", false), 0) << "/metrics must keep the old pair";
+    EXPECT_NE(Curl("https", false, "ca2.pem"), 0);
+  }
+  MetricsTls mismatched;
+  mismatched.cert_file = dir + "/server.pem";
+  mismatched.key_file = dir + "/server.key";
+  const absl::Status refused = server_->metrics().ReloadTls(mismatched);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("does not match"));
+  std::cerr << "half-way rotation: gRPC with the old CA "
+            << (ListModels(Tls(false)).ok() ? "ok" : "refused") << ", with the new CA "
+            << (ListModels(Tls(false, "ca2.pem")).ok() ? "ok" : "refused") << "\n";
+
+  Replace(File("server2.key"), dir + "/server.key");
+  EXPECT_TRUE(Within(10, [&] { return ListModels(Tls(false, "ca2.pem")).ok(); }))
+      << "new gRPC connections never got the rotated certificate";
+  EXPECT_FALSE(ListModels(Tls(false)).ok()) << "a new connection still got the old certificate";
+  EXPECT_TRUE(ListModels(open_channel).ok()) << "the connection opened before was dropped";
+  if (!have_curl_) GTEST_SKIP() << "no curl: /metrics rotation not checked";
+  EXPECT_TRUE(Within(10, [&] { return Curl("https", false, "ca2.pem") == 0; }))
+      << "/metrics never served the rotated certificate";
+  EXPECT_NE(Curl("https", false), 0);
+}
+
+TEST_F(TlsTest, ANegativeReloadPeriodIsRefused) {
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.data_dir = run_.Join("data");
+  options.methods = &registries_.methods;
+  options.families = &registries_.families;
+  options.auth.insecure = true;
+  options.tls_cert = File("server.pem");
+  options.tls_key = File("server.key");
+  options.tls_reload_seconds = -1;
+  auto server = UnlearningServer::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(server.status().message(), HasSubstr("--tls-reload-seconds"));
 }
 
 }  // namespace
