@@ -120,6 +120,16 @@ class AuthTest : public ::testing::Test {
     if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
   }
 
+  // DescribeModel("toy") with `token`.
+  grpc::Status DescribeToy(const std::string& token) {
+    grpc::ClientContext ctx;
+    Authorize(ctx, token);
+    v1::DescribeModelRequest q;
+    q.set_model_id("toy");
+    v1::ModelInfo r;
+    return models_->DescribeModel(&ctx, q, &r);
+  }
+
   // Submits request `id` on an open Erase stream, closes it, and returns the first answer; the
   // stream must then end OK.
   template <typename Stream>
@@ -494,14 +504,7 @@ TEST_F(AuthTest, EraseCallersSeeOnlyTheirOwnJobsAndAModelRestrictedListIsFiltere
 }
 
 TEST_F(AuthTest, ReloadAddsAndRevokesTokensAndABadFileKeepsTheOldTable) {
-  auto describe = [&](const std::string& token) {
-    grpc::ClientContext ctx;
-    Authorize(ctx, token);
-    v1::DescribeModelRequest q;
-    q.set_model_id("toy");
-    v1::ModelInfo r;
-    return models_->DescribeModel(&ctx, q, &r).error_code();
-  };
+  auto describe = [&](const std::string& token) { return DescribeToy(token).error_code(); };
   EXPECT_EQ(describe("tok-new"), grpc::StatusCode::UNAUTHENTICATED);
   // A new file: "reader" removed, "newcomer" added.
   std::vector<TestToken> tokens = Tokens();
@@ -785,18 +788,10 @@ TEST_F(AuthTest, ATokenPastItsExpiryIsRefusedAndAnOpenStreamStopsThere) {
   WriteFile(token_file_, text);
   ASSERT_TRUE(server_->ReloadAuth().ok());
   EXPECT_EQ(server_->auth().expired_tokens(), 1u);
-  auto describe = [&](const std::string& token) {
-    grpc::ClientContext ctx;
-    Authorize(ctx, token);
-    v1::DescribeModelRequest q;
-    q.set_model_id("toy");
-    v1::ModelInfo r;
-    return models_->DescribeModel(&ctx, q, &r);
-  };
-  const grpc::Status retired = describe("tok-retired");
+  const grpc::Status retired = DescribeToy("tok-retired");
   EXPECT_EQ(retired.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_THAT(retired.error_message(), HasSubstr("'retired' expired at"));
-  EXPECT_TRUE(describe("tok-long").ok());
+  EXPECT_TRUE(DescribeToy("tok-long").ok());
 
   grpc::ClientContext ctx;
   Authorize(ctx, "tok-short");

@@ -10,19 +10,6 @@
 // rounds, so its bound is half of what leaking every refused request would add over three).
 #include <malloc.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNL_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNL_ASAN 1
-#endif
-#endif
-#ifdef UNL_ASAN
-// From the sanitizers' public <sanitizer/allocator_interface.h> (clang ships the header, GCC only
-// the runtime): the bytes its allocator has handed out and not got back.
-extern "C" size_t __sanitizer_get_current_allocated_bytes();
-#endif
-
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -39,6 +26,7 @@ extern "C" size_t __sanitizer_get_current_allocated_bytes();
 
 #include "server/server.h"
 #include "tests/server_infra/infra_test_util.h"
+#include "tests/testing/sanitizers.h"
 #include "tests/testing/toy_family.h"
 #include "unlearning/v1/service.grpc.pb.h"
 

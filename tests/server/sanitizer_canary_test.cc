@@ -1,26 +1,14 @@
 // The sanitized build is live: in server_tests_asan (ctest label sanitizer) a use after free, a
 // stack use after return, a signed overflow and a leak each end the process with the sanitizer's
-// report, so a clean run of
-// the other tests in that binary means the sanitizers looked and found nothing. In the plain
-// server_tests these are skipped. docs/sanitizers.md.
+// report, so a clean run of the other tests in that binary means the sanitizers looked and found
+// nothing. In the plain server_tests these are skipped. docs/sanitizers.md.
 #include <climits>
 #include <cstdio>
 #include <cstring>
 
 #include <gtest/gtest.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNL_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNL_ASAN 1
-#endif
-#endif
-
-#ifdef UNL_ASAN
-// LeakSanitizer's public interface (<sanitizer/lsan_interface.h>; GCC ships only the runtime).
-extern "C" void __lsan_do_leak_check();
-#endif
+#include "tests/testing/sanitizers.h"
 
 namespace {
 
