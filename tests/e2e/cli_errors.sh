@@ -73,7 +73,7 @@ expect_exit $EXIT_REJECTED "rejected: INVALID_ARGUMENT: .*batch_size" \
 log "server-side errors: ok"
 
 # And the working path still works, in both output modes.
-ctl models list | grep -q '^demo ' || fail "models list does not show demo"
+ctl models list | grep '^demo ' >/dev/null || fail "models list does not show demo"
 [[ $(ctl --json models list | jq -r '.models[0].model_id') == demo ]] || fail "models list --json"
 ctl --json score --model demo --prompt "Question: who?" --continuation " Answer" |
   jq -e '.num_tokens > 0' >/dev/null || fail "score --json"
